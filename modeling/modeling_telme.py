@@ -1,0 +1,343 @@
+# Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
+"""TelME: a text teacher, audio and video students, and the Attention-based modality Shifting Fusion (ASF).
+
+Hub-portable: imports only torch and transformers; copied verbatim into every saved checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import Data2VecAudioModel, PreTrainedModel, RobertaModel, TimesformerModel
+from transformers.utils import ModelOutput
+
+from .configuration_telme import TelMEConfig
+
+
+@dataclass
+class TelMEOutput(ModelOutput):
+    r"""
+    Output of [`TelMEForEmotionRecognition`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Cross-entropy of `logits` against `labels`, when labels are given.
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            The model's prediction: the fusion's logits when all three modalities are available, otherwise the
+            logits of the single modality given.
+        text_logits, audio_logits, video_logits, fusion_logits (`torch.FloatTensor`, *optional*):
+            Each part's own classifier output (`None` when its inputs were not given).
+        text_features, audio_features, video_features (`torch.FloatTensor` of shape `(batch_size, projection_dim)`):
+            F_T, F_a, F_v in the shared width d: what distillation and fusion consume, and what stage-3 caching
+            stores.
+        shift_weights (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
+            λ of the fusion: how far audio/video shifted each text feature.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    text_logits: torch.FloatTensor | None = None
+    audio_logits: torch.FloatTensor | None = None
+    video_logits: torch.FloatTensor | None = None
+    fusion_logits: torch.FloatTensor | None = None
+    text_features: torch.FloatTensor | None = None
+    audio_features: torch.FloatTensor | None = None
+    video_features: torch.FloatTensor | None = None
+    shift_weights: torch.FloatTensor | None = None
+
+
+def last_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last non-padding token of each row, for left or right padding.
+
+    With TelME's left padding this is always the final position, which holds the `<mask>` token.
+    """
+    seq_len = attention_mask.shape[-1]
+    return seq_len - 1 - attention_mask.flip(-1).to(torch.long).argmax(-1)
+
+
+class TelMETextTeacher(nn.Module):
+    """RoBERTa over `history </s> Now <s_i> feels <mask>`; the `<mask>` state, projected to d, is F_T."""
+
+    def __init__(self, config: TelMEConfig) -> None:
+        super().__init__()
+        self.encoder = RobertaModel(config.text_config, add_pooling_layer=False)
+        self.projection = nn.Linear(config.text_config.hidden_size, config.projection_dim)
+        self.classifier = nn.Linear(config.projection_dim, config.num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        positions = last_token_positions(attention_mask)
+        mask_state = hidden[torch.arange(hidden.shape[0], device=hidden.device), positions]
+        return self.projection(mask_state)
+
+
+class TelMEAudioStudent(nn.Module):
+    """data2vec-audio over the 16 kHz waveform, pooled over time to F_a."""
+
+    def __init__(self, config: TelMEConfig) -> None:
+        super().__init__()
+        self.pooling = config.audio_pooling
+        self.encoder = Data2VecAudioModel(config.audio_config)
+        width = config.audio_config.hidden_size
+        self.projection = nn.Linear(width, config.projection_dim) if width != config.projection_dim else nn.Identity()
+        self.classifier = nn.Linear(config.projection_dim, config.num_labels)
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pooling == "first":
+            # The original passes no mask and keeps frame 0 of left-zero-padded audio.
+            hidden = self.encoder(input_values).last_hidden_state
+            return self.projection(hidden[:, 0])
+        hidden = self.encoder(input_values, attention_mask=attention_mask).last_hidden_state
+        if attention_mask is None:
+            return self.projection(hidden.mean(dim=1))
+        frame_mask = self.encoder._get_feature_vector_attention_mask(hidden.shape[1], attention_mask)
+        frame_mask = frame_mask.to(hidden.dtype).unsqueeze(-1)
+        pooled = (hidden * frame_mask).sum(dim=1) / frame_mask.sum(dim=1).clamp(min=1.0)
+        return self.projection(pooled)
+
+
+class TelMEVideoStudent(nn.Module):
+    """TimeSformer over T frames; the CLS state is F_v."""
+
+    def __init__(self, config: TelMEConfig) -> None:
+        super().__init__()
+        self.encoder = TimesformerModel(config.video_config)
+        width = config.video_config.hidden_size
+        self.projection = nn.Linear(width, config.projection_dim) if width != config.projection_dim else nn.Identity()
+        self.classifier = nn.Linear(config.projection_dim, config.num_labels)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(pixel_values).last_hidden_state
+        return self.projection(hidden[:, 0])
+
+
+class TelMEFusion(nn.Module):
+    r"""Attention-based modality Shifting Fusion.
+
+    X = [F_a; F_v];  A = MHA(X) + X;  F_att = Dropout(LN(A));  g = ReLU(W₁[F_att; F_T] + b₁);
+    H = g ⊙ (W₂F_att + b₂);  λ = min(θ‖F_T‖/‖H‖, 1);  Z = Dropout(LN(F_T + λH));  logits = W·Z.
+
+    With `attention_scope="modalities"` the attention runs over the two modality tokens of each utterance, so a
+    prediction never depends on the rest of the batch. `"batch"` keeps the original behaviour: the [B, 2d] matrix is
+    given to `nn.MultiheadAttention` as one unbatched sequence of length B.
+    """
+
+    def __init__(self, config: TelMEConfig) -> None:
+        super().__init__()
+        dim = config.projection_dim
+        self.attention_scope = config.fusion_attention_scope
+        self.modality_order = tuple(config.fusion_modality_order)
+        self.shift_weight = config.fusion_shift_weight
+        self.attention = nn.MultiheadAttention(
+            config.fusion_attention_width, config.fusion_num_heads, batch_first=self.attention_scope != "batch"
+        )
+        self.attention_norm = nn.LayerNorm(2 * dim)
+        self.gate = nn.Linear(3 * dim, dim)
+        self.shift = nn.Linear(2 * dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(config.fusion_dropout)
+        self.classifier = nn.Linear(dim, config.num_labels)
+
+    def attend(self, audio_features: torch.Tensor, video_features: torch.Tensor) -> torch.Tensor:
+        """A = MHA(X) + X over the non-verbal features, returned flat as [B, 2d]."""
+        by_name = {"audio": audio_features, "video": video_features}
+        first, second = (by_name[name] for name in self.modality_order)
+        if self.attention_scope == "batch":
+            tokens = torch.cat([first, second], dim=-1)
+            return self.attention(tokens, tokens, tokens, need_weights=False)[0] + tokens
+        tokens = torch.stack([first, second], dim=1)
+        attended = self.attention(tokens, tokens, tokens, need_weights=False)[0] + tokens
+        return attended.flatten(1)
+
+    def forward(
+        self, text_features: torch.Tensor, audio_features: torch.Tensor, video_features: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        nonverbal = self.dropout(self.attention_norm(self.attend(audio_features, video_features)))
+        gate = F.relu(self.gate(torch.cat([nonverbal, text_features], dim=-1)))
+        shift = gate * self.shift(nonverbal)
+        text_norm = text_features.norm(p=2, dim=-1)
+        shift_norm = shift.norm(p=2, dim=-1)
+        # A zero shift vector would divide by zero; the original treats its norm as 1 (λ then stays finite).
+        shift_norm = torch.where(shift_norm == 0, torch.ones_like(shift_norm), shift_norm)
+        shift_weights = (self.shift_weight * text_norm / (shift_norm + 1e-6)).clamp(max=1.0)
+        fused = self.dropout(self.norm(text_features + shift_weights.unsqueeze(-1) * shift))
+        return self.classifier(fused), shift_weights
+
+
+class TelMEPreTrainedModel(PreTrainedModel):
+    config_class = TelMEConfig
+    base_model_prefix = "telme"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["RobertaLayer", "Data2VecAudioEncoderLayer", "TimesformerLayer", "TelMEFusion"]
+
+
+class TelMEForEmotionRecognition(TelMEPreTrainedModel):
+    r"""
+    TelME for emotion recognition in conversation: one emotion per utterance from its dialogue context (text),
+    waveform (audio) and frames (video).
+
+    Any subset of modalities can be given. Precomputed `*_features` skip the corresponding encoder: this is how the
+    fusion stage trains in seconds on cached features.
+
+    Example:
+
+    ```python
+    >>> from telme_hf import TelMEConfig, TelMEForEmotionRecognition
+    >>> model = TelMEForEmotionRecognition(TelMEConfig.from_preset("tiny")).eval()
+    >>> out = model(input_ids=torch.tensor([[0, 5, 6, 2, 7, 4]]))
+    >>> out.logits.shape
+    torch.Size([1, 7])
+    ```
+    """
+
+    def __init__(self, config: TelMEConfig) -> None:
+        super().__init__(config)
+        self.text_teacher = TelMETextTeacher(config)
+        self.audio_student = TelMEAudioStudent(config)
+        self.video_student = TelMEVideoStudent(config)
+        self.fusion = TelMEFusion(config)
+        self.post_init()
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """F_T: the projected `<mask>` state of the text teacher, shape `(batch_size, projection_dim)`."""
+        return self.text_teacher(input_ids, attention_mask)
+
+    def get_audio_features(
+        self, input_values: torch.Tensor, audio_attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """F_a: the pooled audio student state, shape `(batch_size, projection_dim)`."""
+        return self.audio_student(input_values, audio_attention_mask)
+
+    def get_video_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """F_v: the video student's CLS state, shape `(batch_size, projection_dim)`."""
+        return self.video_student(pixel_values)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        input_values: torch.Tensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        video_features: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> TelMEOutput | tuple:
+        r"""
+        Args:
+            input_ids, attention_mask: the prompted, left-padded teacher input from [`TelMEProcessor`].
+            input_values, audio_attention_mask: 16 kHz waveforms and their padding mask.
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, 3, height, width)`): video frames.
+            labels (`torch.LongTensor` of shape `(batch_size,)`): emotion ids, for the loss on `logits`.
+            text_features, audio_features, video_features: precomputed F_T / F_a / F_v (skip that encoder).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if text_features is None and input_ids is not None:
+            text_features = self.get_text_features(input_ids, attention_mask)
+        if audio_features is None and input_values is not None:
+            audio_features = self.get_audio_features(input_values, audio_attention_mask)
+        if video_features is None and pixel_values is not None:
+            video_features = self.get_video_features(pixel_values)
+
+        text_logits = self.text_teacher.classifier(text_features) if text_features is not None else None
+        audio_logits = self.audio_student.classifier(audio_features) if audio_features is not None else None
+        video_logits = self.video_student.classifier(video_features) if video_features is not None else None
+
+        fusion_logits = shift_weights = None
+        available = [logits for logits in (text_logits, audio_logits, video_logits) if logits is not None]
+        if len(available) == 3:
+            fusion_logits, shift_weights = self.fusion(text_features, audio_features, video_features)
+            logits = fusion_logits
+        elif len(available) == 1:
+            logits = available[0]
+        else:
+            given = [name for name, f in zip(("text", "audio", "video"), (text_features, audio_features, video_features)) if f is not None]
+            raise ValueError(
+                "Give inputs for one modality (that part's prediction) or for all three (the fused prediction); "
+                f"got {given or 'none'}. Each part's logits are also returned separately when all three are given."
+            )
+
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        output = TelMEOutput(
+            loss=loss,
+            logits=logits,
+            text_logits=text_logits,
+            audio_logits=audio_logits,
+            video_logits=video_logits,
+            fusion_logits=fusion_logits,
+            text_features=text_features,
+            audio_features=audio_features,
+            video_features=video_features,
+            shift_weights=shift_weights,
+        )
+        return output if return_dict else output.to_tuple()
+
+    @classmethod
+    def from_backbones(
+        cls,
+        config: TelMEConfig,
+        text_model: str | None = None,
+        audio_model: str | None = None,
+        video_model: str | None = None,
+        **from_pretrained_kwargs: Any,
+    ) -> "TelMEForEmotionRecognition":
+        """Start from pretrained backbones (Hub ids or local folders) and fresh heads and fusion.
+
+        Defaults are the backbones named in the sub-configs (`roberta-large`, `facebook/data2vec-audio-base-960h`,
+        `facebook/timesformer-base-finetuned-k400` for the paper presets). The text embeddings are resized to
+        `config.text_config.vocab_size`, which includes the speaker tokens.
+
+        Example:
+
+        ```python
+        >>> config = TelMEConfig.from_preset("meld")
+        >>> model = TelMEForEmotionRecognition.from_backbones(config)  # downloads the three backbones
+        ```
+        """
+        model = cls(config)
+        sources = {
+            "text": text_model or config.text_config.name_or_path,
+            "audio": audio_model or config.audio_config.name_or_path,
+            "video": video_model or config.video_config.name_or_path,
+        }
+        missing = [name for name, source in sources.items() if not source]
+        if missing:
+            raise ValueError(f"No pretrained source for the {missing} backbone(s): pass e.g. `text_model=...`.")
+
+        text = RobertaModel.from_pretrained(sources["text"], add_pooling_layer=False, **from_pretrained_kwargs)
+        text.resize_token_embeddings(config.text_config.vocab_size)
+        audio_overrides = {
+            key: getattr(config.audio_config, key)
+            for key in ("mask_time_length", "mask_time_prob", "mask_time_min_masks", "layerdrop")
+        }
+        audio = Data2VecAudioModel.from_pretrained(sources["audio"], **audio_overrides, **from_pretrained_kwargs)
+        video = TimesformerModel.from_pretrained(sources["video"], **from_pretrained_kwargs)
+        for part, backbone in ((model.text_teacher, text), (model.audio_student, audio), (model.video_student, video)):
+            missing_keys, unexpected = part.encoder.load_state_dict(backbone.state_dict(), strict=False)
+            if missing_keys or unexpected:
+                raise ValueError(
+                    f"The pretrained {type(backbone).__name__} does not fit the config's backbone: missing "
+                    f"{missing_keys[:5]}, unexpected {unexpected[:5]}. Build the config from the same backbone."
+                )
+        return model
+
+
+__all__ = [
+    "TelMEOutput",
+    "TelMEPreTrainedModel",
+    "TelMEForEmotionRecognition",
+    "TelMETextTeacher",
+    "TelMEAudioStudent",
+    "TelMEVideoStudent",
+    "TelMEFusion",
+]

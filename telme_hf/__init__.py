@@ -1,0 +1,46 @@
+# Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
+"""telme_hf: TelME emotion recognition in conversation as a Hugging Face model package.
+
+Importing this package registers the `telme` model type with `AutoConfig`, `AutoModel` and `AutoProcessor`, and
+marks the classes for `trust_remote_code` export: `save_pretrained` copies the model code into the checkpoint so
+that it loads where `telme_hf` is not installed.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoProcessor
+
+from .modeling import (
+    IEMOCAP_LABELS,
+    MELD_LABELS,
+    REFERENCE_BEHAVIOUR,
+    TelMEConfig,
+    TelMEForEmotionRecognition,
+    TelMEOutput,
+    TelMEPreTrainedModel,
+    TelMEProcessor,
+)
+
+
+__version__ = "0.1.0"
+
+AutoConfig.register(TelMEConfig.model_type, TelMEConfig, exist_ok=True)
+AutoModel.register(TelMEConfig, TelMEForEmotionRecognition, exist_ok=True)
+AutoProcessor.register(TelMEConfig, TelMEProcessor, exist_ok=True)
+TelMEConfig.register_for_auto_class()
+TelMEForEmotionRecognition.register_for_auto_class("AutoModel")
+TelMEProcessor.register_for_auto_class()
+
+from .components import build_processor, train_tokenizer  # noqa: E402  (needs the registered classes)
+
+
+__all__ = [
+    "IEMOCAP_LABELS",
+    "MELD_LABELS",
+    "REFERENCE_BEHAVIOUR",
+    "TelMEConfig",
+    "TelMEForEmotionRecognition",
+    "TelMEOutput",
+    "TelMEPreTrainedModel",
+    "TelMEProcessor",
+    "build_processor",
+    "train_tokenizer",
+]

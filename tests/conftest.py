@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny random models, a tokenizer trained on the fly, offline Hub."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+import telme_hf
+from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer
+
+
+TOKENIZER_TEXTS = [
+    "Now feels hello there how are you doing today",
+    "I am fine thanks for asking my friend",
+    "leave me alone now please I am so angry",
+    "oh my god that is amazing what a surprise",
+    "this is disgusting and gross I hate it",
+    "I am scared of the dark and the noise",
+    "we lost everything and I feel so sad",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return train_tokenizer(TOKENIZER_TEXTS * 5, vocab_size=400)
+
+
+@pytest.fixture
+def tiny_config(tiny_tokenizer) -> TelMEConfig:
+    config = TelMEConfig.from_preset("tiny")
+    config.text_config.vocab_size = len(tiny_tokenizer)
+    return config
+
+
+@pytest.fixture
+def tiny_processor(tiny_config, tiny_tokenizer):
+    return build_processor(tiny_config, tiny_tokenizer)
+
+
+@pytest.fixture
+def tiny_model(tiny_config) -> TelMEForEmotionRecognition:
+    torch.manual_seed(0)
+    return TelMEForEmotionRecognition(tiny_config).eval()
+
+
+@pytest.fixture
+def dialogue() -> list[dict]:
+    return [
+        {"speaker": "Ross", "text": "hello there how are you"},
+        {"speaker": "Rachel", "text": "I am fine thanks"},
+        {"speaker": "Monica", "text": "oh my god"},
+        {"speaker": "Ross", "text": "leave me alone"},
+    ]
