@@ -1,0 +1,463 @@
+# Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
+"""Evaluation metrics for emotion recognition in conversation (ERC).
+
+One implementation, :func:`compute_erc_metrics`, serves every consumer:
+
+* ``transformers.Trainer`` through :func:`make_compute_metrics` (a flat dict of floats, which is what the Trainer
+  logs and what ``metric_for_best_model="weighted_f1"`` selects on);
+* the ``evaluate`` module in ``telme_hf/erc_metric`` (loadable offline with :func:`load_erc_metric` or
+  ``evaluate.load(<path to telme_hf/erc_metric>)``);
+* the CLI and users, with :func:`format_per_class_table`, :func:`plot_confusion_matrix` and
+  :func:`write_metrics_json`.
+
+The headline number of TelME is the **weighted F1** of the test split (each class's F1 weighted by its number of
+true samples), computed as ``sklearn.metrics.f1_score(y_true, y_pred, average="weighted")``. The argument order
+matters: swapping ``y_true`` and ``y_pred`` weights the classes by the *predicted* counts and gives another number.
+Metric values are fractions in [0, 1]; tables print them as percentages with two decimals, as in the paper.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+from .modeling import IEMOCAP_LABELS, MELD_LABELS
+
+
+if TYPE_CHECKING:
+    from transformers import EvalPrediction
+
+
+__all__ = [
+    "DATASET_LABELS",
+    "PAPER_COLUMN_ORDER",
+    "PAPER_RESULTS",
+    "compute_erc_metrics",
+    "make_compute_metrics",
+    "format_per_class_table",
+    "normalize_confusion_matrix",
+    "plot_confusion_matrix",
+    "write_metrics_json",
+    "load_erc_metric",
+]
+
+# Label names of each dataset in index order (the original code's order, pinned in the model config).
+DATASET_LABELS: dict[str, list[str]] = {"meld": list(MELD_LABELS), "iemocap": list(IEMOCAP_LABELS)}
+
+# Column order of the paper's per-class MELD table (differs from the label index order above).
+PAPER_COLUMN_ORDER: dict[str, list[str]] = {
+    "meld": ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"],
+}
+
+# Published test results of the full TelME model (percent). IEMOCAP per-class F1 are not reproduced here.
+PAPER_RESULTS: dict[str, dict[str, float]] = {
+    "meld": {
+        "neutral": 80.22,
+        "surprise": 60.33,
+        "fear": 26.97,
+        "sadness": 43.45,
+        "joy": 65.67,
+        "disgust": 26.42,
+        "anger": 56.70,
+        "weighted_f1": 67.37,
+    },
+    "iemocap": {"weighted_f1": 70.48},
+}
+
+_ERC_METRIC_DIR = Path(__file__).resolve().parent / "erc_metric"
+
+
+def _as_label_array(values: Any, name: str) -> np.ndarray:
+    """Turn a list / NumPy array / torch tensor of class indices into a 1-D int64 array."""
+    if hasattr(values, "detach"):  # torch.Tensor, without importing torch
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"`{name}` must be a 1-D sequence of class indices, got shape {array.shape}.")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.mod(array, 1) == 0):
+            raise ValueError(f"`{name}` must hold integer class indices, got dtype {array.dtype}.")
+    return array.astype(np.int64)
+
+
+def compute_erc_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+    """Compute the ERC metrics of a set of predictions.
+
+    Class ``i`` is ``labels[i]``. All ``len(labels)`` classes are always reported, even those absent from both
+    ``y_true`` and ``y_pred`` (their precision / recall / F1 are 0 and their support is 0).
+
+    Returned keys (all values plain Python ``float`` / ``int`` / ``list`` / ``dict``, so JSON-serialisable):
+
+    - ``"weighted_f1"``: ``f1_score(y_true, y_pred, average="weighted")``, i.e. ``sum_c n_c * F1_c / N`` with
+      ``n_c`` the number of *true* samples of class ``c``; the paper's headline metric;
+    - ``"accuracy"``: fraction of correct predictions;
+    - ``"macro_f1"``: unweighted mean of the per-class F1 over **all** ``len(labels)`` classes;
+    - ``"precision"``, ``"recall"``, ``"f1"``: dicts label name -> value;
+    - ``"support"``: dict label name -> number of true samples;
+    - ``"confusion_matrix"``: ``C x C`` list of lists of counts, **rows = true class, columns = predicted class**,
+      in label index order;
+    - ``"labels"``: the label names, in index order;
+    - ``"num_samples"``: number of evaluated samples.
+
+    Args:
+        y_true (`Sequence[int]`): gold class indices (list, NumPy array or torch tensor).
+        y_pred (`Sequence[int]`): predicted class indices, same length.
+        labels (`Sequence[str]`): class names, index ``i`` naming class ``i``.
+
+    Returns:
+        `dict[str, Any]`: the metrics, as fractions in [0, 1].
+
+    Example:
+
+    ```python
+    >>> from telme_hf.metrics import compute_erc_metrics
+    >>> m = compute_erc_metrics([0, 0, 1, 2], [0, 1, 1, 2], labels=["anger", "joy", "neutral"])
+    >>> round(m["weighted_f1"], 4), m["accuracy"], m["confusion_matrix"]
+    (0.75, 0.75, [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
+
+    ```
+    """
+    labels = [str(label) for label in labels]
+    num_classes = len(labels)
+    if num_classes == 0:
+        raise ValueError("`labels` must name at least one class.")
+    y_true_arr = _as_label_array(y_true, "y_true")
+    y_pred_arr = _as_label_array(y_pred, "y_pred")
+    if y_true_arr.shape != y_pred_arr.shape:
+        raise ValueError(f"`y_true` and `y_pred` differ in length: {len(y_true_arr)} vs {len(y_pred_arr)}.")
+    if y_true_arr.size == 0:
+        raise ValueError("Cannot compute metrics on zero samples.")
+    for name, array in (("y_true", y_true_arr), ("y_pred", y_pred_arr)):
+        if array.min() < 0 or array.max() >= num_classes:
+            bad = array[(array < 0) | (array >= num_classes)][0]
+            raise ValueError(
+                f"`{name}` contains class index {bad}, outside [0, {num_classes - 1}] for labels {labels}. "
+                "Filter out ignored positions (e.g. label -100) before computing metrics."
+            )
+
+    class_ids = list(range(num_classes))
+    # Passing `labels=class_ids` keeps every class in the per-class arrays and the confusion matrix, even when a
+    # tiny evaluation set misses some classes; `zero_division=0` turns the resulting 0/0 into 0 without warnings.
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true_arr, y_pred_arr, labels=class_ids, average=None, zero_division=0
+    )
+    weighted_f1 = f1_score(y_true_arr, y_pred_arr, labels=class_ids, average="weighted", zero_division=0)
+    confusion = sk_confusion_matrix(y_true_arr, y_pred_arr, labels=class_ids)
+
+    return {
+        "weighted_f1": float(weighted_f1),
+        "accuracy": float(np.mean(y_true_arr == y_pred_arr)),
+        "macro_f1": float(np.mean(f1)),
+        "precision": {label: float(value) for label, value in zip(labels, precision)},
+        "recall": {label: float(value) for label, value in zip(labels, recall)},
+        "f1": {label: float(value) for label, value in zip(labels, f1)},
+        "support": {label: int(value) for label, value in zip(labels, support)},
+        "confusion_matrix": confusion.astype(int).tolist(),
+        "labels": labels,
+        "num_samples": int(y_true_arr.size),
+    }
+
+
+def make_compute_metrics(labels: Sequence[str]) -> Callable[[EvalPrediction], dict[str, float]]:
+    """Build a ``compute_metrics`` function for ``transformers.Trainer``.
+
+    The returned function takes an ``EvalPrediction`` and returns a flat dict of floats (the Trainer only logs
+    scalars and prefixes each key with ``eval_`` / ``test_``): ``weighted_f1``, ``accuracy``, ``macro_f1`` and
+    ``f1_<label>`` for every class. Use ``metric_for_best_model="weighted_f1"`` to select on the paper's metric.
+
+    ``EvalPrediction.predictions`` may be the logits array, a tuple whose first element is the logits (models that
+    return more outputs, e.g. features), or already-argmaxed 1-D class indices (when ``preprocess_logits_for_metrics``
+    reduced them to save memory). Positions whose label is ``-100`` are ignored.
+
+    Args:
+        labels (`Sequence[str]`): class names, index ``i`` naming class ``i`` (e.g. ``config.id2label`` values).
+
+    Returns:
+        `Callable[[EvalPrediction], dict[str, float]]`
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> from transformers import EvalPrediction
+    >>> from telme_hf.metrics import make_compute_metrics
+    >>> compute_metrics = make_compute_metrics(["neg", "pos"])
+    >>> logits = np.array([[2.0, 0.1], [0.3, 1.5], [0.9, 0.2]])
+    >>> compute_metrics(EvalPrediction(predictions=(logits,), label_ids=np.array([0, 1, 1])))["accuracy"]
+    0.6666666666666666
+
+    ```
+    """
+    labels = [str(label) for label in labels]
+
+    def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
+        if hasattr(eval_pred, "predictions"):
+            predictions, label_ids = eval_pred.predictions, eval_pred.label_ids
+        else:  # a plain (predictions, label_ids) pair
+            predictions, label_ids = eval_pred
+        if isinstance(predictions, (tuple, list)):
+            predictions = predictions[0]
+        if isinstance(label_ids, (tuple, list)):
+            label_ids = label_ids[0]
+        predictions = np.asarray(predictions)
+        label_ids = np.asarray(label_ids).reshape(-1)
+        y_pred = predictions.argmax(axis=-1) if predictions.ndim > 1 else predictions
+        y_pred = y_pred.reshape(-1)
+        keep = label_ids != -100
+        metrics = compute_erc_metrics(label_ids[keep], y_pred[keep], labels)
+        flat = {key: metrics[key] for key in ("weighted_f1", "accuracy", "macro_f1")}
+        flat.update({f"f1_{label}": value for label, value in metrics["f1"].items()})
+        return flat
+
+    return compute_metrics
+
+
+def _is_metrics_dict(obj: Any) -> bool:
+    """Whether ``obj`` is one metrics dict (nested from `compute_erc_metrics` or flat from the Trainer)."""
+    return isinstance(obj, Mapping) and any(
+        key == "weighted_f1" or key.endswith("_weighted_f1") for key in obj if isinstance(key, str)
+    )
+
+
+def _lookup(metrics: Mapping[str, Any], label: str | None) -> float | None:
+    """Fetch a class F1 (``label``) or the weighted F1 (``label=None``) from a nested or flat metrics dict."""
+    key = "weighted_f1" if label is None else f"f1_{label}"
+    if label is not None and isinstance(metrics.get("f1"), Mapping) and label in metrics["f1"]:
+        return metrics["f1"][label]
+    if key in metrics:
+        return metrics[key]
+    for prefix in ("eval_", "test_", "predict_"):  # keys as logged by `Trainer.evaluate` / `Trainer.predict`
+        if prefix + key in metrics:
+            return metrics[prefix + key]
+    return None
+
+
+def _format_value(value: float | None, scale: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{float(value) * scale:.2f}"
+
+
+def format_per_class_table(
+    results: Mapping[str, Mapping[str, Any]] | Mapping[str, Any],
+    labels: Sequence[str],
+    order: Sequence[str] | None = None,
+    reference: Mapping[str, float] | None = None,
+    reference_name: str = "TelME (paper)",
+) -> str:
+    """Format per-class F1 and weighted F1 as a plain-text table, in percent with two decimals, like the paper.
+
+    Columns are the classes followed by ``weighted F1``. For the MELD label set the columns default to the paper's
+    order (``neutral, surprise, fear, sadness, joy, disgust, anger``); for any other label set, to ``labels``.
+
+    Args:
+        results (`Mapping`): either one metrics dict (from :func:`compute_erc_metrics`, or the flat dict of
+            :func:`make_compute_metrics`, with or without the Trainer's ``eval_`` / ``test_`` prefix), printed as
+            a row named ``model``, or a mapping row name -> metrics dict, e.g.
+            ``{"teacher": ..., "audio": ..., "video": ..., "fusion": ...}``.
+        labels (`Sequence[str]`): the class names.
+        order (`Sequence[str]`, *optional*): column order of the classes (a permutation of a subset of ``labels``).
+        reference (`Mapping[str, float]`, *optional*): an extra last row of published numbers, **already in
+            percent**, keyed by class name and ``"weighted_f1"``; missing entries print as ``-``. For example
+            ``PAPER_RESULTS["meld"]``.
+        reference_name (`str`, *optional*, defaults to `"TelME (paper)"`): name of the reference row.
+
+    Returns:
+        `str`: the table, one line per row, without a trailing newline.
+
+    Example:
+
+    ```python
+    >>> from telme_hf.metrics import compute_erc_metrics, format_per_class_table
+    >>> m = compute_erc_metrics([0, 1, 1], [0, 1, 0], labels=["sad", "happy"])
+    >>> print(format_per_class_table({"fusion": m}, labels=["sad", "happy"]))
+    model   sad    happy  weighted F1
+    ---------------------------------
+    fusion  66.67  66.67  66.67
+
+    ```
+    """
+    labels = [str(label) for label in labels]
+    if order is None:
+        order = PAPER_COLUMN_ORDER["meld"] if sorted(labels) == sorted(PAPER_COLUMN_ORDER["meld"]) else labels
+    order = [str(label) for label in order]
+    unknown = [label for label in order if label not in labels]
+    if unknown:
+        raise ValueError(f"`order` names classes {unknown} that are not in `labels` {labels}.")
+
+    rows: dict[str, Mapping[str, Any]] = {"model": results} if _is_metrics_dict(results) else dict(results)
+    table: list[list[str]] = [["model", *order, "weighted F1"]]
+    for name, metrics in rows.items():
+        if not _is_metrics_dict(metrics):
+            raise ValueError(f"Row {name!r} is not a metrics dict (it has no `weighted_f1`).")
+        cells = [_format_value(_lookup(metrics, label), 100.0) for label in order]
+        table.append([str(name), *cells, _format_value(_lookup(metrics, None), 100.0)])
+    if reference is not None:
+        cells = [_format_value(reference.get(label), 1.0) for label in order]
+        table.append([reference_name, *cells, _format_value(reference.get("weighted_f1"), 1.0)])
+
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
+def normalize_confusion_matrix(
+    confusion: Sequence[Sequence[float]] | np.ndarray, normalize: str | None = "true"
+) -> np.ndarray:
+    """Normalise a confusion matrix (rows = true class, columns = predicted class) like ``sklearn``'s ``normalize``.
+
+    Args:
+        confusion (`array-like` of shape `(C, C)`): counts.
+        normalize (`str`, *optional*, defaults to `"true"`): ``"true"`` divides each row by its number of true
+            samples (the diagonal becomes the per-class recall), ``"pred"`` each column by its number of
+            predictions (the diagonal becomes the per-class precision), ``"all"`` the whole matrix by the number of
+            samples, ``None`` returns the counts as floats. Empty rows / columns stay 0 instead of NaN.
+
+    Returns:
+        `np.ndarray`: a float array of shape `(C, C)`.
+
+    Example:
+
+    ```python
+    >>> from telme_hf.metrics import normalize_confusion_matrix
+    >>> normalize_confusion_matrix([[2, 2, 0], [0, 1, 0], [0, 0, 0]]).tolist()
+    [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+
+    ```
+    """
+    matrix = np.asarray(confusion, dtype=float)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"A confusion matrix must be square, got shape {matrix.shape}.")
+    if normalize not in ("true", "pred", "all", None):
+        raise ValueError(f"`normalize` must be 'true', 'pred', 'all' or None, got {normalize!r}.")
+    if normalize is None:
+        return matrix
+    axis = {"true": 1, "pred": 0, "all": None}[normalize]
+    totals = matrix.sum(axis=axis, keepdims=axis is not None)
+    return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals != 0)
+
+
+def plot_confusion_matrix(
+    confusion: Sequence[Sequence[float]] | np.ndarray,
+    labels: Sequence[str],
+    path: str | Path,
+    normalize: str | None = "true",
+    title: str | None = None,
+) -> Path:
+    """Save an annotated confusion-matrix heat map as a PNG (rows = true class, columns = predicted class).
+
+    Drawing goes through a bare ``matplotlib.figure.Figure`` with the Agg canvas: it needs no display and does not
+    touch pyplot's global backend or figure registry.
+
+    Args:
+        confusion (`array-like` of shape `(C, C)`): counts, rows = true, columns = predicted (e.g.
+            ``compute_erc_metrics(...)["confusion_matrix"]``).
+        labels (`Sequence[str]`): class names in index order.
+        path (`str` or `Path`): output file; parent folders are created.
+        normalize (`str`, *optional*, defaults to `"true"`): see :func:`normalize_confusion_matrix`; ``"true"``
+            (row-normalised, diagonal = per-class recall) is what the original inference script plots.
+        title (`str`, *optional*): figure title.
+
+    Returns:
+        `Path`: the written file.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = [str(label) for label in labels]
+    matrix = normalize_confusion_matrix(confusion, normalize)
+    if matrix.shape != (len(labels), len(labels)):
+        raise ValueError(f"`confusion` has shape {matrix.shape}, expected ({len(labels)}, {len(labels)}).")
+
+    size = max(4.0, 0.8 * len(labels) + 2.0)
+    figure = Figure(figsize=(size + 1.0, size))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    axes.set_xticks(range(len(labels)), labels=labels, rotation=45, ha="right", rotation_mode="anchor")
+    axes.set_yticks(range(len(labels)), labels=labels)
+    axes.set_xlabel("Predicted label")
+    axes.set_ylabel("True label")
+    if title:
+        axes.set_title(title)
+
+    threshold = (matrix.max() if matrix.size else 0.0) / 2.0
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            text = f"{matrix[i, j]:.2f}" if normalize else f"{int(round(matrix[i, j]))}"
+            color = "white" if matrix[i, j] > threshold else "black"
+            axes.text(j, i, text, ha="center", va="center", color=color, fontsize=8)
+
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=150)
+    return path
+
+
+def _to_json_compatible(obj: Any) -> Any:
+    """``json.dump`` fallback for NumPy / torch scalars and arrays."""
+    if hasattr(obj, "detach"):  # torch.Tensor
+        obj = obj.detach().cpu().numpy()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def write_metrics_json(metrics: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``metrics`` to ``path`` as indented JSON (parent folders created; NumPy / torch values converted).
+
+    Args:
+        metrics (`Mapping[str, Any]`): e.g. the output of :func:`compute_erc_metrics`.
+        path (`str` or `Path`): output file.
+
+    Returns:
+        `Path`: the written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        json.dump(metrics, handle, indent=2, default=_to_json_compatible)
+        handle.write("\n")
+    return path
+
+
+def load_erc_metric(config_name: str | None = None, **kwargs: Any):
+    """Load the ERC metric shipped with this package through ``evaluate`` (works offline).
+
+    Equivalent to ``evaluate.load("<site-packages>/telme_hf/erc_metric", config_name)``. With ``config_name``
+    ``"meld"`` or ``"iemocap"`` the label names are known; otherwise pass ``labels=[...]`` to ``compute``.
+
+    Args:
+        config_name (`str`, *optional*): ``"meld"``, ``"iemocap"`` or ``None`` (``"default"``).
+        kwargs: forwarded to ``evaluate.load``.
+
+    Returns:
+        `evaluate.EvaluationModule`
+
+    Example:
+
+    ```python
+    >>> from telme_hf.metrics import load_erc_metric
+    >>> metric = load_erc_metric("meld")
+    >>> metric.compute(predictions=[4, 4, 0], references=[4, 3, 0])["weighted_f1"]  # doctest: +ELLIPSIS
+    0.5555...
+
+    ```
+    """
+    import evaluate
+
+    return evaluate.load(str(_ERC_METRIC_DIR), config_name, **kwargs)
