@@ -1,0 +1,645 @@
+# Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
+"""What the MELD and IEMOCAP loaders share: CSV reading, text clean-up, speaker indices, the row schema and the
+scan for missing media files.
+
+Every loader returns a `datasets.DatasetDict` with one row per utterance and the columns of :func:`row_features`.
+The `context` column holds the turns 0..k of the utterance's dialogue, *including* the utterance itself, each as
+`{"speaker", "speaker_index", "text"}`: exactly what `TelMEProcessor(conversations=[row["context"]])` reads. The
+speaker indices are computed here, once, so the processor never has to guess (and so the original's carry-over
+quirk can be reproduced, see :func:`assign_speaker_indices`).
+
+Example:
+
+```python
+>>> from telme_hf.data.dialogues import normalize_text, assign_speaker_indices
+>>> normalize_text("I\\x92m fine\\x85 really\\xa0 \\x96 thanks")
+'I’m fine… really  – thanks'
+>>> assign_speaker_indices([["Ross", "Rachel", "Ross"], ["Joey", "Ross"]])
+[[0, 1, 0], [0, 1]]
+>>> assign_speaker_indices([["Ross", "Rachel", "Ross"], ["Joey", "Ross"]], carryover=True)
+[[0, 1, 0], [2, 0]]
+```
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+from .media import MissingMediaError
+
+
+__all__ = [
+    "LOGGER_NAME",
+    "MODALITIES",
+    "BAD_MEDIA_POLICIES",
+    "CsvRow",
+    "MissingMediaEntry",
+    "MissingMediaReport",
+    "add_dialogue_structure",
+    "assign_speaker_indices",
+    "build_context",
+    "decode_csv_bytes",
+    "normalize_text",
+    "read_csv_rows",
+    "row_features",
+    "scan_missing_media",
+]
+
+PathLike = Union[str, os.PathLike]
+BadMediaPolicy = Literal["error", "skip", "zeros"]
+
+LOGGER_NAME = "telme_hf.data"
+logger = logging.getLogger(LOGGER_NAME)
+
+MODALITIES = ("text", "audio", "video")
+BAD_MEDIA_POLICIES = ("error", "skip", "zeros")
+
+# ----------------------------------------------------------------------------------------------------------------
+# Text
+# ----------------------------------------------------------------------------------------------------------------
+
+# The MELD CSVs inside MELD.Raw.tar.gz are cp1252 files; the ones on GitHub are UTF-8. Decoding the former as
+# latin-1 (or as UTF-8 after a latin-1 round trip, which is what many copies in circulation contain) leaves the
+# cp1252 punctuation as C1 control characters U+0080..U+009F. One table maps those code points to what cp1252
+# means by them, so a raw cp1252 byte and a stray C1 code point in a UTF-8 file end up as the same character
+# (0x92 -> ’, 0x85 -> …, 0x96 -> –, 0x97 -> —, 0x91/0x93/0x94 -> ‘ “ ”, ...). The five bytes cp1252
+# leaves undefined (0x81 0x8D 0x8F 0x90 0x9D) stay as they are.
+_C1_TO_CP1252: dict[int, str] = {}
+for _byte in range(0x80, 0xA0):
+    try:
+        _C1_TO_CP1252[_byte] = bytes([_byte]).decode("cp1252")
+    except UnicodeDecodeError:
+        pass
+# A no-break space is typographic noise in a transcript (and the tokenizer treats it differently from a space).
+_C1_TO_CP1252[0xA0] = " "
+del _byte
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def decode_csv_bytes(data: bytes) -> str:
+    """Decode a CSV file's bytes: UTF-8 where valid, cp1252 elsewhere; a leading BOM is dropped.
+
+    The choice is made line by line (UTF-8 never encodes a newline byte inside a character, so splitting the bytes
+    on newlines is safe), which also handles files where someone appended UTF-8 lines to a cp1252 file. Line
+    endings are kept as they are; the `csv` module handles CRLF. C1 characters are *not* mapped here, see
+    :func:`normalize_text`.
+
+    Example:
+
+    ```python
+    >>> decode_csv_bytes(b"\\xef\\xbb\\xbfa,b\\r\\nI\\x92m\\r\\nyou\\xe2\\x80\\x99re\\r\\n")
+    'a,b\\r\\nI’m\\r\\nyou’re\\r\\n'
+    ```
+    """
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    lines = []
+    for line in data.splitlines(keepends=True):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            # latin-1 maps every byte to the code point of the same value; the C1 table below then turns the
+            # 0x80..0x9F ones into cp1252's characters, without failing on the five bytes cp1252 leaves undefined.
+            lines.append(line.decode("latin-1").translate(_C1_TO_CP1252))
+    return "".join(lines)
+
+
+def normalize_text(text: str) -> str:
+    """Map cp1252 leftovers (C1 control characters, no-break spaces) to their Unicode forms and strip the ends.
+
+    The GitHub (UTF-8) and MELD.Raw (cp1252) copies of the MELD CSVs give identical strings after this; the
+    Unicode punctuation (’ … – — ‘ “ ”) is kept, as the UTF-8 copy has it.
+
+    Example:
+
+    ```python
+    >>> normalize_text("  Oh\\x85 you\\x92re \\x93back\\x94\\x97finally ")
+    'Oh… you’re “back”—finally'
+    ```
+    """
+    return text.translate(_C1_TO_CP1252).strip()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CSV reading
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One data row of an annotation CSV.
+
+    Attributes:
+        values: cell values by (stripped) header name, text already normalised with :func:`normalize_text`.
+        line: 1-based line of the file where the row starts (the header is line 1).
+        row_index: 0-based number of the data row (blank lines not counted).
+    """
+
+    values: dict[str, str]
+    line: int
+    row_index: int
+
+
+def row_error(path: PathLike, line: int, problem: str, fix: str) -> ValueError:
+    """A `ValueError` that says which file and line are wrong, what is wrong and what to do."""
+    return ValueError(f"{path}, line {line}: {problem}. {fix}")
+
+
+def read_csv_rows(path: PathLike, required: Sequence[str]) -> list[CsvRow]:
+    """Read an annotation CSV by header name, accepting UTF-8 or cp1252, with or without BOM, LF or CRLF.
+
+    Header names are compared after stripping spaces (some copies write `Utterance, Speaker, ...`). Blank lines
+    are skipped. A row with fewer cells than the header, or with extra non-empty cells (usually an unquoted comma
+    in the text), raises a `ValueError` naming the file and line.
+
+    Args:
+        path: the CSV file.
+        required: columns that must be in the header.
+
+    Example:
+
+    ```python
+    >>> rows = read_csv_rows("MELD.Raw/dev_sent_emo.csv", ["Utterance", "Speaker"])  # doctest: +SKIP
+    >>> rows[0].values["Speaker"], rows[0].line, rows[0].row_index  # doctest: +SKIP
+    ('Phoebe', 2, 0)
+    ```
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Annotation file {path} not found. Check `root` (it must contain {path.name}).")
+    text = decode_csv_bytes(path.read_bytes())
+    # newline="" keeps csv's own line handling (quoted fields may span lines) and never splits on U+0085 or
+    # U+2028, which str.splitlines() would treat as line breaks.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise ValueError(f"{path} is empty: expected a header line with the columns {list(required)}.") from None
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise row_error(
+            path,
+            1,
+            f"missing column(s) {missing}; the header has {header}",
+            "Use the dataset's original CSV (columns are read by header name, so their order does not matter).",
+        )
+    rows: list[CsvRow] = []
+    line = reader.line_num + 1
+    for cells in reader:
+        start_line, line = line, reader.line_num + 1
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) < len(header) or any(cell.strip() for cell in cells[len(header) :]):
+            raise row_error(
+                path,
+                start_line,
+                f"expected {len(header)} cells ({', '.join(header)}), found {len(cells)}",
+                "Quote fields that contain commas, or restore the row from the original CSV.",
+            )
+        values = {name: normalize_text(cell) for name, cell in zip(header, cells)}
+        rows.append(CsvRow(values=values, line=start_line, row_index=len(rows)))
+    return rows
+
+
+def parse_int(row: CsvRow, column: str, path: PathLike) -> int:
+    """An integer cell, or a `ValueError` naming file, line and column."""
+    value = row.values[column]
+    try:
+        return int(value)
+    except ValueError:
+        raise row_error(
+            path, row.line, f"{column} must be an integer, got {value!r}", "Fix or remove the row."
+        ) from None
+
+
+def parse_float(row: CsvRow, column: str, path: PathLike) -> float:
+    """A finite float cell, or a `ValueError` naming file, line and column."""
+    value = row.values[column]
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise row_error(path, row.line, f"{column} must be a number of seconds, got {value!r}", "Fix the row.")
+    return number
+
+
+def parse_label(
+    row: CsvRow,
+    column: str,
+    label_names: Sequence[str],
+    path: PathLike,
+    aliases: Mapping[str, str] | None = None,
+) -> int:
+    """Index of the row's emotion in `label_names` (case-insensitive), or a `ValueError` naming file and line.
+
+    `aliases` maps other spellings to a label name (used only when that name is in `label_names`).
+    """
+    value = row.values[column]
+    lookup = {name.lower(): index for index, name in enumerate(label_names)}
+    for alias, name in (aliases or {}).items():
+        if name.lower() in lookup:
+            lookup.setdefault(alias.lower(), lookup[name.lower()])
+    try:
+        return lookup[value.lower()]
+    except KeyError:
+        raise row_error(
+            path,
+            row.line,
+            f"unknown {column} {value!r}; expected one of {list(label_names)}",
+            "Fix the row, or pass `label_names` that include this label.",
+        ) from None
+
+
+def check_contiguous(dialogue_ids: Sequence[Hashable], rows: Sequence[CsvRow], path: PathLike) -> None:
+    """Raise if a dialogue's rows are not consecutive (the context of an utterance is the rows before it)."""
+    first_line: dict[Hashable, int] = {}
+    previous = object()
+    for dialogue_id, row in zip(dialogue_ids, rows):
+        if dialogue_id != previous and dialogue_id in first_line:
+            raise row_error(
+                path,
+                row.line,
+                f"Dialogue_ID {dialogue_id} reappears after another dialogue (it started at line "
+                f"{first_line[dialogue_id]}); a dialogue's rows must be consecutive",
+                "Sort the CSV so that each dialogue's rows are together, in turn order.",
+            )
+        first_line.setdefault(dialogue_id, row.line)
+        previous = dialogue_id
+
+
+def check_unique_keys(keys: Sequence[str], rows: Sequence[CsvRow], path: PathLike) -> None:
+    """Raise if two rows of one split name the same utterance."""
+    seen: dict[str, int] = {}
+    for key, row in zip(keys, rows):
+        if key in seen:
+            raise row_error(
+                path,
+                row.line,
+                f"utterance {key} appears twice (first at line {seen[key]})",
+                "Remove the duplicate row.",
+            )
+        seen[key] = row.line
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Speakers and context
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def assign_speaker_indices(dialogues: Sequence[Sequence[Hashable]], carryover: bool = False) -> list[list[int]]:
+    """0-based speaker index of every turn, dialogue by dialogue, in CSV order.
+
+    Clean (`carryover=False`): the order of first appearance of the speaker within its dialogue.
+
+    `carryover=True` reproduces the original implementation exactly. It keeps one running list of speakers for
+    the whole split; each row's index is its speaker's position in that list (appended when absent), and the list
+    is emptied only *after* the first row of a new dialogue has been indexed. So:
+
+    - the first dialogue of the split is indexed cleanly;
+    - the first turn of every later dialogue is indexed against the *previous* dialogue's list (the previous
+      dialogue's speaker position if that speaker was there, else the previous list's length);
+    - the rest of the dialogue is indexed from an empty list, which does not contain the first speaker: its later
+      turns get a fresh index, different from its first one.
+
+    Args:
+        dialogues: the speaker key of every turn, one sequence per dialogue, dialogues in CSV order.
+        carryover: reproduce the original's first-turn bug.
+
+    Example:
+
+    ```python
+    >>> split = [["Ross", "Rachel", "Ross", "Monica"], ["Monica", "Joey", "Monica"], ["Phoebe", "Joey"]]
+    >>> assign_speaker_indices(split)
+    [[0, 1, 0, 2], [0, 1, 0], [0, 1]]
+    >>> assign_speaker_indices(split, carryover=True)  # Monica is 2nd in dialogue 0's list; Phoebe is appended
+    [[0, 1, 0, 2], [2, 0, 1], [2, 0]]
+    ```
+    """
+    if not carryover:
+        return [_first_appearance(speakers) for speakers in dialogues]
+    running: list[Hashable] = []
+    result = []
+    for number, speakers in enumerate(dialogues):
+        indices = []
+        for turn, speaker in enumerate(speakers):
+            if speaker not in running:
+                running.append(speaker)
+            indices.append(running.index(speaker))
+            if turn == 0 and number > 0:
+                # The original resets its list when it notices the new dialogue, which is after this row.
+                running = []
+        result.append(indices)
+    return result
+
+
+def _first_appearance(speakers: Sequence[Hashable]) -> list[int]:
+    seen: dict[Hashable, int] = {}
+    return [seen.setdefault(speaker, len(seen)) for speaker in speakers]
+
+
+def build_context(speakers: Sequence[str], indices: Sequence[int], texts: Sequence[str]) -> list[list[dict]]:
+    """For each turn k of one dialogue, the turns 0..k (inclusive) as `{"speaker", "speaker_index", "text"}`.
+
+    Example:
+
+    ```python
+    >>> build_context(["Ross", "Rachel"], [0, 1], ["Hi.", "Hey."])[1]
+    [{'speaker': 'Ross', 'speaker_index': 0, 'text': 'Hi.'}, {'speaker': 'Rachel', 'speaker_index': 1, 'text': 'Hey.'}]
+    ```
+    """
+    turns = [
+        {"speaker": speaker, "speaker_index": int(index), "text": text}
+        for speaker, index, text in zip(speakers, indices, texts)
+    ]
+    return [turns[: k + 1] for k in range(len(turns))]
+
+
+def add_dialogue_structure(
+    records: list[dict], speaker_keys: Sequence[Hashable] | None = None, carryover: bool = False
+) -> list[dict]:
+    """Fill `turn_index`, `speaker_index` and `context` of one split's rows (CSV order, dialogues contiguous).
+
+    Args:
+        records: rows with at least `dialogue_id`, `speaker` and `text`; updated in place and returned.
+        speaker_keys: what identifies a speaker for indexing, one per row (default: the `speaker` column). IEMOCAP's
+            reference mode indexes by utterance id, as the original did.
+        carryover: reproduce the original's first-turn quirk, see :func:`assign_speaker_indices`.
+    """
+    keys = [record["speaker"] for record in records] if speaker_keys is None else list(speaker_keys)
+    groups: list[list[int]] = []
+    for position, record in enumerate(records):
+        if not groups or records[groups[-1][0]]["dialogue_id"] != record["dialogue_id"]:
+            groups.append([])
+        groups[-1].append(position)
+    indices = assign_speaker_indices([[keys[p] for p in group] for group in groups], carryover=carryover)
+    for group, group_indices in zip(groups, indices):
+        members = [records[p] for p in group]
+        contexts = build_context([m["speaker"] for m in members], group_indices, [m["text"] for m in members])
+        for turn, (member, index, context) in enumerate(zip(members, group_indices, contexts)):
+            member.update(turn_index=turn, speaker_index=index, context=context)
+    return records
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Row schema
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def row_features(label_names: Sequence[str]) -> Features:
+    """The `datasets.Features` of every loader's rows.
+
+    Media are plain path strings (no `Audio()`/`Video()` feature: those decode through torchcodec, which this
+    package does not use); `telme_hf.data.media` decodes them. `start`/`end` are the IEMOCAP window in seconds
+    and NaN when the clip is the whole file (MELD).
+    """
+    return Features(
+        {
+            "dialogue_id": Value("string"),
+            "utterance_id": Value("string"),
+            "utterance_key": Value("string"),
+            "turn_index": Value("int32"),
+            "speaker": Value("string"),
+            "speaker_index": Value("int32"),
+            "text": Value("string"),
+            "label": ClassLabel(names=list(label_names)),
+            # A plain list means "list of" in every `datasets` version (`List` only exists from 4.0 on).
+            "context": [{"speaker": Value("string"), "speaker_index": Value("int32"), "text": Value("string")}],
+            "audio_path": Value("string"),
+            "video_path": Value("string"),
+            "start": Value("float32"),
+            "end": Value("float32"),
+            "row_index": Value("int32"),
+        }
+    )
+
+
+def check_options(modalities: Sequence[str], on_bad_media: str, splits: Sequence[str], known: Sequence[str]) -> None:
+    """Validate the arguments every loader shares."""
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown:
+        raise ValueError(f"Unknown modalities {unknown}; choose among {list(MODALITIES)}.")
+    if on_bad_media not in BAD_MEDIA_POLICIES:
+        raise ValueError(f"on_bad_media must be one of {list(BAD_MEDIA_POLICIES)}, got {on_bad_media!r}.")
+    bad_splits = [s for s in splits if s not in known]
+    if bad_splits or not splits:
+        raise ValueError(f"Unknown splits {bad_splits or list(splits)}; choose among {list(known)}.")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Missing media
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MissingMediaEntry:
+    """One media file that a row points to and that does not exist.
+
+    Attributes:
+        split: the split of the row.
+        utterance_key: the row's `utterance_key`.
+        path: the missing file.
+        modality: `"audio"`, `"video"` or `"audio+video"` (one file serving both, as in MELD).
+        row_index: the row's 0-based data row in its CSV.
+        source: the CSV file, when known.
+        line: the row's 1-based line in `source`, when known.
+    """
+
+    split: str
+    utterance_key: str
+    path: str
+    modality: str
+    row_index: int
+    source: str = ""
+    line: int | None = None
+
+    def where(self) -> str:
+        """`'<csv>, line N (data row i, utterance k)'`, as precise as what is known."""
+        place = self.source or f"split {self.split!r}"
+        if self.line is not None:
+            place += f", line {self.line}"
+        return f"{place} (data row {self.row_index}, utterance {self.utterance_key})"
+
+
+@dataclass
+class MissingMediaReport:
+    """Which rows point to media files that do not exist, and what the loader did with them.
+
+    Loaders attach it to the returned `DatasetDict` as `bad_media_report` and log it on the `telme_hf.data`
+    logger. Only *missing* files are found here (a cheap `stat` per file); unreadable or corrupt files are found
+    when they are decoded (see `telme_hf.data.media`).
+
+    Attributes:
+        policy: `"error"`, `"skip"` (rows dropped), `"zeros"` (rows kept; decoding substitutes zeros) or `None`
+            (a bare scan, nothing done).
+        entries: one per missing file per row.
+    """
+
+    policy: str | None = None
+    entries: list[MissingMediaEntry] = field(default_factory=list)
+
+    def keys(self, split: str | None = None) -> list[str]:
+        """Affected `utterance_key`s (each once per split, in row order), of one split or of all."""
+        pairs = [(entry.split, entry.utterance_key) for entry in self.entries if split in (None, entry.split)]
+        return [key for _, key in dict.fromkeys(pairs)]
+
+    def by_split(self) -> dict[str, list[str]]:
+        """Affected `utterance_key`s grouped by split."""
+        return {name: self.keys(name) for name in dict.fromkeys(entry.split for entry in self.entries)}
+
+    def __len__(self) -> int:
+        # Utterances, not files: an IEMOCAP row may miss both its wav and its AVI.
+        return len({(entry.split, entry.utterance_key) for entry in self.entries})
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def summary(self) -> str:
+        """One line: how many utterances per split, and what was done."""
+        if not self.entries:
+            return "no missing media files"
+        per_split = ", ".join(f"{split}: {len(keys)}" for split, keys in self.by_split().items())
+        action = {"skip": "dropped", "zeros": "kept (zeros at decode time)"}.get(self.policy or "", "found")
+        return f"{len(self)} utterance(s) with missing media {action} ({per_split})"
+
+    def merge(self, other: MissingMediaReport) -> MissingMediaReport:
+        self.entries.extend(other.entries)
+        return self
+
+
+_FIX_HINT = (
+    "Restore the file (re-extract or re-download the media), or pass on_bad_media='skip' to drop such "
+    "utterances or on_bad_media='zeros' to keep them with zero audio/video."
+)
+
+
+def _row_paths(row: Mapping[str, Any]) -> list[tuple[str, str]]:
+    audio, video = row.get("audio_path") or "", row.get("video_path") or ""
+    if audio and audio == video:
+        return [(audio, "audio+video")]
+    return [(path, kind) for path, kind in ((audio, "audio"), (video, "video")) if path]
+
+
+def scan_missing_media(
+    rows: Dataset | DatasetDict | Iterable[Mapping[str, Any]],
+    split: str = "",
+    lines: Sequence[int] | None = None,
+    source: str = "",
+) -> MissingMediaReport:
+    """List the rows whose `audio_path`/`video_path` (when non-empty) name files that do not exist.
+
+    Works on anything with the row schema's path columns: a `DatasetDict` (every split), a `Dataset`, or an
+    iterable of row dicts. It only `stat`s files (each distinct path once), so it is cheap to run again, e.g. after
+    moving the media or on a dataset loaded with `on_bad_media="zeros"`.
+
+    Args:
+        rows: the rows to check.
+        split: the split name to record (a `DatasetDict` records its own).
+        lines: 1-based CSV line of each row, when known (loaders pass it for their error messages).
+        source: the CSV file the rows come from, when known.
+
+    Example:
+
+    ```python
+    >>> report = scan_missing_media(load_meld("MELD.Raw", on_bad_media="zeros"))  # doctest: +SKIP
+    >>> report.keys("dev")  # doctest: +SKIP
+    ['dia110_utt7']
+    ```
+    """
+    if isinstance(rows, DatasetDict):
+        report = MissingMediaReport()
+        for name, dataset in rows.items():
+            report.merge(scan_missing_media(dataset, split=name))
+        return report
+    if isinstance(rows, Dataset):
+        split = split or str(rows.split or "")
+        # Avoid materialising the (large) context column.
+        rows = rows.select_columns(["utterance_key", "audio_path", "video_path", "row_index"])
+    exists: dict[str, bool] = {}
+    entries = []
+    for position, row in enumerate(rows):
+        for path, modality in _row_paths(row):
+            if path not in exists:
+                exists[path] = os.path.isfile(path)
+            if not exists[path]:
+                entries.append(
+                    MissingMediaEntry(
+                        split=split,
+                        utterance_key=str(row.get("utterance_key", "")),
+                        path=path,
+                        modality=modality,
+                        row_index=int(row.get("row_index", position)),
+                        source=source,
+                        line=None if lines is None else lines[position],
+                    )
+                )
+    return MissingMediaReport(entries=entries)
+
+
+def apply_missing_media_policy(
+    rows: list[dict], report: MissingMediaReport, policy: BadMediaPolicy
+) -> list[dict]:
+    """Raise, drop or keep the rows of `report` (one split) according to `policy`, logging every affected key."""
+    report.policy = policy
+    if not report:
+        return rows
+    if policy == "error":
+        first = report.entries[0]
+        others = len(report) - 1
+        more = f" ({others} more utterance(s) of this split have missing media too)" if others else ""
+        raise MissingMediaError(
+            first.path, f"missing {first.modality} file of {first.where()}{more}. {_FIX_HINT}"
+        )
+    action = "dropped" if policy == "skip" else "kept, zeros will stand in for its media"
+    for entry in report.entries:
+        logger.warning(
+            "Missing %s file %s for %s: %s (on_bad_media=%r).", entry.modality, entry.path, entry.utterance_key,
+            action, policy,
+        )
+    if policy == "zeros":
+        return rows
+    dropped = set(report.keys())
+    return [row for row in rows if row["utterance_key"] not in dropped]
+
+
+def build_split(
+    rows: list[dict],
+    label_names: Sequence[str],
+    split: str,
+    on_bad_media: BadMediaPolicy,
+    lines: Sequence[int],
+    source: str,
+) -> tuple[Dataset, MissingMediaReport]:
+    """Scan one split's rows for missing media, apply the policy and build the `Dataset`."""
+    report = scan_missing_media(rows, split=split, lines=lines, source=source)
+    rows = apply_missing_media_policy(rows, report, on_bad_media)
+    features = row_features(label_names)
+    columns = {name: [row[name] for row in rows] for name in features}
+    return Dataset.from_dict(columns, features=features, split=split), report
+
+
+def finish(datasets: dict[str, Dataset], reports: Iterable[MissingMediaReport], policy: str, name: str) -> DatasetDict:
+    """Wrap the splits in a `DatasetDict`, attach the merged report as `bad_media_report` and log its summary."""
+    report = MissingMediaReport(policy=policy)
+    for part in reports:
+        report.merge(part)
+    if report:
+        logger.warning("%s: %s.", name, report.summary())
+    result = DatasetDict(datasets)
+    result.bad_media_report = report
+    return result
