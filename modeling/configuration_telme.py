@@ -45,6 +45,8 @@ REFERENCE_BEHAVIOUR: dict[str, tuple[Any, Any]] = {
     # Frames: OpenCV order (BGR) and a strided pick that skips the first frames.
     "video_frame_sampling": ("uniform", "strided"),
     "video_channel_order": ("rgb", "bgr"),
+    # transformers 4.27's slow tokenizer dropped the spaces around the speaker tokens; `<mask>` appended as an id.
+    "reference_tokenization": (False, True),
     # The first utterance of each dialogue gets a speaker index computed against the previous dialogue.
     "speaker_index_carryover": (False, True),
     # MELD clips over 30 s are replaced with zeros (4 audio frames, blank video) in the original.
@@ -57,7 +59,9 @@ def _sub_config(value: Any, config_class: type[PretrainedConfig]) -> PretrainedC
     if value is None:
         return config_class()
     if isinstance(value, PretrainedConfig):
-        return value
+        # A copy: the model building on it sets attributes (e.g. the attention implementation) that must not leak
+        # into a config object the caller still uses for another model.
+        return copy.deepcopy(value)
     if isinstance(value, dict):
         value = {k: v for k, v in value.items() if k != "model_type"}
         return config_class(**value)
@@ -102,7 +106,7 @@ class TelMEConfig(PretrainedConfig):
         audio_sampling_rate (`int`, *optional*, defaults to 16000):
             Rate of the waveforms the audio student expects.
         audio_reference_rate, audio_max_samples, audio_keep, video_frame_sampling, video_channel_order,
-        speaker_index_carryover, max_media_seconds:
+        speaker_index_carryover, reference_tokenization, max_media_seconds:
             Data-side behaviours; see `REFERENCE_BEHAVIOUR` for the clean and the original values.
         video_num_frames (`int`, *optional*):
             Frames per clip; defaults to `video_config.num_frames`.
@@ -146,6 +150,7 @@ class TelMEConfig(PretrainedConfig):
         video_frame_sampling: str | None = None,
         video_channel_order: str | None = None,
         speaker_index_carryover: bool | None = None,
+        reference_tokenization: bool | None = None,
         max_media_seconds: float | None = None,
         reference_behaviour: bool = False,
         initializer_range: float = 0.02,
@@ -178,6 +183,7 @@ class TelMEConfig(PretrainedConfig):
             "video_frame_sampling": video_frame_sampling,
             "video_channel_order": video_channel_order,
             "speaker_index_carryover": speaker_index_carryover,
+            "reference_tokenization": reference_tokenization,
             "max_media_seconds": max_media_seconds,
         }
         for name, value in explicit.items():

@@ -6,6 +6,7 @@ Hub-portable: imports only numpy, torch and transformers; copied verbatim into e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,13 @@ class TelMEProcessor(ProcessorMixin):
         max_text_length: token budget of the teacher input (the original keeps the last 511 tokens + `<mask>`).
         num_speaker_tokens: how many speaker tokens the tokenizer was extended with.
         audio_padding_side: `"right"` with an attention mask (clean) or `"left"` (the original's zero left-padding).
+        reference_tokenization: encode the teacher's text exactly as the original code did (transformers 4.27's
+            slow `RobertaTokenizer` with the speaker tokens added as plain strings). Three differences from the
+            default: the whitespace on both sides of `<s1>` … `<sN>` is dropped, so the word after a speaker token
+            has no leading-space marker (`hello`, not `Ġhello`), while `</s>` keeps its spaces (`fine Ġ </s> ĠNow`);
+            utterances are not stripped (their edge whitespace reaches the tokenizer where no speaker token eats
+            it, e.g. next to IEMOCAP's non-special `<s10>`…); and `<mask>` is appended as an id after keeping the
+            last `max_text_length - 1` text tokens. Converted original checkpoints set it.
 
     Example:
 
@@ -80,6 +88,7 @@ class TelMEProcessor(ProcessorMixin):
         max_text_length: int = 512,
         num_speaker_tokens: int = 9,
         audio_padding_side: str = "right",
+        reference_tokenization: bool = False,
     ) -> None:
         if not prompt_template.rstrip().endswith("{mask}") or "{speaker}" not in prompt_template:
             raise ValueError(
@@ -92,6 +101,7 @@ class TelMEProcessor(ProcessorMixin):
         self.max_text_length = max_text_length
         self.num_speaker_tokens = num_speaker_tokens
         self.audio_padding_side = audio_padding_side
+        self.reference_tokenization = reference_tokenization
         super().__init__(tokenizer, feature_extractor, image_processor)
 
     # ----------------------------------------------------------------------------------------------------- text
@@ -108,14 +118,34 @@ class TelMEProcessor(ProcessorMixin):
         index %= len(turns)
         history = turns[: index + 1]
         indices = speaker_indices(history)
-        context = " ".join(f"{speaker_token(i)} {str(turn['text']).strip()}" for i, turn in zip(indices, history))
+        if self.reference_tokenization:
+            # The original joins "<s_i> " + utterance + " " per turn and strips only the ends of the whole string.
+            context = "".join(f"{speaker_token(i)} {turn['text']} " for i, turn in zip(indices, history)).strip()
+        else:
+            context = " ".join(f"{speaker_token(i)} {str(turn['text']).strip()}" for i, turn in zip(indices, history))
         prompt = self.prompt_template.format(speaker=speaker_token(indices[-1]), mask=self.tokenizer.mask_token)
         return f"{context} {self.tokenizer.sep_token} {prompt}"
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of a prompt, keeping the last `max_text_length` tokens so the `<mask>` prompt survives."""
+        if self.reference_tokenization:
+            return self._encode_prompt_as_original(prompt)
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         return ids[-self.max_text_length :]
+
+    def _encode_prompt_as_original(self, prompt: str) -> list[int]:
+        # transformers 4.27's slow tokenizer stripped the spaces around added tokens that were given as plain
+        # strings (the speaker tokens) but not around `</s>`, which carries explicit no-strip flags; the original
+        # then appended the `<mask>` id to the last 511 tokens.
+        mask = self.tokenizer.mask_token
+        text = prompt.rstrip()
+        if text.endswith(mask):
+            text = text[: -len(mask)].rstrip()
+        tokens = sorted((speaker_token(i) for i in range(self.num_speaker_tokens)), key=len, reverse=True)
+        pattern = r"\s*(" + "|".join(re.escape(token) for token in tokens) + r")\s*"
+        text = re.sub(pattern, r"\1", text)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids[max(0, len(ids) - (self.max_text_length - 1)) :] + [self.tokenizer.mask_token_id]
 
     def _pad_left(self, sequences: list[list[int]]) -> dict[str, torch.Tensor]:
         # Left padding keeps `<mask>` at the final position; RoBERTa derives positions from non-pad tokens, so

@@ -127,6 +127,7 @@ def build_processor(
         max_text_length=config.max_text_length,
         num_speaker_tokens=config.num_speaker_tokens,
         audio_padding_side="left" if config.audio_pooling == "first" else "right",
+        reference_tokenization=config.reference_tokenization,
     )
 
 
