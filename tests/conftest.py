@@ -58,3 +58,13 @@ def dialogue() -> list[dict]:
         {"speaker": "Monica", "text": "oh my god"},
         {"speaker": "Ross", "text": "leave me alone"},
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A small synthetic MELD-layout corpus (with its one missing and one corrupt clip)."""
+    from telme_hf.data.synthetic import make_synthetic_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    make_synthetic_corpus(root, num_dialogues={"train": 6, "dev": 3, "test": 3}, seed=1, progress=False)
+    return root
