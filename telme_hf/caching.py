@@ -1,0 +1,114 @@
+# Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
+"""Compute frozen work once: the teacher's outputs for stage 2, every encoder's features for stage 3.
+
+Results are stored as dataset columns in an Arrow file named by a fingerprint of the dataset, the weights of the
+frozen parts and the collator's decode options, so a changed checkpoint or dataset computes them again and an
+unchanged one is read back in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.collator import TelMEDataCollator
+from .modeling import TelMEForEmotionRecognition
+
+
+TEACHER_COLUMNS = {"teacher_logits": "text_logits", "teacher_features": "text_features"}
+FEATURE_COLUMNS = {"text_features": "text_features", "audio_features": "audio_features", "video_features": "video_features"}
+
+
+def module_fingerprint(module: torch.nn.Module) -> str:
+    """A hash of a module's weights (names, shapes and values)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _collator_fingerprint(collator: TelMEDataCollator) -> str:
+    loader = collator.loader
+    return "|".join(
+        str(part) for part in (
+            collator.modalities,
+            loader.audio.cache_key() if loader.audio else None,
+            loader.video.cache_key() if loader.video else None,
+            collator.processor.prompt_template,
+            collator.processor.max_text_length,
+        )
+    )
+
+
+def add_frozen_outputs(
+    dataset,
+    model: TelMEForEmotionRecognition,
+    collator: TelMEDataCollator,
+    columns: dict[str, str],
+    cache_dir: str | Path,
+    parts: Sequence[str],
+    batch_size: int = 16,
+    desc: str = "caching frozen outputs",
+):
+    """Add model outputs as float columns, computed once per sample with the model in eval mode.
+
+    Args:
+        dataset: a `datasets.Dataset` of utterance rows (without bad-media rows: see `prepare_media`).
+        model: the model whose frozen parts compute the outputs.
+        collator: builds the inputs (its modalities decide which encoders run).
+        columns: new column name → `TelMEOutput` attribute, e.g. `TEACHER_COLUMNS` or `FEATURE_COLUMNS`.
+        cache_dir: where the Arrow cache files live.
+        parts: names of the model's parts whose weights the outputs depend on (part of the cache key).
+
+    Example:
+
+    ```python
+    >>> train = add_frozen_outputs(train, model, text_collator, TEACHER_COLUMNS, "cache", parts=["text_teacher"])
+    >>> train.column_names[-2:]
+    ['teacher_logits', 'teacher_features']
+    ```
+    """
+    key = hashlib.sha1(
+        "|".join([dataset._fingerprint, _collator_fingerprint(collator), *sorted(columns.items()).__repr__()]
+                 + [module_fingerprint(getattr(model, part)) for part in parts]).encode()
+    ).hexdigest()[:20]
+    cache_file = Path(cache_dir) / f"{desc.replace(' ', '-')}-{key}.arrow"
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    dataset = dataset.remove_columns([name for name in columns if name in dataset.column_names])
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+
+    def compute(batch: dict[str, list[Any]]) -> dict[str, list[np.ndarray]]:
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        inputs = collator(rows)
+        inputs.pop("labels", None)
+        if len(inputs.get("input_ids", inputs.get("input_values", inputs.get("pixel_values", [])))) != len(rows):
+            raise ValueError("Rows were dropped while caching; run prepare_media on the dataset first.")
+        with torch.inference_mode():
+            outputs = model(**{name: tensor.to(device) for name, tensor in inputs.items()})
+        return {name: getattr(outputs, attribute).float().cpu().numpy() for name, attribute in columns.items()}
+
+    try:
+        return dataset.map(
+            compute,
+            batched=True,
+            batch_size=batch_size,
+            cache_file_name=str(cache_file),
+            load_from_cache_file=True,
+            new_fingerprint=key,
+            desc=desc,
+        )
+    finally:
+        model.train(was_training)
+
+
+__all__ = ["add_frozen_outputs", "module_fingerprint", "TEACHER_COLUMNS", "FEATURE_COLUMNS"]

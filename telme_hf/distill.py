@@ -1,0 +1,340 @@
+# Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
+"""TelME's whole training run — teacher, audio student, video student, fusion — as one function.
+
+`recipes/distill.py` (under `accelerate launch`) and `telme demo` both call `run_distillation`; the YAML configs in
+`recipes/configs/` are `DistillConfig` fields.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from transformers import set_seed
+from transformers.utils import logging as hf_logging
+
+from .caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
+from .components import build_processor, train_tokenizer
+from .data.cache import MediaCache, MediaLoader, prepare_media
+from .data.collator import TelMEDataCollator, decode_options_from_config
+from .metrics import PAPER_RESULTS, compute_erc_metrics, format_per_class_table, make_compute_metrics, plot_confusion_matrix, write_metrics_json
+from .modeling import TelMEConfig, TelMEForEmotionRecognition, TelMEProcessor
+from .trainer import STAGE_MODALITIES, STAGES, TelMETrainingArguments, trainer_for_stage
+
+
+logger = logging.getLogger("telme_hf")
+STAGE_PARTS_FOR_CACHE = {"teacher": ["text_teacher"], "fusion": ["text_teacher", "audio_student", "video_student"]}
+
+
+@dataclass
+class DistillConfig:
+    """Every option of a TelME training run (the YAML configs in `recipes/configs/` set these).
+
+    Per-stage options (`epochs`, `learning_rate`) are mappings `stage -> value`.
+    """
+
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    preset: str = "tiny"
+    output_dir: str = "outputs/telme"
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    reference_behaviour: bool = False
+    text_model: str | None = None
+    audio_model: str | None = None
+    video_model: str | None = None
+    tokenizer: str | None = None
+    tokenizer_vocab_size: int = 1000
+    epochs: dict[str, float] = field(default_factory=lambda: {"teacher": 10, "audio": 10, "video": 10, "fusion": 10})
+    learning_rate: dict[str, float] = field(
+        default_factory=lambda: {"teacher": 1e-5, "audio": 1e-5, "video": 1e-5, "fusion": 1e-5}
+    )
+    batch_size: int = 4
+    eval_batch_size: int = 16
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 10.0
+    response_weight: float = 1.0
+    response_temperature: float = 4.0
+    feature_weight: float = 1.0
+    feature_temperature: float = 1.0
+    seed: int = 42
+    on_bad_media: str = "error"
+    max_media_seconds: float | None = None
+    cache_dir: str | None = None
+    num_workers: int = 0
+    mixed_precision: str = "auto"
+    synthetic_dialogues: int = 120
+    synthetic_seed: int = 0
+    logging_steps: int = 50
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_private: bool = True
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> "DistillConfig":
+        """Read a YAML config, then apply `key=value` overrides (`epochs.fusion=3` sets one stage's value).
+
+        Example:
+
+        ```python
+        >>> DistillConfig.from_yaml("recipes/configs/tiny.yaml", ["epochs.teacher=1", "batch_size=8"]).batch_size
+        8
+        ```
+        """
+        values: dict[str, Any] = {}
+        if path is not None:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown option(s) {sorted(unknown)}; valid options are {sorted(known)}.")
+        config = cls(**values)
+        for override in overrides or []:
+            config.apply_override(override)
+        config.validate()
+        return config
+
+    def apply_override(self, override: str) -> None:
+        if "=" not in override:
+            raise ValueError(f"Override {override!r} must look like key=value (e.g. epochs.teacher=2).")
+        key, raw = override.split("=", 1)
+        value = yaml.safe_load(raw)
+        name, _, sub_key = key.partition(".")
+        if name not in {f.name for f in fields(self)}:
+            raise ValueError(f"Unknown option {name!r} in override {override!r}.")
+        if sub_key:
+            target = dict(getattr(self, name) or {})
+            target[sub_key] = value
+            value = target
+        setattr(self, name, value)
+
+    def validate(self) -> None:
+        unknown = [stage for stage in self.stages if stage not in STAGES]
+        if unknown:
+            raise ValueError(f"Unknown stage(s) {unknown}; choose from {STAGES}.")
+        if self.dataset not in ("synthetic", "meld", "iemocap"):
+            raise ValueError(f"dataset must be synthetic, meld or iemocap, got {self.dataset!r}.")
+        if self.dataset != "synthetic" and not self.data_root:
+            raise ValueError(f"dataset={self.dataset!r} needs data_root (the folder of its CSVs and media).")
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir or Path(self.output_dir) / "cache")
+
+
+# --------------------------------------------------------------------------------------------------------- data
+def load_data(config: DistillConfig, modalities: tuple[str, ...]):
+    """The run's `DatasetDict` (train/dev/test), generating the synthetic corpus when needed."""
+    from .data.meld import load_meld
+
+    if config.dataset == "synthetic":
+        from .data.synthetic import make_synthetic_corpus
+
+        root = Path(config.data_root or Path(config.output_dir) / "synthetic-corpus")
+        if not (root / "train_sent_emo.csv").exists():
+            make_synthetic_corpus(root, num_dialogues=config.synthetic_dialogues, seed=config.synthetic_seed)
+        config.data_root = str(root)
+        return load_meld(root, modalities=modalities, on_bad_media=config.on_bad_media)
+    if config.dataset == "meld":
+        return load_meld(config.data_root, modalities=modalities, on_bad_media=config.on_bad_media,
+                         speaker_index_carryover=config.reference_behaviour)
+    from .data.iemocap import load_iemocap
+
+    return load_iemocap(config.data_root, modalities=modalities, on_bad_media=config.on_bad_media,
+                        speaker_index_carryover=config.reference_behaviour)
+
+
+def build_model_and_processor(config: DistillConfig, train_texts: list[str], label_names: list[str]):
+    """Tiny random backbones with a tokenizer trained on the corpus, or the paper's pretrained backbones."""
+    overrides = {"id2label": dict(enumerate(label_names))}
+    if config.preset == "tiny":
+        tokenizer = train_tokenizer(train_texts, vocab_size=config.tokenizer_vocab_size)
+        model_config = TelMEConfig.from_preset("tiny", reference_behaviour=config.reference_behaviour, **overrides)
+        model_config.text_config.vocab_size = len(tokenizer)
+        processor = build_processor(model_config, tokenizer)
+        return TelMEForEmotionRecognition(model_config), processor
+    model_config = TelMEConfig.from_preset(config.preset, reference_behaviour=config.reference_behaviour, **overrides)
+    processor = build_processor(model_config, config.tokenizer or config.text_model)
+    model = TelMEForEmotionRecognition.from_backbones(
+        model_config, text_model=config.text_model, audio_model=config.audio_model, video_model=config.video_model
+    )
+    return model, processor
+
+
+# -------------------------------------------------------------------------------------------------------- stages
+def _use_bf16(config: DistillConfig) -> bool:
+    if config.mixed_precision == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return config.mixed_precision == "bf16"
+
+
+def _selected_epoch(trainer) -> float | None:
+    best = trainer.state.best_model_checkpoint
+    if not best:
+        return None
+    step = int(best.rstrip("/").rsplit("-", 1)[-1])
+    for entry in trainer.state.log_history:
+        if entry.get("step") == step and "eval_weighted_f1" in entry:
+            return entry.get("epoch")
+    return None
+
+
+def _evaluate(trainer, dataset, labels: list[str]) -> tuple[dict[str, Any], np.ndarray]:
+    prediction = trainer.predict(dataset, metric_key_prefix="eval")
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    return compute_erc_metrics(prediction.label_ids, logits.argmax(-1), labels), logits
+
+
+def train_stage(
+    stage: str,
+    model: TelMEForEmotionRecognition,
+    processor: TelMEProcessor,
+    splits: dict[str, Any],
+    config: DistillConfig,
+    media_cache: MediaCache | None,
+) -> dict[str, Any]:
+    """Train one stage, keep its best dev epoch, evaluate dev and test once; return its results."""
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    audio_options, video_options = decode_options_from_config(model.config)
+    collator = TelMEDataCollator(
+        processor, STAGE_MODALITIES[stage], audio_options, video_options, cache=media_cache,
+        on_bad_media=config.on_bad_media, max_media_seconds=config.max_media_seconds,
+    )
+    train, dev, test = splits["train"], splits["dev"], splits["test"]
+    if stage in ("audio", "video"):
+        teacher_collator = TelMEDataCollator(processor, ("text",))
+        train = add_frozen_outputs(train, model, teacher_collator, TEACHER_COLUMNS, config.cache_path / "frozen",
+                                   STAGE_PARTS_FOR_CACHE["teacher"], config.eval_batch_size, desc=f"teacher outputs ({stage})")
+    if stage == "fusion":
+        train, dev, test = (
+            add_frozen_outputs(split, model, collator, FEATURE_COLUMNS, config.cache_path / "frozen",
+                               STAGE_PARTS_FOR_CACHE["fusion"], config.eval_batch_size, desc=f"features {name}")
+            for name, split in (("train", train), ("dev", dev), ("test", test))
+        )
+    args = TelMETrainingArguments(
+        output_dir=str(Path(config.output_dir) / stage),
+        stage=stage,
+        num_train_epochs=float(config.epochs.get(stage, 10)),
+        learning_rate=float(config.learning_rate.get(stage, 1e-5)),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="weighted_f1",
+        greater_is_better=True,
+        logging_steps=config.logging_steps,
+        report_to="none",
+        seed=config.seed,
+        bf16=_use_bf16(config),
+        dataloader_num_workers=config.num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        response_weight=config.response_weight,
+        response_temperature=config.response_temperature,
+        feature_weight=config.feature_weight,
+        feature_temperature=config.feature_temperature,
+    )
+    trainer = trainer_for_stage(stage)(
+        model=model, args=args, train_dataset=train, eval_dataset=dev, data_collator=collator,
+        compute_metrics=make_compute_metrics(labels),
+    )
+    trainer.train()
+    dev_metrics, _ = _evaluate(trainer, dev, labels)
+    test_metrics, test_logits = _evaluate(trainer, test, labels)
+    return {
+        "selected_epoch": _selected_epoch(trainer),
+        "dev": dev_metrics,
+        "test": test_metrics,
+        "_test_logits": test_logits,
+        "_test_keys": list(test["utterance_key"]),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------- run
+def run_distillation(config: DistillConfig) -> dict[str, Any]:
+    """Run every requested stage in order and write the run's artefacts to `config.output_dir`:
+
+    `results.json` (per stage: selected epoch, dev and test weighted F1, accuracy, per-class F1), `final/` (the
+    whole model, processor and model card), `confusion_matrix.png` and `predictions.csv` of the last stage.
+    """
+    config.validate()
+    set_seed(config.seed)
+    hf_logging.set_verbosity_warning()
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    needs_media = any(stage != "teacher" for stage in config.stages)
+    modalities = ("text", "audio", "video") if needs_media else ("text",)
+    data = load_data(config, modalities)
+    label_names = data["train"].features["label"].names
+    model, processor = build_model_and_processor(config, list(data["train"]["text"]), label_names)
+
+    media_cache = None
+    splits = {name: data[name] for name in ("train", "dev", "test")}
+    if needs_media:
+        media_cache = MediaCache(config.cache_path / "media")
+        audio_options, video_options = decode_options_from_config(model.config)
+        for name in splits:
+            loader = MediaLoader(audio_options, video_options, media_cache, config.on_bad_media, config.max_media_seconds)
+            splits[name] = prepare_media(splits[name], loader, desc=f"decoding {name} media")
+
+    results: dict[str, Any] = {}
+    for stage in [s for s in STAGES if s in config.stages]:
+        logger.warning("stage %s", stage)
+        results[stage] = train_stage(stage, model, processor, splits, config, media_cache)
+
+    last = [s for s in STAGES if s in results][-1]
+    labels = label_names
+    final_dir = output_dir / "final"
+    model.save_pretrained(final_dir)
+    processor.save_pretrained(final_dir)
+    public = {stage: {k: v for k, v in r.items() if not k.startswith("_")} for stage, r in results.items()}
+    write_metrics_json({"config": asdict(config), "stages": public}, output_dir / "results.json")
+    plot_confusion_matrix(results[last]["test"]["confusion_matrix"], labels, output_dir / "confusion_matrix.png",
+                          title=f"{last} — test")
+    _write_predictions(output_dir / "predictions.csv", results[last], labels)
+    from .model_card import write_model_card
+
+    write_model_card(final_dir, model.config, config, public)
+    if config.push_to_hub:
+        push_folder_to_hub(final_dir, config.hub_model_id or output_dir.name, private=config.hub_private)
+    reference = PAPER_RESULTS.get(config.dataset) if config.dataset != "synthetic" else None
+    table = format_per_class_table({stage: r["test"] for stage, r in public.items()}, labels, reference=reference)
+    print(f"\nTest split, per-class F1 (%):\n{table}\n")
+    return public
+
+
+def _write_predictions(path: Path, stage_results: dict[str, Any], labels: list[str]) -> None:
+    logits = stage_results["_test_logits"]
+    probabilities = torch.tensor(logits).softmax(-1).numpy()
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["utterance_key", "prediction", *[f"p_{label}" for label in labels]])
+        for key, row in zip(stage_results["_test_keys"], probabilities):
+            writer.writerow([key, labels[int(row.argmax())], *[f"{p:.4f}" for p in row]])
+
+
+def push_folder_to_hub(folder: Path, repo_id: str, private: bool = True) -> str:
+    """Upload a checkpoint folder to the Hub (model, processor, code, model card) and return the repo URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    repo = api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(repo_id=repo.repo_id, folder_path=str(folder), commit_message="Upload TelME checkpoint")
+    return str(repo)
+
+
+__all__ = ["DistillConfig", "run_distillation", "train_stage", "load_data", "build_model_and_processor",
+           "push_folder_to_hub"]

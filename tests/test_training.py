@@ -1,0 +1,205 @@
+"""Stage trainers, frozen-output caching, the distillation run and its artefacts (tiny models, CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from telme_hf import TelMEForEmotionRecognition
+from telme_hf.caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
+from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media
+from telme_hf.data.collator import TelMEDataCollator, decode_options_from_config
+from telme_hf.data.meld import load_meld
+from telme_hf.distill import DistillConfig, _selected_epoch, push_folder_to_hub, run_distillation
+from telme_hf.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
+
+
+@pytest.fixture
+def splits(tiny_corpus, tiny_model, tmp_path):
+    data = load_meld(tiny_corpus, on_bad_media="skip")
+    audio, video = decode_options_from_config(tiny_model.config)
+    cache = MediaCache(tmp_path / "media")
+    out = {}
+    for name in ("train", "dev"):
+        out[name] = prepare_media(data[name], MediaLoader(audio, video, cache, on_bad_media="skip"))
+    return out, cache
+
+
+def make_trainer(stage, model, processor, train, dev, cache, tmp_path, **kwargs):
+    audio, video = decode_options_from_config(model.config)
+    collator = TelMEDataCollator(processor, STAGE_MODALITIES[stage], audio, video, cache=cache)
+    defaults = dict(
+        output_dir=str(tmp_path / stage), stage=stage, per_device_train_batch_size=4, per_device_eval_batch_size=8,
+        learning_rate=1e-2, report_to="none", max_steps=2, save_strategy="no", eval_strategy="no",
+        dataloader_pin_memory=False, disable_tqdm=True,
+    )
+    defaults.update(kwargs)
+    args = TelMETrainingArguments(**defaults)
+    return trainer_for_stage(stage)(model=model, args=args, train_dataset=train, eval_dataset=dev, data_collator=collator)
+
+
+def snapshot(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("stage", ["teacher", "audio", "video", "fusion"])
+def test_two_steps_change_only_the_stage_part(stage, splits, tiny_model, tiny_processor, tmp_path):
+    (data, cache) = splits
+    train, dev = data["train"], data["dev"]
+    if stage == "fusion":
+        collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), *decode_options_from_config(tiny_model.config), cache=cache)
+        train = add_frozen_outputs(train, tiny_model, collator, FEATURE_COLUMNS, tmp_path / "frozen",
+                                   ["text_teacher", "audio_student", "video_student"])
+    if stage in ("audio", "video"):
+        train = add_frozen_outputs(train, tiny_model, TelMEDataCollator(tiny_processor, ("text",)), TEACHER_COLUMNS,
+                                   tmp_path / "frozen", ["text_teacher"])
+    before = snapshot(tiny_model)
+    trainer = make_trainer(stage, tiny_model, tiny_processor, train, dev, cache, tmp_path)
+    trainer.train()
+    part = STAGE_PARTS[stage]
+    changed = {name for name, p in tiny_model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed, "nothing was trained"
+    assert all(name.startswith(part + ".") for name in changed), sorted(changed)[:5]
+    assert any(name.startswith(part + ".") for name in changed)
+    # the frozen parts stayed in eval mode during training
+    for name, module in tiny_model.named_children():
+        if name != part:
+            assert not module.training, name
+
+
+def test_student_distillation_uses_cached_teacher_outputs(splits, tiny_model, tiny_processor, tmp_path):
+    (data, cache) = splits
+    text_collator = TelMEDataCollator(tiny_processor, ("text",))
+    train = add_frozen_outputs(data["train"], tiny_model, text_collator, TEACHER_COLUMNS, tmp_path / "frozen", ["text_teacher"])
+    row = train[0]
+    batch = text_collator([row])
+    with torch.no_grad():
+        out = tiny_model(**{k: v for k, v in batch.items() if k != "labels"})
+    assert np.allclose(row["teacher_logits"], out.text_logits[0].numpy(), atol=1e-5)
+    assert np.allclose(row["teacher_features"], out.text_features[0].numpy(), atol=1e-5)
+    # unchanged weights → the cache file is reused; changed teacher weights → a new cache file
+    files = set((tmp_path / "frozen").glob("*.arrow"))
+    add_frozen_outputs(data["train"], tiny_model, text_collator, TEACHER_COLUMNS, tmp_path / "frozen", ["text_teacher"])
+    assert set((tmp_path / "frozen").glob("*.arrow")) == files
+    with torch.no_grad():
+        tiny_model.text_teacher.classifier.bias.add_(1.0)
+    add_frozen_outputs(data["train"], tiny_model, text_collator, TEACHER_COLUMNS, tmp_path / "frozen", ["text_teacher"])
+    assert len(set((tmp_path / "frozen").glob("*.arrow")) - files) == 1
+
+
+def test_second_epoch_decodes_nothing(tiny_corpus, tiny_model, tiny_processor, tmp_path):
+    data = load_meld(tiny_corpus, splits=("test",), on_bad_media="skip")["test"]
+    audio, video = decode_options_from_config(tiny_model.config)
+    cache = MediaCache(tmp_path / "media")
+    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), audio, video, cache=cache)
+    rows = [data[i] for i in range(len(data))]
+    first = collator(rows)
+    calls = cache.decode_calls
+    assert calls == len(rows)
+    second = collator(rows)
+    assert cache.decode_calls == calls
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    # a touched file is decoded again
+    Path(rows[0]["video_path"]).touch()
+    import os
+    stat = os.stat(rows[0]["video_path"])
+    os.utime(rows[0]["video_path"], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    collator(rows[:1])
+    assert cache.decode_calls == calls + 1
+
+
+def test_best_dev_epoch_is_selected_from_a_scripted_metric_sequence(splits, tiny_model, tiny_processor, tmp_path):
+    (data, cache) = splits
+    scripted = iter([0.2, 0.7, 0.4])
+    trainer = make_trainer(
+        "teacher", tiny_model, tiny_processor, data["train"], data["dev"], cache, tmp_path,
+        max_steps=-1, num_train_epochs=3, eval_strategy="epoch", save_strategy="epoch",
+        load_best_model_at_end=True, metric_for_best_model="weighted_f1", save_total_limit=1,
+    )
+    trainer.compute_metrics = lambda prediction: {"weighted_f1": next(scripted)}
+    weights_after = {}
+    from transformers import TrainerCallback
+
+    class RememberCallback(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            weights_after[round(state.epoch)] = tiny_model.text_teacher.classifier.weight.detach().clone()
+
+    trainer.add_callback(RememberCallback())
+    trainer.train()
+    assert _selected_epoch(trainer) == 2
+    assert torch.equal(tiny_model.text_teacher.classifier.weight, weights_after[2])
+    assert not torch.equal(weights_after[2], weights_after[3])
+
+
+def test_resume_from_a_saved_checkpoint(splits, tiny_model, tiny_processor, tmp_path):
+    (data, cache) = splits
+    trainer = make_trainer("teacher", tiny_model, tiny_processor, data["train"], data["dev"], cache, tmp_path,
+                           max_steps=4, save_strategy="steps", save_steps=2)
+    trainer.train()
+    checkpoint = tmp_path / "teacher" / "checkpoint-2"
+    assert (checkpoint / "model.safetensors").exists()
+    resumed_model = TelMEForEmotionRecognition(tiny_model.config).eval()
+    resumed = make_trainer("teacher", resumed_model, tiny_processor, data["train"], data["dev"], cache, tmp_path,
+                           max_steps=4, output_dir=str(tmp_path / "resumed"))
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 4
+
+
+def test_config_overrides_and_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: synthetic\nbatch_size: 4\nepochs: {teacher: 3}\n")
+    config = DistillConfig.from_yaml(path, ["epochs.fusion=2", "batch_size=8", "stages=[teacher]"])
+    assert config.batch_size == 8 and config.epochs == {"teacher": 3, "fusion": 2} and config.stages == ["teacher"]
+    with pytest.raises(ValueError, match="unknown option"):
+        path.write_text("datset: synthetic\n")
+        DistillConfig.from_yaml(path)
+    with pytest.raises(ValueError, match="key=value"):
+        DistillConfig.from_yaml(None, ["batch_size"])
+    with pytest.raises(ValueError, match="data_root"):
+        DistillConfig.from_yaml(None, ["dataset=meld"])
+
+
+def test_push_to_hub_uploads_the_final_folder(tmp_path, monkeypatch, tiny_model, tiny_processor):
+    from huggingface_hub import HfApi
+
+    folder = tmp_path / "final"
+    tiny_model.save_pretrained(folder)
+    tiny_processor.save_pretrained(folder)
+    sent = {}
+
+    class Repo(str):
+        repo_id = "someone/telme-tiny"
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: Repo(f"https://hub/{repo_id}"))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: sent.update(kw, files=sorted(p.name for p in Path(kw["folder_path"]).iterdir())))
+    push_folder_to_hub(folder, "someone/telme-tiny")
+    assert sent["repo_id"] == "someone/telme-tiny"
+    assert {"config.json", "model.safetensors", "modeling_telme.py", "processor_config.json"} <= set(sent["files"])
+
+
+@pytest.mark.slow
+def test_distillation_run_writes_every_artefact(tmp_path, tiny_corpus):
+    config = DistillConfig.from_yaml(Path("recipes/configs/tiny.yaml") if Path("recipes/configs/tiny.yaml").exists() else None, [
+        f"output_dir={tmp_path / 'run'}", f"data_root={tiny_corpus}", "epochs.teacher=1", "epochs.audio=1",
+        "epochs.video=1", "epochs.fusion=1",
+    ])
+    results = run_distillation(config)
+    out = tmp_path / "run"
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["stages"]) == {"teacher", "audio", "video", "fusion"}
+    for stage in saved["stages"].values():
+        assert {"selected_epoch", "dev", "test"} <= set(stage)
+        assert 0 <= stage["test"]["weighted_f1"] <= 1 and "f1" in stage["test"]
+    assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "predictions.csv").exists()
+    card = (out / "final" / "README.md").read_text()
+    assert "model-index" in card and "weighted F1" in card
+    from transformers import AutoModel
+
+    assert isinstance(AutoModel.from_pretrained(out / "final"), TelMEForEmotionRecognition)
+    assert results["fusion"]["test"]["num_samples"] > 0
