@@ -16,7 +16,7 @@ def _demo(args: argparse.Namespace) -> int:
     overrides = [f"output_dir={args.output_dir}"]
     if args.quick:
         # Smaller corpus and fewer epochs: a smoke run of every stage in about a minute.
-        overrides += ["synthetic_dialogues=45", "epochs.teacher=2", "epochs.audio=2", "epochs.video=2", "epochs.fusion=3"]
+        overrides += ["synthetic_dialogues=45", "epochs.teacher=5", "epochs.audio=2", "epochs.video=2", "epochs.fusion=5"]
     config = DistillConfig.from_yaml(Path(__file__).with_name("demo.yaml"), overrides + list(args.overrides))
     started = time.time()
     run_distillation(config)
