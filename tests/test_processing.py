@@ -49,6 +49,7 @@ def test_mask_is_the_last_non_pad_position_with_left_padding(tiny_processor, dia
 
 
 def test_truncation_keeps_the_prompt_of_a_200_turn_dialogue(tiny_processor):
+    tiny_processor.max_text_length = 128
     turns = [{"speaker": f"p{i % 3}", "text": f"turn number {i} is here and it is long"} for i in range(200)]
     turns.append({"speaker": "p1", "text": "the last words"})
     batch = tiny_processor(conversations=[turns])
