@@ -52,6 +52,7 @@ class DistillConfig:
     video_model: str | None = None
     tokenizer: str | None = None
     tokenizer_vocab_size: int = 1000
+    init_from: str | None = None
     epochs: dict[str, float] = field(default_factory=lambda: {"teacher": 10, "audio": 10, "video": 10, "fusion": 10})
     learning_rate: dict[str, float] = field(
         default_factory=lambda: {"teacher": 1e-5, "audio": 1e-5, "video": 1e-5, "fusion": 1e-5}
@@ -117,6 +118,15 @@ class DistillConfig:
         setattr(self, name, value)
 
     def validate(self) -> None:
+        later_stages_only = self.stages and "teacher" not in self.stages
+        if later_stages_only and not self.init_from:
+            previous = Path(self.output_dir) / "final"
+            if not (previous / "config.json").exists():
+                raise ValueError(
+                    f"Stages {self.stages} build on a trained teacher (and students): pass init_from=<checkpoint> "
+                    f"or run the earlier stages first (their result is read from {previous})."
+                )
+            self.init_from = str(previous)
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown:
             raise ValueError(f"Unknown stage(s) {unknown}; choose from {STAGES}.")
@@ -153,7 +163,16 @@ def load_data(config: DistillConfig, modalities: tuple[str, ...]):
 
 
 def build_model_and_processor(config: DistillConfig, train_texts: list[str], label_names: list[str]):
-    """Tiny random backbones with a tokenizer trained on the corpus, or the paper's pretrained backbones."""
+    """The starting model: a checkpoint (`init_from`, e.g. an earlier run's `final/`), tiny random backbones with a
+    tokenizer trained on the corpus, or the paper's pretrained backbones."""
+    if config.init_from:
+        from transformers import AutoProcessor
+
+        model = TelMEForEmotionRecognition.from_pretrained(config.init_from)
+        names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if names != list(label_names):
+            raise ValueError(f"{config.init_from} predicts {names} but the data's labels are {list(label_names)}.")
+        return model, AutoProcessor.from_pretrained(config.init_from)
     overrides = {"id2label": dict(enumerate(label_names))}
     if config.preset == "tiny":
         tokenizer = train_tokenizer(train_texts, vocab_size=config.tokenizer_vocab_size)
@@ -170,10 +189,17 @@ def build_model_and_processor(config: DistillConfig, train_texts: list[str], lab
 
 
 # -------------------------------------------------------------------------------------------------------- stages
-def _use_bf16(config: DistillConfig) -> bool:
-    if config.mixed_precision == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return config.mixed_precision == "bf16"
+def precision_flags(config: DistillConfig) -> dict[str, bool]:
+    """`bf16`/`fp16` for the Trainer: `accelerate launch --mixed_precision` wins, then the config; `auto` is bf16 on
+    a GPU that supports it and fp32 otherwise (bf16 on a CPU is ~20x slower than fp32)."""
+    import os
+
+    choice = os.environ.get("ACCELERATE_MIXED_PRECISION") or config.mixed_precision
+    if choice == "auto":
+        choice = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    if choice not in ("no", "fp16", "bf16"):
+        raise ValueError(f"mixed_precision must be auto, no, fp16 or bf16, got {choice!r}.")
+    return {"bf16": choice == "bf16", "fp16": choice == "fp16"}
 
 
 def _selected_epoch(trainer) -> float | None:
@@ -238,7 +264,7 @@ def train_stage(
         logging_steps=config.logging_steps,
         report_to="none",
         seed=config.seed,
-        bf16=_use_bf16(config),
+        **precision_flags(config),
         dataloader_num_workers=config.num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         response_weight=config.response_weight,
@@ -307,7 +333,7 @@ def run_distillation(config: DistillConfig) -> dict[str, Any]:
     _write_predictions(output_dir / "predictions.csv", results[last], labels)
     from .model_card import write_model_card
 
-    write_model_card(final_dir, model.config, config, public)
+    write_model_card(final_dir, model.config, config, public, repo=config.hub_model_id or str(final_dir))
     if config.push_to_hub:
         push_folder_to_hub(final_dir, config.hub_model_id or output_dir.name, private=config.hub_private)
     reference = PAPER_RESULTS.get(config.dataset) if config.dataset != "synthetic" else None

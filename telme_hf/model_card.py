@@ -23,7 +23,8 @@ def _model_index(name: str, dataset: str, results: dict[str, Any]) -> str:
         if "weighted_f1" not in test:
             continue
         entries.append({
-            "task": {"type": "emotion-recognition-in-conversation", "name": f"Emotion recognition ({STAGE_NAMES.get(stage, stage)})"},
+            "task": {"type": "emotion-recognition-in-conversation",
+                     "name": f"Emotion recognition in conversation: {STAGE_NAMES.get(stage, stage)}"},
             "dataset": {"type": dataset, "name": dataset, "split": "test"},
             "metrics": [
                 {"type": "f1", "name": "weighted F1", "value": round(100 * test["weighted_f1"], 2)},
@@ -69,7 +70,8 @@ def render_model_card(
         for name, is_ref in config.uses_reference_behaviour.items()
     )
     return TEMPLATE.read_text(encoding="utf-8").format(
-        model_index=_model_index(Path(repo).name or "telme", dataset, results),
+        model_index=_model_index(repo.split("/")[-1] if "/" in repo and not Path(repo).exists() else f"telme-{dataset}",
+                                 dataset, results),
         title=f"TelME — {dataset}",
         origin=origin,
         labels=", ".join(f"`{i}: {label}`" for i, label in enumerate(labels)),

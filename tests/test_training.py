@@ -203,3 +203,27 @@ def test_distillation_run_writes_every_artefact(tmp_path, tiny_corpus):
 
     assert isinstance(AutoModel.from_pretrained(out / "final"), TelMEForEmotionRecognition)
     assert results["fusion"]["test"]["num_samples"] > 0
+
+
+def test_precision_comes_from_accelerate_then_the_config(monkeypatch):
+    from telme_hf.distill import precision_flags
+
+    config = DistillConfig()
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    expected_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    assert precision_flags(config) == {"bf16": expected_bf16, "fp16": False}
+    config.mixed_precision = "fp16"
+    assert precision_flags(config) == {"bf16": False, "fp16": True}
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    assert precision_flags(config) == {"bf16": True, "fp16": False}
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "int3")
+    with pytest.raises(ValueError, match="mixed_precision"):
+        precision_flags(config)
+
+
+def test_a_later_stage_alone_needs_a_trained_checkpoint(tmp_path, tiny_model):
+    with pytest.raises(ValueError, match="init_from"):
+        DistillConfig.from_yaml(None, [f"output_dir={tmp_path}", "stages=[fusion]"])
+    tiny_model.save_pretrained(tmp_path / "final")
+    config = DistillConfig.from_yaml(None, [f"output_dir={tmp_path}", "stages=[fusion]"])
+    assert config.init_from == str(tmp_path / "final")
