@@ -1,0 +1,134 @@
+"""The decoded-media cache and the bad-media policy, for every kind of bad media under every policy."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from telme_hf.data.cache import PLACEHOLDER_AUDIO_SAMPLES, MediaCache, MediaLoader, prepare_media
+from telme_hf.data.collator import TelMEDataCollator
+from telme_hf.data.media import (
+    AudioDecodeOptions,
+    CorruptMediaError,
+    MediaError,
+    MissingMediaError,
+    NoStreamError,
+    VideoDecodeOptions,
+)
+from telme_hf.data.synthetic import write_media
+
+
+AUDIO = AudioDecodeOptions()
+VIDEO = VideoDecodeOptions(num_frames=4, size=32, center_crop=True)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (12, 48, 64, 3), dtype=np.uint8)
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(2048 * 8) / 16000)).astype(np.float32)[None]
+    paths = {
+        "good": write_media(root / "good.mp4", frames, tone, fps=12, sample_rate=16000),
+        "long": write_media(root / "long.mp4", np.repeat(frames, 3, axis=0), np.tile(tone, 3), fps=12, sample_rate=16000),
+        "audio_only": write_media(root / "audio_only.m4a", None, tone, sample_rate=16000),
+        "corrupt": root / "corrupt.mp4",
+        "missing": root / "missing.mp4",
+    }
+    paths["corrupt"].write_bytes((root / "good.mp4").read_bytes()[:200])
+    return {name: str(path) for name, path in paths.items()}
+
+
+def row(path: str, key: str = "dia0_utt0") -> dict:
+    return {"utterance_key": key, "row_index": 7, "audio_path": path, "video_path": path, "start": float("nan"),
+            "end": float("nan"), "context": [{"speaker": "A", "speaker_index": 0, "text": "hello there"}], "label": 3}
+
+
+BAD = {
+    "missing": ("missing", MissingMediaError, None),
+    "corrupt": ("corrupt", CorruptMediaError, None),
+    "no_video_stream": ("audio_only", NoStreamError, None),
+    "too_long": ("long", MediaError, 1.5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_error_policy_names_file_row_and_fix(case, clips):
+    name, error, max_seconds = BAD[case]
+    loader = MediaLoader(AUDIO, VIDEO, on_bad_media="error", max_media_seconds=max_seconds)
+    with pytest.raises(error) as info:
+        loader.load(row(clips[name]))
+    message = str(info.value)
+    assert clips[name] in message and "dia0_utt0" in message and "row 7" in message
+    assert "on_bad_media='skip'" in message and "on_bad_media='zeros'" in message
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_skip_policy_drops_and_reports(case, clips, caplog):
+    name, _, max_seconds = BAD[case]
+    loader = MediaLoader(AUDIO, VIDEO, on_bad_media="skip", max_media_seconds=max_seconds)
+    with caplog.at_level(logging.WARNING, logger="telme_hf.data"):
+        assert loader.load(row(clips[name], key=f"bad_{case}")) is None
+    assert list(loader.report.affected) == [f"bad_{case}"]
+    assert f"bad_{case}" in caplog.text and "dropped" in caplog.text
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_zeros_policy_substitutes_placeholders(case, clips):
+    name, _, max_seconds = BAD[case]
+    loader = MediaLoader(AUDIO, VIDEO, on_bad_media="zeros", max_media_seconds=max_seconds)
+    audio, video = loader.load(row(clips[name]))
+    assert audio.shape == (PLACEHOLDER_AUDIO_SAMPLES,) and not audio.any()
+    assert video.shape == (4, 32, 32, 3) and video.dtype == np.uint8 and not video.any()
+    assert "zeros" in loader.report.summary() and len(loader.report.affected) == 1
+
+
+def test_good_clip_is_decoded_and_cached(clips, tmp_path):
+    cache = MediaCache(tmp_path)
+    loader = MediaLoader(AUDIO, VIDEO, cache=cache)
+    audio, video = loader.load(row(clips["good"]))
+    assert video.shape == (4, 32, 32, 3) and audio.dtype == np.float32 and audio.size >= 2048 * 8
+    assert cache.decode_calls == 1
+    again = loader.load(row(clips["good"]))
+    assert cache.decode_calls == 1
+    assert np.array_equal(again[0], audio) and np.array_equal(again[1], video)
+    # other decode options are another cache entry
+    MediaLoader(AUDIO, VideoDecodeOptions(num_frames=2, size=32, center_crop=True), cache=cache).load(row(clips["good"]))
+    assert cache.decode_calls == 2
+
+
+def test_collator_skips_bad_rows_and_keeps_labels_aligned(clips, tiny_processor):
+    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), AUDIO, VIDEO, on_bad_media="skip")
+    rows = [row(clips["good"], "a") | {"label": 1}, row(clips["corrupt"], "b") | {"label": 2},
+            row(clips["good"], "c") | {"label": 5}]
+    batch = collator(rows)
+    assert batch["labels"].tolist() == [1, 5]
+    assert batch["pixel_values"].shape[0] == 2 and batch["input_ids"].shape[0] == 2
+    assert list(collator.bad_media_report.affected) == ["b"]
+
+
+def test_prepare_media_drops_skipped_rows_from_the_dataset(clips, tmp_path):
+    from datasets import Dataset
+
+    data = Dataset.from_list([row(clips["good"], "a"), row(clips["missing"], "b"), row(clips["good"], "c")])
+    loader = MediaLoader(AUDIO, VIDEO, MediaCache(tmp_path), on_bad_media="skip")
+    kept = prepare_media(data, loader)
+    assert list(kept["utterance_key"]) == ["a", "c"]
+
+
+def test_text_only_collation_touches_no_media(tiny_processor):
+    collator = TelMEDataCollator(tiny_processor, ("text",))
+    batch = collator([row("/nowhere/at/all.mp4")])
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert batch["input_ids"][0, -1] == tiny_processor.tokenizer.mask_token_id
+
+
+def test_precomputed_features_pass_through(tiny_processor):
+    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"))
+    features = {name: np.full(8, i, np.float32) for i, name in enumerate(("text_features", "audio_features", "video_features"))}
+    batch = collator([row("/nowhere.mp4") | features])
+    assert set(batch) == {"text_features", "audio_features", "video_features", "labels"}
+    assert torch.equal(batch["audio_features"], torch.ones(1, 8))
