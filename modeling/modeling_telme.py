@@ -174,6 +174,7 @@ class TelMEPreTrainedModel(PreTrainedModel):
     config_class = TelMEConfig
     base_model_prefix = "telme"
     main_input_name = "input_ids"
+    input_modalities = ("text", "audio", "video")
     supports_gradient_checkpointing = True
     _no_split_modules = ["RobertaLayer", "Data2VecAudioEncoderLayer", "TimesformerLayer", "TelMEFusion"]
 

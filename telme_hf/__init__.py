@@ -3,10 +3,12 @@
 
 Importing this package registers the `telme` model type with `AutoConfig`, `AutoModel` and `AutoProcessor`, and
 marks the classes for `trust_remote_code` export: `save_pretrained` copies the model code into the checkpoint so
-that it loads where `telme_hf` is not installed.
+that it loads where `telme_hf` is not installed. It also registers the `"emotion-recognition-in-conversation"`
+pipeline task, so `transformers.pipeline("emotion-recognition-in-conversation", model=...)` works.
 """
 
 from transformers import AutoConfig, AutoModel, AutoProcessor
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .modeling import (
     IEMOCAP_LABELS,
@@ -30,17 +32,28 @@ TelMEForEmotionRecognition.register_for_auto_class("AutoModel")
 TelMEProcessor.register_for_auto_class()
 
 from .components import build_processor, train_tokenizer  # noqa: E402  (needs the registered classes)
+from .inference import evaluate_split, predict_dialogue  # noqa: E402
+from .pipeline import PIPELINE_TASK, EmotionRecognitionInConversationPipeline  # noqa: E402
+
+
+PIPELINE_REGISTRY.register_pipeline(
+    PIPELINE_TASK, pipeline_class=EmotionRecognitionInConversationPipeline, pt_model=AutoModel, type="multimodal"
+)
 
 
 __all__ = [
     "IEMOCAP_LABELS",
     "MELD_LABELS",
+    "PIPELINE_TASK",
     "REFERENCE_BEHAVIOUR",
+    "EmotionRecognitionInConversationPipeline",
     "TelMEConfig",
     "TelMEForEmotionRecognition",
     "TelMEOutput",
     "TelMEPreTrainedModel",
     "TelMEProcessor",
     "build_processor",
+    "evaluate_split",
+    "predict_dialogue",
     "train_tokenizer",
 ]

@@ -25,6 +25,7 @@ from .caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
 from .components import build_processor, train_tokenizer
 from .data.cache import MediaCache, MediaLoader, prepare_media
 from .data.collator import TelMEDataCollator, decode_options_from_config
+from .inference import predict_command, write_example_dialogue
 from .metrics import PAPER_RESULTS, compute_erc_metrics, format_per_class_table, make_compute_metrics, plot_confusion_matrix, write_metrics_json
 from .modeling import TelMEConfig, TelMEForEmotionRecognition, TelMEProcessor
 from .trainer import STAGE_MODALITIES, STAGES, TelMETrainingArguments, trainer_for_stage
@@ -289,7 +290,7 @@ def train_stage(
 
 
 # ----------------------------------------------------------------------------------------------------------- run
-def run_distillation(config: DistillConfig) -> dict[str, Any]:
+def run_distillation(config: DistillConfig, announce_next_step: bool = True) -> dict[str, Any]:
     """Run every requested stage in order and write the run's artefacts to `config.output_dir`:
 
     `results.json` (per stage: selected epoch, dev and test weighted F1, accuracy, per-class F1), `final/` (the
@@ -338,7 +339,9 @@ def run_distillation(config: DistillConfig) -> dict[str, Any]:
         push_folder_to_hub(final_dir, config.hub_model_id or output_dir.name, private=config.hub_private)
     reference = PAPER_RESULTS.get(config.dataset) if config.dataset != "synthetic" else None
     table = format_per_class_table({stage: r["test"] for stage, r in public.items()}, labels, reference=reference)
-    print(f"\nTest split, per-class F1 (%):\n{table}\n")
+    example = write_example_dialogue(data["test"], output_dir / "example_dialogue.csv")
+    next_step = f"\nTry it on a test dialogue:\n  {predict_command(final_dir, example)}" if example else ""
+    print(f"\nTest split, per-class F1 (%):\n{table}\n{next_step if announce_next_step else ''}")
     return public
 
 

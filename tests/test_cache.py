@@ -82,8 +82,15 @@ def test_zeros_policy_substitutes_placeholders(case, clips):
     loader = MediaLoader(AUDIO, VIDEO, on_bad_media="zeros", max_media_seconds=max_seconds)
     audio, video = loader.load(row(clips[name]))
     assert audio.shape == (PLACEHOLDER_AUDIO_SAMPLES,) and not audio.any()
-    assert video.shape == (4, 32, 32, 3) and video.dtype == np.uint8 and not video.any()
+    assert video.shape == (4, 32, 32, 3) and video.dtype == np.uint8
+    assert (video == np.array([124, 116, 104], np.uint8)).all()  # round(255 × ImageNet mean)
     assert "zeros" in loader.report.summary() and len(loader.report.affected) == 1
+
+
+def test_zero_placeholder_frames_reach_the_model_as_zeros(tiny_processor):
+    _, frames = MediaLoader(None, VIDEO, on_bad_media="zeros").load(row("/does/not/exist.mp4"))
+    pixel_values = tiny_processor(videos=[frames])["pixel_values"]
+    assert pixel_values.abs().max() < 0.01
 
 
 def test_good_clip_is_decoded_and_cached(clips, tmp_path):

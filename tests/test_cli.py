@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -16,7 +17,9 @@ from telme_hf.cli import build_parser, main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["train"], ["make-corpus"], ["convert-original"]])
+@pytest.mark.parametrize(
+    "command", [[], ["demo"], ["train"], ["predict"], ["evaluate"], ["make-corpus"], ["convert-original"]]
+)
 def test_every_help_works(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -54,12 +57,34 @@ def test_readme_telme_commands_and_flags_exist():
         assert words[1] in subcommands, words
         if words[1] in ("demo", "train"):
             parser.parse_args(words[1:] + ([] if words[1] == "demo" or "--config" in words else ["--config", "x"]))
+        if words[1] in ("predict", "evaluate"):
+            # Every flag and value must parse as written: the README's commands run without extra arguments.
+            args = parser.parse_args(words[1:])
+            assert args.handler.__name__ == f"_{words[1]}"
         if words[1] == "convert-original":
             from telme_hf.convert import build_parser as convert_parser
 
             known = {option for action in convert_parser()._actions for option in action.option_strings}
             for flag in [w for w in words[2:] if w.startswith("--")]:
                 assert flag in known, flag
+
+
+def test_readme_shows_predict_and_evaluate():
+    shown = {tuple(words[:2]) for words in readme_commands() if words[0] == "telme"}
+    assert {("telme", "predict"), ("telme", "evaluate")} <= shown
+    original = [words for words in readme_commands() if words[:2] == ["telme", "evaluate"] and "meld" in words]
+    assert original and original[0][original[0].index("--batch-size") + 1] == "4"
+
+
+def test_readme_dialogue_csv_is_what_predict_reads(tmp_path):
+    from telme_hf.inference import read_dialogue
+
+    blocks = re.findall(r"```csv\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert blocks, "the README shows no dialogue CSV"
+    (tmp_path / "dialogue.csv").write_text(blocks[0])
+    turns = read_dialogue(tmp_path / "dialogue.csv")
+    assert turns and all(turn["speaker"] and turn["text"] and "media" in turn for turn in turns)
+    assert all(Path(turn["media"]).parent.parent == tmp_path for turn in turns)
 
 
 def test_readme_recipe_commands_name_existing_configs():
@@ -77,3 +102,19 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "HF_HUB_OFFLINE=1 python -m pytest -q" in ci
     assert "HF_HUB_OFFLINE=1 python -m pytest -q" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end_and_its_predict_command_works(tmp_path, capsys):
+    assert main(["demo", "--quick", "--output-dir", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    for column in ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger", "weighted F1"):
+        assert column in out
+    for row in ("teacher", "audio", "video", "fusion"):
+        assert re.search(rf"^{row}\s", out, flags=re.M), row
+    assert (tmp_path / "demo" / "confusion_matrix.png").exists() and (tmp_path / "demo" / "predictions.csv").exists()
+    last = out.strip().splitlines()[-1].strip()
+    assert last.startswith("telme predict --model ")
+    assert main(shlex.split(last)[1:] + ["--format", "json"]) == 0
+    predictions = json.loads(capsys.readouterr().out)
+    assert predictions and all(abs(sum(p["scores"].values()) - 1) < 1e-4 for p in predictions)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..components import IMAGENET_MEAN
 from .media import AudioDecodeOptions, MediaError, VideoDecodeOptions, decode_clip
 
 
@@ -125,12 +126,18 @@ class BadMediaReport:
 def placeholder_media(
     audio: AudioDecodeOptions | None, video: VideoDecodeOptions | None
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Zeros standing in for unusable media, shaped like the original's placeholders."""
+    """Stand-ins for unusable media that reach the model as zeros, like the original's placeholders.
+
+    Audio: 1412 zero samples (per-utterance normalisation keeps them zero). Frames: filled with the ImageNet mean
+    colour, which the frame processor's normalisation maps to ~0 (|x| < 0.01), because the original put
+    `zeros(8, 3, 224, 224)` directly in as pixel values; black frames would arrive as about -2.
+    """
     waveform = np.zeros(PLACEHOLDER_AUDIO_SAMPLES, np.float32) if audio is not None else None
     frames = None
     if video is not None:
         side = video.size or 224
-        frames = np.zeros((video.num_frames, side, side, 3), np.uint8)
+        mean_colour = np.round(255 * np.asarray(IMAGENET_MEAN)).astype(np.uint8)
+        frames = np.broadcast_to(mean_colour, (video.num_frames, side, side, 3)).copy()
     return waveform, frames
 
 
