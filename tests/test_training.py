@@ -167,9 +167,13 @@ def test_config_overrides_and_errors(tmp_path):
 def test_push_to_hub_uploads_the_final_folder(tmp_path, monkeypatch, tiny_model, tiny_processor):
     from huggingface_hub import HfApi
 
+    from telme_hf.model_card import write_model_card
+
     folder = tmp_path / "final"
     tiny_model.save_pretrained(folder)
     tiny_processor.save_pretrained(folder)
+    metrics = {"weighted_f1": 0.5, "accuracy": 0.6, "f1": {}}
+    write_model_card(folder, tiny_model.config, DistillConfig(), {"fusion": {"test": metrics}}, repo="someone/telme-tiny")
     sent = {}
 
     class Repo(str):
@@ -179,7 +183,9 @@ def test_push_to_hub_uploads_the_final_folder(tmp_path, monkeypatch, tiny_model,
     monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: sent.update(kw, files=sorted(p.name for p in Path(kw["folder_path"]).iterdir())))
     push_folder_to_hub(folder, "someone/telme-tiny")
     assert sent["repo_id"] == "someone/telme-tiny"
-    assert {"config.json", "model.safetensors", "modeling_telme.py", "processor_config.json"} <= set(sent["files"])
+    assert {"config.json", "model.safetensors", "modeling_telme.py", "processor_config.json", "README.md"} <= set(sent["files"])
+    card = (folder / "README.md").read_text()
+    assert "name: telme-tiny" in card and "value: 50.0" in card  # model-index: weighted F1 in percent
 
 
 @pytest.mark.slow
