@@ -54,6 +54,15 @@ REFERENCE_BEHAVIOUR: dict[str, tuple[Any, Any]] = {
 }
 
 
+def validate_prompt_template(template: str) -> None:
+    """The prompt must name the speaker and end exactly with the mask: the teacher reads the last position."""
+    if "{speaker}" not in template or not template.endswith("{mask}"):
+        raise ValueError(
+            f"`prompt_template` needs `{{speaker}}` and must end exactly with `{{mask}}` (the model reads the last "
+            f"position, so nothing may follow it, not even a space), got {template!r}."
+        )
+
+
 def _sub_config(value: Any, config_class: type[PretrainedConfig]) -> PretrainedConfig:
     """Accept a config object, a dict (possibly carrying `model_type`) or None (class defaults)."""
     if value is None:
@@ -213,11 +222,7 @@ class TelMEConfig(PretrainedConfig):
                 f"The fusion attention width {width} (scope {self.fusion_attention_scope!r}) is not divisible by "
                 f"`fusion_num_heads={self.fusion_num_heads}`; pick a head count that divides it."
             )
-        if "{speaker}" not in self.prompt_template or not self.prompt_template.rstrip().endswith("{mask}"):
-            raise ValueError(
-                f"`prompt_template` needs `{{speaker}}` and must end with `{{mask}}` (the model reads the last "
-                f"position), got {self.prompt_template!r}."
-            )
+        validate_prompt_template(self.prompt_template)
 
     @property
     def fusion_attention_width(self) -> int:

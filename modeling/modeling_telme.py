@@ -175,6 +175,8 @@ class TelMEPreTrainedModel(PreTrainedModel):
     base_model_prefix = "telme"
     main_input_name = "input_ids"
     input_modalities = ("text", "audio", "video")
+    # Losses are means over the batch: let the Trainer scale them for gradient accumulation.
+    accepts_loss_kwargs = False
     supports_gradient_checkpointing = True
     _no_split_modules = ["RobertaLayer", "Data2VecAudioEncoderLayer", "TimesformerLayer", "TelMEFusion"]
 

@@ -15,6 +15,8 @@ import torch
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from .configuration_telme import validate_prompt_template
+
 
 Turn = Mapping[str, Any]
 """One utterance: `{"speaker": str, "text": str}`, optionally with a precomputed `"speaker_index"` (0-based)."""
@@ -90,11 +92,7 @@ class TelMEProcessor(ProcessorMixin):
         audio_padding_side: str = "right",
         reference_tokenization: bool = False,
     ) -> None:
-        if not prompt_template.rstrip().endswith("{mask}") or "{speaker}" not in prompt_template:
-            raise ValueError(
-                f"`prompt_template` must contain `{{speaker}}` and end with `{{mask}}` (the model reads the last "
-                f"position), got {prompt_template!r}."
-            )
+        validate_prompt_template(prompt_template)
         if audio_padding_side not in ("right", "left"):
             raise ValueError(f"`audio_padding_side` must be 'right' or 'left', got {audio_padding_side!r}.")
         self.prompt_template = prompt_template
@@ -202,15 +200,19 @@ class TelMEProcessor(ProcessorMixin):
         empty = [i for i, wave in enumerate(audio) if wave.size == 0]
         if empty:
             raise ValueError(f"Audio item(s) {empty} are empty; decode them with a bad-media policy first.")
-        self.feature_extractor.padding_side = self.audio_padding_side
-        features = self.feature_extractor(
-            audio,
-            sampling_rate=sampling_rate or self.feature_extractor.sampling_rate,
-            padding=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        return {"input_values": features["input_values"], "audio_attention_mask": features["attention_mask"]}
+        # Normalise each waveform on its own, then pad: the feature extractor's masked normalisation assumes right
+        # padding and would normalise the padding (and zero the speech) of a left-padded batch.
+        normalised = self.feature_extractor(
+            audio, sampling_rate=sampling_rate or self.feature_extractor.sampling_rate, padding=False
+        )["input_values"]
+        width = max(len(wave) for wave in normalised)
+        input_values = torch.full((len(normalised), width), float(self.feature_extractor.padding_value))
+        attention_mask = torch.zeros((len(normalised), width), dtype=torch.long)
+        for row, wave in enumerate(normalised):
+            span = slice(width - len(wave), width) if self.audio_padding_side == "left" else slice(0, len(wave))
+            input_values[row, span] = torch.as_tensor(np.asarray(wave, dtype=np.float32))
+            attention_mask[row, span] = 1
+        return {"input_values": input_values, "audio_attention_mask": attention_mask}
 
     def _encode_videos(self, videos: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         if isinstance(videos, np.ndarray) and videos.ndim == 4:

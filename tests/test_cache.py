@@ -93,6 +93,21 @@ def test_zero_placeholder_frames_reach_the_model_as_zeros(tiny_processor):
     assert pixel_values.abs().max() < 0.01
 
 
+def test_window_cuts_the_dialogue_video_but_not_a_separate_utterance_wav(tmp_path):
+    # IEMOCAP: a per-utterance wav (starting at 0 s) and a dialogue-level video; start/end are dialogue times.
+    frames = np.zeros((120, 32, 32, 3), np.uint8)
+    frames[:] = (np.arange(120) * 2).astype(np.uint8)[:, None, None, None]  # brightness encodes the frame index
+    video = write_media(tmp_path / "dialogue.avi", frames, None, fps=12)
+    wav = write_media(tmp_path / "utterance.wav", None, np.full((1, 16000 * 2), 0.1, np.float32), sample_rate=16000)
+    loader = MediaLoader(AUDIO, VideoDecodeOptions(num_frames=4, size=None))
+    iemocap_row = row(str(wav)) | {"video_path": str(video), "start": 5.5, "end": 7.25}
+    audio, clip = loader.load(iemocap_row)
+    assert abs(audio.size - 32000) <= 1024  # the whole 2 s wav, although the window starts at 5.5 s
+    picked = clip[:, 0, 0, 0].astype(int) // 2
+    # lossy coding blurs the brightness code by a level or two: allow 3 frames (a quarter second)
+    assert picked.min() >= 5.5 * 12 - 3 and picked.max() <= 7.25 * 12 + 3  # only frames inside the window
+
+
 def test_good_clip_is_decoded_and_cached(clips, tmp_path):
     cache = MediaCache(tmp_path)
     loader = MediaLoader(AUDIO, VIDEO, cache=cache)

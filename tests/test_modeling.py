@@ -68,7 +68,8 @@ def test_reference_switch_sets_every_original_behaviour_and_explicit_args_win():
     [
         ({"fusion_attention_scope": "sideways"}, "fusion_attention_scope"),
         ({"fusion_num_heads": 5}, "not divisible"),
-        ({"prompt_template": "{mask} says {speaker}"}, "end with"),
+        ({"prompt_template": "{mask} says {speaker}"}, "end exactly with"),
+        ({"prompt_template": "Now {speaker} feels {mask} "}, "end exactly with"),
         ({"fusion_modality_order": ["audio", "text"]}, "fusion_modality_order"),
     ],
 )

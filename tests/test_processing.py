@@ -76,11 +76,20 @@ def test_media_batching_shapes_and_masks(tiny_processor):
     assert batch["pixel_values"].shape == (2, 4, 3, 32, 32)
 
 
-def test_left_audio_padding_for_reference_mode(tiny_processor):
-    tiny_processor.audio_padding_side = "left"
-    batch = tiny_processor(audio=[np.ones(10, np.float32) * np.arange(10), np.arange(20, dtype=np.float32)])
-    assert batch["audio_attention_mask"][0].tolist() == [0] * 10 + [1] * 10
-    assert torch.all(batch["input_values"][0, :10] == 0)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_each_waveform_is_normalised_on_its_own_whatever_the_padding_side(tiny_processor, side):
+    tiny_processor.audio_padding_side = side
+    rng = np.random.default_rng(2)
+    short, long = rng.standard_normal(6000).astype(np.float32) * 3 + 1, rng.standard_normal(16000).astype(np.float32)
+    batch = tiny_processor(audio=[short, long])
+    alone = tiny_processor(audio=[short])["input_values"][0]
+    expected = (short - short.mean()) / np.sqrt(short.var() + 1e-7)  # zero mean, unit variance, per utterance
+    assert torch.allclose(alone, torch.from_numpy(expected), atol=1e-4)
+    real = slice(10000, None) if side == "left" else slice(0, 6000)
+    padding = slice(0, 10000) if side == "left" else slice(6000, None)
+    assert torch.allclose(batch["input_values"][0, real], alone, atol=1e-6)
+    assert torch.all(batch["input_values"][0, padding] == 0)
+    assert batch["audio_attention_mask"][0, real].all() and not batch["audio_attention_mask"][0, padding].any()
 
 
 def test_frame_colours_survive_normalisation(tiny_processor):
@@ -99,9 +108,10 @@ def test_errors_are_clear(tiny_processor):
         tiny_processor(audio=[np.zeros(0, np.float32)])
     with pytest.raises(ValueError, match="same number of frames"):
         tiny_processor(videos=[np.zeros((4, 8, 8, 3), np.uint8), np.zeros((3, 8, 8, 3), np.uint8)])
-    with pytest.raises(ValueError, match="end with"):
-        TelMEProcessor(tiny_processor.tokenizer, tiny_processor.feature_extractor, tiny_processor.image_processor,
-                       prompt_template="{mask} said {speaker}")
+    for template in ("{mask} said {speaker}", "Now {speaker} feels {mask} "):
+        with pytest.raises(ValueError, match="end exactly with"):
+            TelMEProcessor(tiny_processor.tokenizer, tiny_processor.feature_extractor, tiny_processor.image_processor,
+                           prompt_template=template)
 
 
 def test_save_load_round_trip_gives_identical_tensors(tmp_path, tiny_processor, dialogue):

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..components import IMAGENET_MEAN
-from .media import AudioDecodeOptions, MediaError, VideoDecodeOptions, decode_clip
+from .media import AudioDecodeOptions, MediaError, VideoDecodeOptions, decode_clip, media_duration
 
 
 logger = logging.getLogger("telme_hf.data")
@@ -166,6 +166,7 @@ class MediaLoader:
         self.on_bad_media = on_bad_media
         self.max_media_seconds = max_media_seconds
         self.report = BadMediaReport(on_bad_media)
+        self._durations: dict[str, float] = {}
 
     def _decode(self, path: str, audio, video, start, end):
         if self.cache is not None:
@@ -178,9 +179,10 @@ class MediaLoader:
             return False
         if start is not None and end is not None:
             return end - start > self.max_media_seconds
-        from .media import media_duration
-
-        return media_duration(path) > self.max_media_seconds
+        # Remembered per file, so the check does not reopen every clip in every epoch.
+        if path not in self._durations:
+            self._durations[path] = media_duration(path)
+        return self._durations[path] > self.max_media_seconds
 
     def load(
         self, row: Mapping[str, Any], audio: bool = True, video: bool = True
@@ -188,7 +190,9 @@ class MediaLoader:
         """(audio, video) of one row; `None` when the row must be skipped under `on_bad_media="skip"`.
 
         `audio`/`video` = False leaves out a modality this loader decodes but the row does not need (e.g. one
-        whose features are precomputed).
+        whose features are precomputed). The row's `start`/`end` window cuts the file that holds the video (a
+        dialogue-level recording, as in IEMOCAP) and the audio only when it comes from that same file: a separate
+        audio file (IEMOCAP's per-utterance wav) is the utterance already and is read whole.
         """
         audio_options = self.audio if audio else None
         video_options = self.video if video else None
@@ -198,14 +202,23 @@ class MediaLoader:
         start = None if start is None or np.isnan(start) else float(start)
         end = None if end is None or np.isnan(end) else float(end)
         audio_path, video_path = row.get("audio_path") or "", row.get("video_path") or ""
+        shared_file = audio_path == video_path
         key = row.get("utterance_key") or audio_path or video_path
         try:
-            if self._too_long(audio_path if audio_options else video_path, start, end):
-                raise MediaError(audio_path or video_path, f"longer than max_media_seconds={self.max_media_seconds}")
-            if audio_options is not None and video_options is not None and audio_path == video_path:
+            if audio_options is not None and video_options is not None and shared_file:
+                if self._too_long(audio_path, start, end):
+                    raise MediaError(audio_path, f"longer than max_media_seconds={self.max_media_seconds}")
                 return self._decode(audio_path, audio_options, video_options, start, end)
-            waveform = self._decode(audio_path, audio_options, None, start, end)[0] if audio_options else None
-            frames = self._decode(video_path, None, video_options, start, end)[1] if video_options else None
+            waveform = frames = None
+            if audio_options is not None:
+                audio_window = (start, end) if shared_file else (None, None)
+                if self._too_long(audio_path, *audio_window):
+                    raise MediaError(audio_path, f"longer than max_media_seconds={self.max_media_seconds}")
+                waveform = self._decode(audio_path, audio_options, None, *audio_window)[0]
+            if video_options is not None:
+                if self._too_long(video_path, start, end):
+                    raise MediaError(video_path, f"longer than max_media_seconds={self.max_media_seconds}")
+                frames = self._decode(video_path, None, video_options, start, end)[1]
             return waveform, frames
         except MediaError as error:
             if self.on_bad_media == "error":
@@ -216,7 +229,6 @@ class MediaLoader:
                 ) from error
             self.report.add(key, str(error))
             return None if self.on_bad_media == "skip" else placeholder_media(audio_options, video_options)
-
 
 
 
