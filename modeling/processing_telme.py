@@ -18,6 +18,10 @@ from transformers.processing_utils import ProcessorMixin
 from .configuration_telme import validate_prompt_template
 
 
+# The original normalises frames with the `MCG-NJU/videomae-base` processor: ImageNet statistics.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 Turn = Mapping[str, Any]
 """One utterance: `{"speaker": str, "text": str}`, optionally with a precomputed `"speaker_index"` (0-based)."""
 

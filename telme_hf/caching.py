@@ -9,6 +9,7 @@ unchanged one is read back in milliseconds.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,17 +35,38 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _collator_fingerprint(collator: TelMEDataCollator) -> str:
+def _inputs_fingerprint(collator: TelMEDataCollator, model: TelMEForEmotionRecognition) -> str:
+    """Everything besides the weights and rows that changes the outputs: decoding, the processor (its settings
+    and tokenizer) and the model's config (pooling, fusion options, ...)."""
     loader = collator.loader
-    return "|".join(
-        str(part) for part in (
-            collator.modalities,
-            loader.audio.cache_key() if loader.audio else None,
-            loader.video.cache_key() if loader.video else None,
-            collator.processor.prompt_template,
-            collator.processor.max_text_length,
-        )
+    processor = collator.processor
+    tokenizer = getattr(processor.tokenizer, "backend_tokenizer", None)
+    parts = (
+        collator.modalities,
+        loader.audio.cache_key() if loader.audio else None,
+        loader.video.cache_key() if loader.video else None,
+        loader.max_media_seconds,
+        processor.to_json_string(),
+        tokenizer.to_str() if tokenizer is not None else len(processor.tokenizer),
+        model.config.to_json_string(use_diff=False),
     )
+    return hashlib.sha1("|".join(str(part) for part in parts).encode()).hexdigest()
+
+
+def _media_fingerprint(dataset) -> str:
+    """Size and modification time of every media file the rows point to: a replaced clip changes the key."""
+    digest = hashlib.sha1()
+    paths = set()
+    for column in ("audio_path", "video_path"):
+        if column in dataset.column_names:
+            paths.update(path for path in dataset[column] if path)
+    for path in sorted(paths):
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        except OSError:
+            digest.update(f"{path}|missing".encode())
+    return digest.hexdigest()
 
 
 def add_frozen_outputs(
@@ -75,10 +97,14 @@ def add_frozen_outputs(
     ['teacher_logits', 'teacher_features']
     ```
     """
-    key = hashlib.sha1(
-        "|".join([dataset._fingerprint, _collator_fingerprint(collator), *sorted(columns.items()).__repr__()]
-                 + [module_fingerprint(getattr(model, part)) for part in parts]).encode()
-    ).hexdigest()[:20]
+    key_parts = [
+        dataset._fingerprint,
+        _media_fingerprint(dataset),
+        _inputs_fingerprint(collator, model),
+        repr(sorted(columns.items())),
+        *(module_fingerprint(getattr(model, part)) for part in parts),
+    ]
+    key = hashlib.sha1("|".join(key_parts).encode()).hexdigest()[:20]
     cache_file = Path(cache_dir) / f"{desc.replace(' ', '-')}-{key}.arrow"
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     dataset = dataset.remove_columns([name for name in columns if name in dataset.column_names])

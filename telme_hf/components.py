@@ -15,12 +15,9 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, RobertaTokenize
 from transformers.models.videomae import VideoMAEImageProcessorPil
 
 from .modeling import TelMEConfig, TelMEProcessor
-from .modeling.processing_telme import speaker_token
+from .modeling.processing_telme import IMAGENET_MEAN, IMAGENET_STD, speaker_token
 
 
-# The original normalises frames with the `MCG-NJU/videomae-base` processor: ImageNet statistics.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 ROBERTA_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from accelerate import PartialState
 from transformers import set_seed
 from transformers.utils import logging as hf_logging
 
@@ -28,11 +29,12 @@ from .data.collator import TelMEDataCollator, decode_options_from_config
 from .inference import predict_command, write_example_dialogue
 from .metrics import PAPER_RESULTS, compute_erc_metrics, format_per_class_table, make_compute_metrics, plot_confusion_matrix, write_metrics_json
 from .modeling import TelMEConfig, TelMEForEmotionRecognition, TelMEProcessor
-from .trainer import STAGE_MODALITIES, STAGES, TelMETrainingArguments, trainer_for_stage
+from .trainer import STAGE_MODALITIES, STAGE_PARTS, STAGES, TelMETrainingArguments, trainer_for_stage
 
 
 logger = logging.getLogger("telme_hf")
-STAGE_PARTS_FOR_CACHE = {"teacher": ["text_teacher"], "fusion": ["text_teacher", "audio_student", "video_student"]}
+# The parts whose weights the cached outputs depend on: the teacher's for stage 2, every encoder's for stage 3.
+FROZEN_PARTS = {"teacher": [STAGE_PARTS["teacher"]], "fusion": [STAGE_PARTS[s] for s in ("teacher", "audio", "video")]}
 
 
 @dataclass
@@ -142,8 +144,11 @@ class DistillConfig:
 
 
 # --------------------------------------------------------------------------------------------------------- data
-def load_data(config: DistillConfig, modalities: tuple[str, ...]):
-    """The run's `DatasetDict` (train/dev/test), generating the synthetic corpus when needed."""
+def load_data(config: DistillConfig, modalities: tuple[str, ...], speaker_index_carryover: bool = False):
+    """The run's `DatasetDict` (train/dev/test), generating the synthetic corpus when needed.
+
+    `speaker_index_carryover` comes from the model's config, which decides every data-side behaviour.
+    """
     from .data.meld import load_meld
 
     if config.dataset == "synthetic":
@@ -153,14 +158,20 @@ def load_data(config: DistillConfig, modalities: tuple[str, ...]):
         if not (root / "train_sent_emo.csv").exists():
             make_synthetic_corpus(root, num_dialogues=config.synthetic_dialogues, seed=config.synthetic_seed)
         config.data_root = str(root)
-        return load_meld(root, modalities=modalities, on_bad_media=config.on_bad_media)
-    if config.dataset == "meld":
+    if config.dataset in ("synthetic", "meld"):
         return load_meld(config.data_root, modalities=modalities, on_bad_media=config.on_bad_media,
-                         speaker_index_carryover=config.reference_behaviour)
+                         speaker_index_carryover=speaker_index_carryover)
     from .data.iemocap import load_iemocap
 
     return load_iemocap(config.data_root, modalities=modalities, on_bad_media=config.on_bad_media,
-                        speaker_index_carryover=config.reference_behaviour)
+                        speaker_index_carryover=speaker_index_carryover)
+
+
+def model_config_for(config: DistillConfig) -> TelMEConfig:
+    """The configuration the run's model will have (read before any weights, so the data follows it)."""
+    if config.init_from:
+        return TelMEConfig.from_pretrained(config.init_from)
+    return TelMEConfig.from_preset(config.preset, reference_behaviour=config.reference_behaviour)
 
 
 def build_model_and_processor(config: DistillConfig, train_texts: list[str], label_names: list[str]):
@@ -233,19 +244,23 @@ def train_stage(
     audio_options, video_options = decode_options_from_config(model.config)
     collator = TelMEDataCollator(
         processor, STAGE_MODALITIES[stage], audio_options, video_options, cache=media_cache,
-        on_bad_media=config.on_bad_media, max_media_seconds=config.max_media_seconds,
+        on_bad_media=config.on_bad_media, max_media_seconds=model.config.max_media_seconds,
     )
     train, dev, test = splits["train"], splits["dev"], splits["test"]
+    state = PartialState()
+    frozen_dir = config.cache_path / "frozen"
     if stage in ("audio", "video"):
         teacher_collator = TelMEDataCollator(processor, ("text",))
-        train = add_frozen_outputs(train, model, teacher_collator, TEACHER_COLUMNS, config.cache_path / "frozen",
-                                   STAGE_PARTS_FOR_CACHE["teacher"], config.eval_batch_size, desc=f"teacher outputs ({stage})")
+        with state.main_process_first():
+            train = add_frozen_outputs(train, model, teacher_collator, TEACHER_COLUMNS, frozen_dir,
+                                       FROZEN_PARTS["teacher"], config.eval_batch_size, desc=f"teacher outputs {stage}")
     if stage == "fusion":
-        train, dev, test = (
-            add_frozen_outputs(split, model, collator, FEATURE_COLUMNS, config.cache_path / "frozen",
-                               STAGE_PARTS_FOR_CACHE["fusion"], config.eval_batch_size, desc=f"features {name}")
-            for name, split in (("train", train), ("dev", dev), ("test", test))
-        )
+        with state.main_process_first():
+            train, dev, test = (
+                add_frozen_outputs(split, model, collator, FEATURE_COLUMNS, frozen_dir, FROZEN_PARTS["fusion"],
+                                   config.eval_batch_size, desc=f"features {name}")
+                for name, split in (("train", train), ("dev", dev), ("test", test))
+            )
     args = TelMETrainingArguments(
         output_dir=str(Path(config.output_dir) / stage),
         stage=stage,
@@ -302,11 +317,18 @@ def run_distillation(config: DistillConfig, announce_next_step: bool = True) -> 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
+    state = PartialState()  # the process's device; with several processes, rank 0 prepares and writes
     needs_media = any(stage != "teacher" for stage in config.stages)
     modalities = ("text", "audio", "video") if needs_media else ("text",)
-    data = load_data(config, modalities)
+    with state.main_process_first():
+        data = load_data(config, modalities, model_config_for(config).speaker_index_carryover)
     label_names = data["train"].features["label"].names
     model, processor = build_model_and_processor(config, list(data["train"]["text"]), label_names)
+    if config.max_media_seconds is not None:
+        # Saved with the model, so that evaluation and prediction treat long media as training did.
+        model.config.max_media_seconds = config.max_media_seconds
+    # Frozen outputs are cached before the Trainer places the model: put it on the device first.
+    model.to(state.device)
 
     media_cache = None
     splits = {name: data[name] for name in ("train", "dev", "test")}
@@ -314,13 +336,17 @@ def run_distillation(config: DistillConfig, announce_next_step: bool = True) -> 
         media_cache = MediaCache(config.cache_path / "media")
         audio_options, video_options = decode_options_from_config(model.config)
         for name in splits:
-            loader = MediaLoader(audio_options, video_options, media_cache, config.on_bad_media, config.max_media_seconds)
-            splits[name] = prepare_media(splits[name], loader, desc=f"decoding {name} media")
+            loader = MediaLoader(audio_options, video_options, media_cache, config.on_bad_media,
+                                 model.config.max_media_seconds)
+            with state.main_process_first():
+                splits[name] = prepare_media(splits[name], loader, desc=f"decoding {name} media")
 
     results: dict[str, Any] = {}
     for stage in [s for s in STAGES if s in config.stages]:
         logger.warning("stage %s", stage)
         results[stage] = train_stage(stage, model, processor, splits, config, media_cache)
+    if not state.is_main_process:
+        return {stage: {k: v for k, v in r.items() if not k.startswith("_")} for stage, r in results.items()}
 
     last = [s for s in STAGES if s in results][-1]
     labels = label_names
@@ -328,6 +354,7 @@ def run_distillation(config: DistillConfig, announce_next_step: bool = True) -> 
     model.save_pretrained(final_dir)
     processor.save_pretrained(final_dir)
     public = {stage: {k: v for k, v in r.items() if not k.startswith("_")} for stage, r in results.items()}
+    public = _with_earlier_stages(output_dir / "results.json", public)
     write_metrics_json({"config": asdict(config), "stages": public}, output_dir / "results.json")
     plot_confusion_matrix(results[last]["test"]["confusion_matrix"], labels, output_dir / "confusion_matrix.png",
                           title=f"{last} — test")
@@ -343,6 +370,15 @@ def run_distillation(config: DistillConfig, announce_next_step: bool = True) -> 
     next_step = f"\nTry it on a test dialogue:\n  {predict_command(final_dir, example)}" if example else ""
     print(f"\nTest split, per-class F1 (%):\n{table}\n{next_step if announce_next_step else ''}")
     return public
+
+
+def _with_earlier_stages(results_file: Path, current: dict[str, Any]) -> dict[str, Any]:
+    """A single-stage run keeps the results of the stages an earlier run in the same folder recorded."""
+    if not results_file.exists():
+        return current
+    earlier = json.loads(results_file.read_text()).get("stages", {})
+    merged = {**earlier, **current}
+    return {stage: merged[stage] for stage in STAGES if stage in merged}
 
 
 def _write_predictions(path: Path, stage_results: dict[str, Any], labels: list[str]) -> None:

@@ -44,11 +44,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.cache import BAD_MEDIA_POLICIES, MediaCache, MediaLoader, placeholder_media
+from .data.cache import MediaCache, MediaLoader, placeholder_media
 from .data.collator import decode_options_from_config
 from .data.dialogues import read_csv_rows
 from .data.media import (
     _BAD_MEDIA_HINT,
+    BAD_MEDIA_POLICIES,
+    MODALITIES,
     CorruptMediaError,
     EmptyMediaError,
     MediaError,
@@ -81,7 +83,6 @@ __all__ = [
 # checkpoints) the fused prediction depends on the batch, so 4 is also the default here.
 DEFAULT_BATCH_SIZE = 4
 DATASETS = ("meld", "iemocap", "synthetic")
-MODALITIES = ("text", "audio", "video")
 # Media keys of a turn (and columns of a dialogue file, case-insensitive); `utterance` is accepted for `text`, as
 # in MELD's CSVs.
 MEDIA_FIELDS = ("media", "audio", "video")

@@ -233,3 +233,34 @@ def test_a_later_stage_alone_needs_a_trained_checkpoint(tmp_path, tiny_model):
     tiny_model.save_pretrained(tmp_path / "final")
     config = DistillConfig.from_yaml(None, [f"output_dir={tmp_path}", "stages=[fusion]"])
     assert config.init_from == str(tmp_path / "final")
+
+
+def test_feature_cache_is_invalidated_by_a_replaced_clip_or_a_changed_config(splits, tiny_model, tiny_processor, tmp_path):
+    import os
+
+    (data, cache) = splits
+    dev = data["dev"]
+    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), *decode_options_from_config(tiny_model.config), cache=cache)
+    parts = ["text_teacher", "audio_student", "video_student"]
+    add_frozen_outputs(dev, tiny_model, collator, FEATURE_COLUMNS, tmp_path / "frozen", parts)
+    files = set((tmp_path / "frozen").glob("*.arrow"))
+    add_frozen_outputs(dev, tiny_model, collator, FEATURE_COLUMNS, tmp_path / "frozen", parts)
+    assert set((tmp_path / "frozen").glob("*.arrow")) == files  # unchanged: reused
+    clip = dev[0]["video_path"]
+    stat = os.stat(clip)
+    os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the clip was replaced
+    add_frozen_outputs(dev, tiny_model, collator, FEATURE_COLUMNS, tmp_path / "frozen", parts)
+    after_clip = set((tmp_path / "frozen").glob("*.arrow"))
+    assert len(after_clip - files) == 1
+    tiny_model.config.audio_pooling = "first"  # same weights, another behaviour: a new key
+    add_frozen_outputs(dev, tiny_model, collator, FEATURE_COLUMNS, tmp_path / "frozen", parts)
+    assert len(set((tmp_path / "frozen").glob("*.arrow")) - after_clip) == 1
+
+
+def test_single_stage_run_keeps_earlier_stage_results(tmp_path):
+    from telme_hf.distill import _with_earlier_stages
+
+    (tmp_path / "results.json").write_text(json.dumps({"stages": {"teacher": {"test": 1}, "fusion": {"test": 2}}}))
+    merged = _with_earlier_stages(tmp_path / "results.json", {"fusion": {"test": 3}, "audio": {"test": 4}})
+    assert list(merged) == ["teacher", "audio", "fusion"]
+    assert merged["fusion"] == {"test": 3} and merged["teacher"] == {"test": 1}

@@ -21,14 +21,20 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..components import IMAGENET_MEAN
-from .media import AudioDecodeOptions, MediaError, VideoDecodeOptions, decode_clip, media_duration
+from ..modeling.processing_telme import IMAGENET_MEAN
+from .media import (
+    BAD_MEDIA_POLICIES,
+    AudioDecodeOptions,
+    BadMediaPolicy,
+    MediaError,
+    VideoDecodeOptions,
+    decode_clip,
+    media_duration,
+)
 
 
 logger = logging.getLogger("telme_hf.data")
 
-BadMediaPolicy = Literal["error", "skip", "zeros"]
-BAD_MEDIA_POLICIES = ("error", "skip", "zeros")
 # The original's placeholder: 1412 samples are exactly 4 data2vec frames.
 PLACEHOLDER_AUDIO_SAMPLES = 1412
 

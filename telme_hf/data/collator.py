@@ -11,11 +11,10 @@ import torch
 from transformers import BatchFeature
 
 from ..modeling import TelMEConfig, TelMEProcessor
-from .cache import BadMediaPolicy, MediaCache, MediaLoader
-from .media import AudioDecodeOptions, VideoDecodeOptions
+from .cache import MediaCache, MediaLoader
+from .media import MODALITIES, AudioDecodeOptions, BadMediaPolicy, VideoDecodeOptions
 
 
-MODALITIES = ("text", "audio", "video")
 # Columns of precomputed tensors (stage-2 teacher outputs, stage-3 frozen features) passed straight through.
 PASSTHROUGH_COLUMNS = ("text_features", "audio_features", "video_features", "teacher_logits", "teacher_features")
 
@@ -49,7 +48,8 @@ class TelMEDataCollator:
     Args:
         processor: the model's `TelMEProcessor`.
         modalities: what the stage needs; the teacher stage passes `("text",)` and touches no media.
-        audio_options, video_options: decode options (default: `decode_options_from_config(config)`).
+        audio_options, video_options: decode options; pass `decode_options_from_config(model.config)` so frames
+            and audio match the model (the fallback is the clean 8-frame, 224-pixel, 16 kHz decoding).
         cache: a `MediaCache` so each clip is decoded once across epochs, stages and runs.
         on_bad_media: `"error"`, `"skip"` (the row is left out of the batch and logged) or `"zeros"`.
         max_media_seconds: longer media is treated as bad (the original zeroes MELD clips over 30 s).

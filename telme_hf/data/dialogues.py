@@ -35,7 +35,7 @@ from typing import Any, Literal, Union
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from .media import MissingMediaError
+from .media import BAD_MEDIA_POLICIES, MODALITIES, BadMediaPolicy, MissingMediaError
 
 
 __all__ = [
@@ -56,13 +56,9 @@ __all__ = [
 ]
 
 PathLike = Union[str, os.PathLike]
-BadMediaPolicy = Literal["error", "skip", "zeros"]
-
 LOGGER_NAME = "telme_hf.data"
 logger = logging.getLogger(LOGGER_NAME)
 
-MODALITIES = ("text", "audio", "video")
-BAD_MEDIA_POLICIES = ("error", "skip", "zeros")
 
 # ----------------------------------------------------------------------------------------------------------------
 # Text

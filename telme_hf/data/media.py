@@ -79,6 +79,12 @@ _SEEK_MARGIN_SECONDS = 0.5
 # ----------------------------------------------------------------------------------------------------------------
 
 
+MODALITIES = ("text", "audio", "video")
+BAD_MEDIA_POLICIES = ("error", "skip", "zeros")
+BadMediaPolicy = Literal["error", "skip", "zeros"]
+"""What to do with an utterance whose media is missing, unreadable or unusable: raise, drop it, or feed zeros."""
+
+
 class MediaError(Exception):
     """A media file could not be turned into arrays.
 
