@@ -120,7 +120,11 @@ def add_frozen_outputs(
         if len(inputs.get("input_ids", inputs.get("input_values", inputs.get("pixel_values", [])))) != len(rows):
             raise ValueError("Rows were dropped while caching; run prepare_media on the dataset first.")
         with torch.inference_mode():
-            outputs = model(**{name: tensor.to(device) for name, tensor in inputs.items()})
+            # Float inputs follow the model's dtype (a bf16-loaded model), ids and masks keep theirs.
+            outputs = model(**{
+                name: tensor.to(device, dtype=model.dtype) if tensor.is_floating_point() else tensor.to(device)
+                for name, tensor in inputs.items()
+            })
         return {name: getattr(outputs, attribute).float().cpu().numpy() for name, attribute in columns.items()}
 
     try:
