@@ -51,6 +51,15 @@ def tiny_model(tiny_config) -> TelMEForEmotionRecognition:
 
 
 @pytest.fixture
+def tiny_checkpoint(tmp_path, tiny_model, tiny_processor):
+    """A saved tiny model and processor, as `telme predict`/`evaluate` and `pipeline()` load them."""
+    folder = tmp_path / "checkpoint"
+    tiny_model.save_pretrained(folder)
+    tiny_processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
 def dialogue() -> list[dict]:
     return [
         {"speaker": "Ross", "text": "hello there how are you"},

@@ -36,14 +36,6 @@ CLIPS = ["clips/turn0.mp4", "clips/turn1.mp4", "clips/turn2.mp4"]
 
 
 @pytest.fixture
-def checkpoint(tmp_path, tiny_model, tiny_processor):
-    folder = tmp_path / "checkpoint"
-    tiny_model.save_pretrained(folder)
-    tiny_processor.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture
 def dialogue_dir(tmp_path):
     """Three short clips (distinct colours and pitches) and the dialogue as CSV and JSON, with relative paths."""
     folder = tmp_path / "dialogue"
@@ -100,9 +92,9 @@ def check_results(results, labels):
 
 # --------------------------------------------------------------------------------------------------- predict
 @pytest.mark.parametrize("file_format", ["csv", "json"])
-def test_predict_json_output_matches_a_direct_forward(file_format, checkpoint, dialogue_dir, tiny_model,
+def test_predict_json_output_matches_a_direct_forward(file_format, tiny_checkpoint, dialogue_dir, tiny_model,
                                                       tiny_processor, capsys):
-    code, out, err = run_cli(capsys, "predict", "--model", str(checkpoint), "--dialogue",
+    code, out, err = run_cli(capsys, "predict", "--model", str(tiny_checkpoint), "--dialogue",
                              str(dialogue_dir / f"dialogue.{file_format}"), "--format", "json", "--device", "cpu")
     assert code == 0, err
     assert len(out.strip().splitlines()) == 3 + 2  # "[", one line per utterance, "]"
@@ -116,9 +108,9 @@ def test_predict_json_output_matches_a_direct_forward(file_format, checkpoint, d
     assert all(r["modalities"] == ["text", "audio", "video"] and r["note"] == "" for r in results)
 
 
-def test_predict_table_and_csv_outputs(checkpoint, dialogue_dir, tiny_model, capsys):
+def test_predict_table_and_csv_outputs(tiny_checkpoint, dialogue_dir, tiny_model, capsys):
     labels = list(tiny_model.config.id2label.values())
-    args = ["predict", "--model", str(checkpoint), "--dialogue", str(dialogue_dir / "dialogue.csv"), "--device", "cpu"]
+    args = ["predict", "--model", str(tiny_checkpoint), "--dialogue", str(dialogue_dir / "dialogue.csv"), "--device", "cpu"]
     code, out, err = run_cli(capsys, *args, "--format", "csv")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -136,11 +128,11 @@ def test_predict_table_and_csv_outputs(checkpoint, dialogue_dir, tiny_model, cap
     assert [row["label"] for row in rows] == [next(w for w in line.split() if w in labels) for line in lines[1:]]
 
 
-def test_missing_media_policies(checkpoint, dialogue_dir, tiny_model, tiny_processor, capsys):
+def test_missing_media_policies(tiny_checkpoint, dialogue_dir, tiny_model, tiny_processor, capsys):
     rows = [{**turn, "media": clip} for turn, clip in zip(TURNS, CLIPS)]
     rows[1]["media"] = "clips/not_there.mp4"
     dialogue = write_csv(dialogue_dir / "missing.csv", rows)
-    args = ["predict", "--model", str(checkpoint), "--dialogue", str(dialogue), "--format", "json", "--device", "cpu"]
+    args = ["predict", "--model", str(tiny_checkpoint), "--dialogue", str(dialogue), "--format", "json", "--device", "cpu"]
 
     code, out, err = run_cli(capsys, *args)  # default policy: zeros
     assert code == 0, err
@@ -165,10 +157,10 @@ def test_missing_media_policies(checkpoint, dialogue_dir, tiny_model, tiny_proce
     assert "not_there.mp4" in err and "turn 1 (Rachel)" in err and "--on-bad-media zeros" in err
 
 
-def test_text_only_dialogue_gets_the_text_teachers_prediction(checkpoint, tmp_path, tiny_model, tiny_processor,
+def test_text_only_dialogue_gets_the_text_teachers_prediction(tiny_checkpoint, tmp_path, tiny_model, tiny_processor,
                                                                capsys):
     dialogue = write_csv(tmp_path / "text.csv", [{"Speaker": t["speaker"], "Utterance": t["text"]} for t in TURNS])
-    code, out, err = run_cli(capsys, "predict", "--model", str(checkpoint), "--dialogue", str(dialogue),
+    code, out, err = run_cli(capsys, "predict", "--model", str(tiny_checkpoint), "--dialogue", str(dialogue),
                              "--format", "json", "--device", "cpu")
     assert code == 0, err
     results = json.loads(out)
@@ -179,8 +171,8 @@ def test_text_only_dialogue_gets_the_text_teachers_prediction(checkpoint, tmp_pa
     assert all(r["modalities"] == ["text"] and "text teacher" in r["note"] for r in results)
 
 
-def test_predict_reports_bad_dialogue_files(checkpoint, tmp_path, capsys):
-    args = ["predict", "--model", str(checkpoint), "--device", "cpu", "--dialogue"]
+def test_predict_reports_bad_dialogue_files(tiny_checkpoint, tmp_path, capsys):
+    args = ["predict", "--model", str(tiny_checkpoint), "--device", "cpu", "--dialogue"]
     code, _, err = run_cli(capsys, *args, str(tmp_path / "absent.csv"))
     assert code == 1 and "absent.csv" in err and "not found" in err
     no_text = write_csv(tmp_path / "no_text.csv", [{"speaker": "Ross", "line": "hi"}])
@@ -205,14 +197,14 @@ def test_predict_dialogue_api_and_arrays(tiny_model, tiny_processor, dialogue_di
         predict_dialogue(tiny_model, tiny_processor, [{**TURNS[0], "audio": clip.audio, "video": clip.video[:1]}])
 
 
-def test_example_dialogue_and_the_printed_command(tiny_corpus, checkpoint, tmp_path, capsys):
+def test_example_dialogue_and_the_printed_command(tiny_corpus, tiny_checkpoint, tmp_path, capsys):
     test = load_meld(tiny_corpus, splits="test")["test"]
     example = write_example_dialogue(test, tmp_path / "run" / "example_dialogue.csv")
     turns = read_dialogue(example)
     first = [row for row in test if row["dialogue_id"] == test[0]["dialogue_id"]]
     assert [t["text"] for t in turns] == [row["text"] for row in first]
     assert [t["media"] for t in turns] == [row["video_path"] for row in first]
-    command = shlex.split(predict_command(checkpoint, example))
+    command = shlex.split(predict_command(tiny_checkpoint, example))
     assert command[0] == "telme"
     code, out, err = run_cli(capsys, *command[1:], "--format", "json", "--device", "cpu")
     assert code == 0, err
@@ -220,10 +212,10 @@ def test_example_dialogue_and_the_printed_command(tiny_corpus, checkpoint, tmp_p
 
 
 # -------------------------------------------------------------------------------------------------- evaluate
-def test_evaluate_matches_sklearn_on_a_direct_forward(tiny_corpus, checkpoint, tmp_path, tiny_model, tiny_processor,
+def test_evaluate_matches_sklearn_on_a_direct_forward(tiny_corpus, tiny_checkpoint, tmp_path, tiny_model, tiny_processor,
                                                       capsys):
     output_dir = tmp_path / "eval"
-    code, out, err = run_cli(capsys, "evaluate", "--model", str(checkpoint), "--data", "meld", "--data-root",
+    code, out, err = run_cli(capsys, "evaluate", "--model", str(tiny_checkpoint), "--data", "meld", "--data-root",
                              str(tiny_corpus), "--split", "test", "--batch-size", "4", "--output-dir", str(output_dir),
                              "--device", "cpu")
     assert code == 0, err

@@ -23,16 +23,8 @@ TURNS = [
 
 
 @pytest.fixture
-def checkpoint(tmp_path, tiny_model, tiny_processor):
-    folder = tmp_path / "checkpoint"
-    tiny_model.save_pretrained(folder)
-    tiny_processor.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture
-def erc(checkpoint):
-    return pipeline(telme_hf.PIPELINE_TASK, model=str(checkpoint), device="cpu")
+def erc(tiny_checkpoint):
+    return pipeline(telme_hf.PIPELINE_TASK, model=str(tiny_checkpoint), device="cpu")
 
 
 @pytest.fixture
