@@ -6,6 +6,7 @@ Hub-portable: imports only torch and transformers; copied verbatim into every sa
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,8 +298,15 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         """Start from pretrained backbones (Hub ids or local folders) and fresh heads and fusion.
 
         Defaults are the backbones named in the sub-configs (`roberta-large`, `facebook/data2vec-audio-base-960h`,
-        `facebook/timesformer-base-finetuned-k400` for the paper presets). The text embeddings are resized to
-        `config.text_config.vocab_size`, which includes the speaker tokens.
+        `facebook/timesformer-base-finetuned-k400` for the paper presets). The returned model's sub-configs are the
+        backbones' own (every setting, not only the shapes), except that the text embeddings grow to
+        `config.text_config.vocab_size` for the speaker tokens and the audio SpecAugment/LayerDrop settings come
+        from `config` (the original sets `mask_time_length=3`). Labels, fusion and behaviours come from `config`.
+
+        `from_pretrained_kwargs` (e.g. `local_files_only=True`, `revision=...`, `token=...`) go to all three
+        loads. The model is assembled in float32 on the CPU; move or cast it afterwards (`.to("cuda")`), or let
+        `Trainer`/`accelerate` place it. Peak memory is briefly about twice the model while the randomly
+        initialised encoders are replaced.
 
         Example:
 
@@ -307,7 +315,6 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         >>> model = TelMEForEmotionRecognition.from_backbones(config)  # downloads the three backbones
         ```
         """
-        model = cls(config)
         sources = {
             "text": text_model or config.text_config.name_or_path,
             "audio": audio_model or config.audio_config.name_or_path,
@@ -318,20 +325,26 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
             raise ValueError(f"No pretrained source for the {missing} backbone(s): pass e.g. `text_model=...`.")
 
         text = RobertaModel.from_pretrained(sources["text"], add_pooling_layer=False, **from_pretrained_kwargs)
-        text.resize_token_embeddings(config.text_config.vocab_size)
+        # Grow (never shrink) the embedding matrix so the speaker tokens get rows of their own.
+        text.resize_token_embeddings(max(config.text_config.vocab_size, text.config.vocab_size))
         audio_overrides = {
             key: getattr(config.audio_config, key)
             for key in ("mask_time_length", "mask_time_prob", "mask_time_min_masks", "layerdrop")
         }
         audio = Data2VecAudioModel.from_pretrained(sources["audio"], **audio_overrides, **from_pretrained_kwargs)
         video = TimesformerModel.from_pretrained(sources["video"], **from_pretrained_kwargs)
-        for part, backbone in ((model.text_teacher, text), (model.audio_student, audio), (model.video_student, video)):
-            missing_keys, unexpected = part.encoder.load_state_dict(backbone.state_dict(), strict=False)
-            if missing_keys or unexpected:
-                raise ValueError(
-                    f"The pretrained {type(backbone).__name__} does not fit the config's backbone: missing "
-                    f"{missing_keys[:5]}, unexpected {unexpected[:5]}. Build the config from the same backbone."
-                )
+
+        config = copy.deepcopy(config)
+        config.text_config = copy.deepcopy(text.config)
+        config.audio_config = copy.deepcopy(audio.config)
+        config.video_config = copy.deepcopy(video.config)
+        if config.video_num_frames != video.config.num_frames:
+            config.video_num_frames = video.config.num_frames
+        config.validate_telme()
+        model = cls(config)
+        model.text_teacher.encoder = text
+        model.audio_student.encoder = audio
+        model.video_student.encoder = video
         return model
 
 

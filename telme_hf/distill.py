@@ -193,10 +193,11 @@ def build_model_and_processor(config: DistillConfig, train_texts: list[str], lab
         processor = build_processor(model_config, tokenizer)
         return TelMEForEmotionRecognition(model_config), processor
     model_config = TelMEConfig.from_preset(config.preset, reference_behaviour=config.reference_behaviour, **overrides)
-    processor = build_processor(model_config, config.tokenizer or config.text_model)
     model = TelMEForEmotionRecognition.from_backbones(
         model_config, text_model=config.text_model, audio_model=config.audio_model, video_model=config.video_model
     )
+    # After the model: the processor follows the backbones' own configs (image size, vocabulary).
+    processor = build_processor(model.config, config.tokenizer or config.text_model)
     return model, processor
 
 

@@ -289,3 +289,40 @@ def test_modality_order_swaps_inputs():
     straight.load_state_dict(swapped.state_dict())
     text, audio, video = (torch.randn(2, 8) for _ in range(3))
     assert torch.allclose(swapped(text, audio, video)[0], straight(text, video, audio)[0], atol=1e-6)
+
+
+def test_from_backbones_loads_local_backbones_with_their_own_configs(tmp_path, tiny_config):
+    from transformers import Data2VecAudioModel, RobertaModel, TimesformerModel
+
+    text_config = type(tiny_config.text_config)(**{**tiny_config.text_config.to_dict(), "vocab_size": 300, "layer_norm_eps": 1e-7})
+    backbones = {
+        "text": RobertaModel(text_config, add_pooling_layer=False),
+        "audio": Data2VecAudioModel(tiny_config.audio_config),
+        "video": TimesformerModel(tiny_config.video_config),
+    }
+    folders = {}
+    for name, backbone in backbones.items():
+        folders[name] = tmp_path / name
+        backbone.save_pretrained(folders[name])
+    tiny_config.audio_config.mask_time_length = 1  # a TelME-side override that must reach the loaded backbone
+    model = TelMEForEmotionRecognition.from_backbones(
+        tiny_config, text_model=str(folders["text"]), audio_model=str(folders["audio"]),
+        video_model=str(folders["video"]), local_files_only=True,
+    )
+    # the backbone's own settings, not the preset's
+    assert model.config.text_config.layer_norm_eps == 1e-7
+    assert model.config.audio_config.mask_time_length == 1
+    # embeddings grown to the config's vocabulary (speaker tokens); the pretrained rows kept
+    embeddings = model.text_teacher.encoder.embeddings.word_embeddings.weight
+    assert embeddings.shape[0] == tiny_config.text_config.vocab_size
+    assert torch.equal(embeddings[:300], backbones["text"].embeddings.word_embeddings.weight)
+    for part, name in ((model.audio_student, "audio"), (model.video_student, "video")):
+        for key, value in backbones[name].state_dict().items():
+            assert torch.equal(part.encoder.state_dict()[key], value), key
+    # the assembled model saves and reloads like any other
+    model.save_pretrained(tmp_path / "assembled")
+    reloaded = AutoModel.from_pretrained(tmp_path / "assembled")
+    assert torch.equal(reloaded.text_teacher.encoder.embeddings.word_embeddings.weight, embeddings)
+    with pytest.raises(ValueError, match="No pretrained source"):
+        config = TelMEConfig.from_preset("tiny")
+        TelMEForEmotionRecognition.from_backbones(config)
