@@ -6,7 +6,8 @@
     accelerate launch recipes/distill.py --config recipes/configs/meld.yaml data_root=/data/MELD.Raw
     accelerate launch recipes/distill.py --config recipes/configs/meld.yaml --stage fusion epochs.fusion=3
 
-Writes to `output_dir`: one folder per stage (Trainer checkpoints), `final/` (model + processor + model card,
+Writes to `output_dir`: one folder per stage (its Trainer checkpoints, removed once the stage has loaded its best
+epoch unless keep_checkpoints=true), `final/` (model + processor + model card,
 loadable with `AutoModel.from_pretrained`), `results.json`, `confusion_matrix.png`, `predictions.csv`.
 """
 

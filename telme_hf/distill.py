@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import logging
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -78,6 +79,9 @@ class DistillConfig:
     synthetic_dialogues: int = 120
     synthetic_seed: int = 0
     logging_steps: int = 50
+    # Each epoch's checkpoint holds the whole model (≈2.3 GB at full size) plus the optimizer state; once a stage
+    # has loaded its best epoch they are only needed to resume that stage.
+    keep_checkpoints: bool = False
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = True
@@ -294,6 +298,9 @@ def train_stage(
         compute_metrics=make_compute_metrics(labels),
     )
     trainer.train()
+    if not config.keep_checkpoints and trainer.is_world_process_zero():
+        for checkpoint in Path(args.output_dir).glob("checkpoint-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
     dev_metrics, _ = _evaluate(trainer, dev, labels)
     test_metrics, test_logits = _evaluate(trainer, test, labels)
     return {

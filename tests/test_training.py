@@ -203,6 +203,7 @@ def test_distillation_run_writes_every_artefact(tmp_path, tiny_corpus):
         assert 0 <= stage["test"]["weighted_f1"] <= 1 and "f1" in stage["test"]
     assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "predictions.csv").exists()
+    assert not list(out.glob("*/checkpoint-*"))  # each stage's epoch checkpoints go once its best epoch is loaded
     card = (out / "final" / "README.md").read_text()
     assert "model-index" in card and "weighted F1" in card
     from transformers import AutoModel
