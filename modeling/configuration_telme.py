@@ -45,6 +45,8 @@ REFERENCE_BEHAVIOUR: dict[str, tuple[Any, Any]] = {
     # Frames: OpenCV order (BGR) and a strided pick that skips the first frames.
     "video_frame_sampling": ("uniform", "strided"),
     "video_channel_order": ("rgb", "bgr"),
+    # Frames normalised with ImageNet statistics (VideoMAE's processor) instead of TimeSformer-k400's own.
+    "video_pixel_statistics": ("kinetics", "imagenet"),
     # transformers 4.27's slow tokenizer dropped the spaces around the speaker tokens; `<mask>` appended as an id.
     "reference_tokenization": (False, True),
     # The first utterance of each dialogue gets a speaker index computed against the previous dialogue.
@@ -115,7 +117,7 @@ class TelMEConfig(PretrainedConfig):
         audio_sampling_rate (`int`, *optional*, defaults to 16000):
             Rate of the waveforms the audio student expects.
         audio_reference_rate, audio_max_samples, audio_keep, video_frame_sampling, video_channel_order,
-        speaker_index_carryover, reference_tokenization, max_media_seconds:
+        video_pixel_statistics, speaker_index_carryover, reference_tokenization, max_media_seconds:
             Data-side behaviours; see `REFERENCE_BEHAVIOUR` for the clean and the original values.
         video_num_frames (`int`, *optional*):
             Frames per clip; defaults to `video_config.num_frames`.
@@ -158,6 +160,7 @@ class TelMEConfig(PretrainedConfig):
         video_num_frames: int | None = None,
         video_frame_sampling: str | None = None,
         video_channel_order: str | None = None,
+        video_pixel_statistics: str | None = None,
         speaker_index_carryover: bool | None = None,
         reference_tokenization: bool | None = None,
         max_media_seconds: float | None = None,
@@ -191,6 +194,7 @@ class TelMEConfig(PretrainedConfig):
             "audio_keep": audio_keep,
             "video_frame_sampling": video_frame_sampling,
             "video_channel_order": video_channel_order,
+            "video_pixel_statistics": video_pixel_statistics,
             "speaker_index_carryover": speaker_index_carryover,
             "reference_tokenization": reference_tokenization,
             "max_media_seconds": max_media_seconds,
@@ -209,6 +213,7 @@ class TelMEConfig(PretrainedConfig):
             "audio_pooling": AUDIO_POOLINGS,
             "video_frame_sampling": VIDEO_FRAME_SAMPLINGS,
             "video_channel_order": VIDEO_CHANNEL_ORDERS,
+            "video_pixel_statistics": ("kinetics", "imagenet"),
             "audio_keep": ("first", "last"),
         }
         for name, allowed in choices.items():

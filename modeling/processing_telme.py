@@ -18,9 +18,11 @@ from transformers.processing_utils import ProcessorMixin
 from .configuration_telme import validate_prompt_template
 
 
-# The original normalises frames with the `MCG-NJU/videomae-base` processor: ImageNet statistics.
+# Frame normalisation (mean, std) per channel. TimeSformer-k400 was trained with the Kinetics statistics of its own
+# preprocessor; the original TelME code normalised with the `MCG-NJU/videomae-base` processor's ImageNet ones.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+PIXEL_STATISTICS = {"kinetics": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 
 Turn = Mapping[str, Any]
 """One utterance: `{"speaker": str, "text": str}`, optionally with a precomputed `"speaker_index"` (0-based)."""

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, RobertaTokenize
 from transformers.models.videomae import VideoMAEImageProcessorPil
 
 from .modeling import TelMEConfig, TelMEProcessor
-from .modeling.processing_telme import IMAGENET_MEAN, IMAGENET_STD, speaker_token
+from .modeling.processing_telme import PIXEL_STATISTICS, speaker_token
 
 
 ROBERTA_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -78,13 +78,15 @@ def build_feature_extractor(sampling_rate: int = 16000) -> Wav2Vec2FeatureExtrac
     )
 
 
-def build_image_processor(size: int = 224) -> VideoMAEImageProcessorPil:
-    """A VideoMAE-style frame processor without torchvision: shortest edge → `size`, centre crop, ImageNet norm."""
+def build_image_processor(size: int = 224, statistics: str = "kinetics") -> VideoMAEImageProcessorPil:
+    """A VideoMAE-style frame processor without torchvision: shortest edge → `size`, centre crop, normalisation
+    with `statistics` (`"kinetics"`: TimeSformer-k400's own; `"imagenet"`: what the original code used)."""
+    mean, std = PIXEL_STATISTICS[statistics]
     return VideoMAEImageProcessorPil(
         size={"shortest_edge": size},
         crop_size={"height": size, "width": size},
-        image_mean=list(IMAGENET_MEAN),
-        image_std=list(IMAGENET_STD),
+        image_mean=list(mean),
+        image_std=list(std),
     )
 
 
@@ -119,7 +121,7 @@ def build_processor(
     return TelMEProcessor(
         tokenizer=tokenizer,
         feature_extractor=build_feature_extractor(config.audio_sampling_rate),
-        image_processor=build_image_processor(config.video_config.image_size),
+        image_processor=build_image_processor(config.video_config.image_size, config.video_pixel_statistics),
         prompt_template=config.prompt_template,
         max_text_length=config.max_text_length,
         num_speaker_tokens=config.num_speaker_tokens,

@@ -345,7 +345,7 @@ def run_distillation(config: DistillConfig, announce_next_step: bool = True) -> 
         audio_options, video_options = decode_options_from_config(model.config)
         for name in splits:
             loader = MediaLoader(audio_options, video_options, media_cache, config.on_bad_media,
-                                 model.config.max_media_seconds)
+                                 model.config.max_media_seconds, pixel_mean=processor.image_processor.image_mean)
             with state.main_process_first():
                 splits[name] = prepare_media(splits[name], loader, desc=f"decoding {name} media")
 

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from .data.cache import MediaCache, MediaLoader, placeholder_media
+from .modeling.processing_telme import PIXEL_STATISTICS
 from .data.collator import decode_options_from_config
 from .data.dialogues import read_csv_rows
 from .data.media import (
@@ -209,7 +210,7 @@ def _load_media(
     if on_bad_media == "skip":
         outcome.skipped = True
         return outcome
-    zero_audio, zero_video = placeholder_media(loader.audio, loader.video)
+    zero_audio, zero_video = placeholder_media(loader.audio, loader.video, loader.pixel_mean)
     outcome.audio = decoded.get("audio", zero_audio)
     outcome.video = decoded.get("video", zero_video)
     return outcome
@@ -220,7 +221,8 @@ def _media_loader(config, cache: MediaCache | str | os.PathLike | None = None) -
     if cache is not None and not isinstance(cache, MediaCache):
         cache = MediaCache(cache)
     return MediaLoader(audio_options, video_options, cache=cache, on_bad_media="error",
-                       max_media_seconds=getattr(config, "max_media_seconds", None))
+                       max_media_seconds=getattr(config, "max_media_seconds", None),
+                       pixel_mean=PIXEL_STATISTICS[config.video_pixel_statistics][0])
 
 
 def _check_policy(on_bad_media: str) -> None:

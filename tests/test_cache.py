@@ -79,17 +79,23 @@ def test_skip_policy_drops_and_reports(case, clips, caplog):
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_zeros_policy_substitutes_placeholders(case, clips):
     name, _, max_seconds = BAD[case]
-    loader = MediaLoader(AUDIO, VIDEO, on_bad_media="zeros", max_media_seconds=max_seconds)
+    loader = MediaLoader(AUDIO, VIDEO, on_bad_media="zeros", max_media_seconds=max_seconds,
+                         pixel_mean=(0.485, 0.456, 0.406))
     audio, video = loader.load(row(clips[name]))
     assert audio.shape == (PLACEHOLDER_AUDIO_SAMPLES,) and not audio.any()
     assert video.shape == (4, 32, 32, 3) and video.dtype == np.uint8
-    assert (video == np.array([124, 116, 104], np.uint8)).all()  # round(255 × ImageNet mean)
+    assert (video == np.array([124, 116, 104], np.uint8)).all()  # round(255 × the given mean)
     assert "zeros" in loader.report.summary() and len(loader.report.affected) == 1
 
 
-def test_zero_placeholder_frames_reach_the_model_as_zeros(tiny_processor):
-    _, frames = MediaLoader(None, VIDEO, on_bad_media="zeros").load(row("/does/not/exist.mp4"))
-    pixel_values = tiny_processor(videos=[frames])["pixel_values"]
+@pytest.mark.parametrize("statistics", ["kinetics", "imagenet"])
+def test_zero_placeholder_frames_reach_the_model_as_zeros(statistics, tiny_config, tiny_tokenizer):
+    from telme_hf import build_processor
+
+    tiny_config.video_pixel_statistics = statistics
+    processor = build_processor(tiny_config, tiny_tokenizer)
+    collator = TelMEDataCollator(processor, ("video",), None, VIDEO, on_bad_media="zeros")
+    pixel_values = collator([row("/does/not/exist.mp4")])["pixel_values"]
     assert pixel_values.abs().max() < 0.01
 
 

@@ -92,13 +92,19 @@ def test_each_waveform_is_normalised_on_its_own_whatever_the_padding_side(tiny_p
     assert batch["audio_attention_mask"][0, real].all() and not batch["audio_attention_mask"][0, padding].any()
 
 
-def test_frame_colours_survive_normalisation(tiny_processor):
+@pytest.mark.parametrize("statistics, mean, std", [("kinetics", (0.45,) * 3, (0.225,) * 3),
+                                                    ("imagenet", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+def test_frame_colours_survive_normalisation(statistics, mean, std, tiny_config, tiny_tokenizer):
+    from telme_hf import build_processor
+
+    tiny_config.video_pixel_statistics = statistics
+    processor = build_processor(tiny_config, tiny_tokenizer)
     red = np.zeros((4, 32, 32, 3), np.uint8)
     red[..., 0] = 255
-    pixels = tiny_processor(videos=[red])["pixel_values"][0]
-    # ImageNet normalisation: (1 - 0.485) / 0.229 for red, (0 - 0.456) / 0.224 for green
-    assert torch.allclose(pixels[:, 0], torch.full_like(pixels[:, 0], (1 - 0.485) / 0.229), atol=1e-3)
-    assert torch.allclose(pixels[:, 1], torch.full_like(pixels[:, 1], -0.456 / 0.224), atol=1e-3)
+    pixels = processor(videos=[red])["pixel_values"][0]
+    # channel c of a pure red frame: (1 - mean_R) / std_R for red, (0 - mean_G) / std_G for green
+    assert torch.allclose(pixels[:, 0], torch.full_like(pixels[:, 0], (1 - mean[0]) / std[0]), atol=1e-3)
+    assert torch.allclose(pixels[:, 1], torch.full_like(pixels[:, 1], -mean[1] / std[1]), atol=1e-3)
 
 
 def test_errors_are_clear(tiny_processor):

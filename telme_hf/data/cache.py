@@ -14,14 +14,13 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from ..modeling.processing_telme import IMAGENET_MEAN
 from .media import (
     BAD_MEDIA_POLICIES,
     AudioDecodeOptions,
@@ -130,19 +129,21 @@ class BadMediaReport:
 
 
 def placeholder_media(
-    audio: AudioDecodeOptions | None, video: VideoDecodeOptions | None
+    audio: AudioDecodeOptions | None,
+    video: VideoDecodeOptions | None,
+    pixel_mean: Sequence[float] = (0.5, 0.5, 0.5),
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Stand-ins for unusable media that reach the model as zeros, like the original's placeholders.
 
-    Audio: 1412 zero samples (per-utterance normalisation keeps them zero). Frames: filled with the ImageNet mean
-    colour, which the frame processor's normalisation maps to ~0 (|x| < 0.01), because the original put
-    `zeros(8, 3, 224, 224)` directly in as pixel values; black frames would arrive as about -2.
+    Audio: 1412 zero samples (per-utterance normalisation keeps them zero). Frames: filled with `pixel_mean` (the
+    frame processor's normalisation mean, in [0, 1]), which its normalisation maps to ~0 (|x| < 0.01), because the
+    original put `zeros(8, 3, 224, 224)` directly in as pixel values; black frames would arrive as about -2.
     """
     waveform = np.zeros(PLACEHOLDER_AUDIO_SAMPLES, np.float32) if audio is not None else None
     frames = None
     if video is not None:
         side = video.size or 224
-        mean_colour = np.round(255 * np.asarray(IMAGENET_MEAN)).astype(np.uint8)
+        mean_colour = np.round(255 * np.asarray(pixel_mean, dtype=np.float64)).astype(np.uint8)
         frames = np.broadcast_to(mean_colour, (video.num_frames, side, side, 3)).copy()
     return waveform, frames
 
@@ -156,6 +157,7 @@ class MediaLoader:
         on_bad_media: `"error"` (raise, naming the file and utterance), `"skip"` (the caller drops the row) or
             `"zeros"` (zeros in place of the media). Every affected utterance is logged and kept in `report`.
         max_media_seconds: media longer than this is treated as bad (the original zeroes MELD clips over 30 s).
+        pixel_mean: the frame processor's normalisation mean, so placeholder frames reach the model as zeros.
     """
 
     def __init__(
@@ -165,12 +167,14 @@ class MediaLoader:
         cache: MediaCache | None = None,
         on_bad_media: BadMediaPolicy = "error",
         max_media_seconds: float | None = None,
+        pixel_mean: Sequence[float] = (0.5, 0.5, 0.5),
     ) -> None:
         if on_bad_media not in BAD_MEDIA_POLICIES:
             raise ValueError(f"on_bad_media must be one of {BAD_MEDIA_POLICIES}, got {on_bad_media!r}.")
         self.audio, self.video, self.cache = audio, video, cache
         self.on_bad_media = on_bad_media
         self.max_media_seconds = max_media_seconds
+        self.pixel_mean = tuple(pixel_mean)
         self.report = BadMediaReport(on_bad_media)
         self._durations: dict[str, float] = {}
 
@@ -234,7 +238,7 @@ class MediaLoader:
                     "pass on_bad_media='skip'; to feed zeros instead pass on_bad_media='zeros'.",
                 ) from error
             self.report.add(key, str(error))
-            return None if self.on_bad_media == "skip" else placeholder_media(audio_options, video_options)
+            return None if self.on_bad_media == "skip" else placeholder_media(audio_options, video_options, self.pixel_mean)
 
 
 

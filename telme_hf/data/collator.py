@@ -88,6 +88,7 @@ class TelMEDataCollator:
             cache=cache,
             on_bad_media=on_bad_media,
             max_media_seconds=max_media_seconds,
+            pixel_mean=processor.image_processor.image_mean,
         )
 
     @property
