@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import logging
@@ -28,7 +27,15 @@ from .components import build_processor, train_tokenizer
 from .data.cache import MediaCache, MediaLoader, prepare_media
 from .data.collator import TelMEDataCollator, decode_options_from_config
 from .inference import predict_command, write_example_dialogue
-from .metrics import PAPER_RESULTS, compute_erc_metrics, format_per_class_table, make_compute_metrics, plot_confusion_matrix, write_metrics_json
+from .metrics import (
+    PAPER_RESULTS,
+    compute_erc_metrics,
+    format_per_class_table,
+    make_compute_metrics,
+    plot_confusion_matrix,
+    write_metrics_json,
+    write_predictions_csv,
+)
 from .modeling import TelMEConfig, TelMEForEmotionRecognition, TelMEProcessor
 from .trainer import STAGE_MODALITIES, STAGE_PARTS, STAGES, TelMETrainingArguments, trainer_for_stage
 
@@ -366,7 +373,8 @@ def run_distillation(config: DistillConfig, announce_next_step: bool = True) -> 
     write_metrics_json({"config": asdict(config), "stages": public}, output_dir / "results.json")
     plot_confusion_matrix(results[last]["test"]["confusion_matrix"], labels, output_dir / "confusion_matrix.png",
                           title=f"{last} — test")
-    _write_predictions(output_dir / "predictions.csv", results[last], labels)
+    write_predictions_csv(output_dir / "predictions.csv", results[last]["_test_keys"], results[last]["_test_logits"],
+                          labels)
     from .model_card import write_model_card
 
     write_model_card(final_dir, model.config, config, public, repo=config.hub_model_id or str(final_dir))
@@ -387,16 +395,6 @@ def _with_earlier_stages(results_file: Path, current: dict[str, Any]) -> dict[st
     earlier = json.loads(results_file.read_text()).get("stages", {})
     merged = {**earlier, **current}
     return {stage: merged[stage] for stage in STAGES if stage in merged}
-
-
-def _write_predictions(path: Path, stage_results: dict[str, Any], labels: list[str]) -> None:
-    logits = stage_results["_test_logits"]
-    probabilities = torch.tensor(logits).softmax(-1).numpy()
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["utterance_key", "prediction", *[f"p_{label}" for label in labels]])
-        for key, row in zip(stage_results["_test_keys"], probabilities):
-            writer.writerow([key, labels[int(row.argmax())], *[f"{p:.4f}" for p in row]])
 
 
 def push_folder_to_hub(folder: Path, repo_id: str, private: bool = True) -> str:

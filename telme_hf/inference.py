@@ -757,7 +757,7 @@ def write_evaluation(
     Returns:
         `{"metrics", "confusion_matrix", "predictions"}` → written paths.
     """
-    from .metrics import plot_confusion_matrix, write_metrics_json
+    from .metrics import plot_confusion_matrix, write_metrics_json, write_predictions_csv
 
     output_dir = Path(output_dir)
     fused = dict(results["fusion"])
@@ -774,13 +774,8 @@ def write_evaluation(
     paths["confusion_matrix"] = plot_confusion_matrix(fused["confusion_matrix"], label_names,
                                                       output_dir / "confusion_matrix.png",
                                                       title=f"TelME (fused){f' — {title}' if title else ''}")
-    probabilities = torch.as_tensor(results["logits"]).softmax(-1).numpy()
-    paths["predictions"] = output_dir / "predictions.csv"
-    with open(paths["predictions"], "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["utterance_key", "label", "prediction", *[f"p_{label}" for label in label_names]])
-        for key, gold, row in zip(results["keys"], results["labels"], probabilities):
-            writer.writerow([key, label_names[gold], label_names[int(row.argmax())], *[f"{p:.4f}" for p in row]])
+    paths["predictions"] = write_predictions_csv(output_dir / "predictions.csv", results["keys"], results["logits"],
+                                                 label_names, gold=results["labels"])
     return paths
 
 

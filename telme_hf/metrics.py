@@ -45,6 +45,7 @@ __all__ = [
     "normalize_confusion_matrix",
     "plot_confusion_matrix",
     "write_metrics_json",
+    "write_predictions_csv",
     "load_erc_metric",
 ]
 
@@ -415,6 +416,37 @@ def _to_json_compatible(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def write_predictions_csv(
+    path: str | Path,
+    keys: Sequence[str],
+    logits: Any,
+    labels: Sequence[str],
+    gold: Sequence[int] | None = None,
+) -> Path:
+    """Write one row per utterance: its key, the gold label (when given), the prediction and every probability.
+
+    Example:
+
+    ```python
+    >>> write_predictions_csv("predictions.csv", ["dia0_utt0"], [[2.0, 0.1]], ["neg", "pos"], gold=[0])  # doctest: +SKIP
+    ```
+    """
+    import csv
+
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["utterance_key", *(["label"] if gold is not None else []), "prediction",
+                         *[f"p_{label}" for label in labels]])
+        for index, (key, row) in enumerate(zip(keys, probabilities)):
+            truth = [labels[int(gold[index])]] if gold is not None else []
+            writer.writerow([key, *truth, labels[int(row.argmax())], *[f"{p:.4f}" for p in row]])
+    return path
 
 
 def write_metrics_json(metrics: Mapping[str, Any], path: str | Path) -> Path:

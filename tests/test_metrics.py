@@ -222,3 +222,19 @@ def test_evaluate_module_default_config_needs_labels(evaluate_offline):
     metric = load_erc_metric()
     with pytest.raises(ValueError, match="labels"):
         metric.compute(predictions=[0, 1], references=[0, 1])
+
+
+def test_write_predictions_csv_rows_and_probabilities(tmp_path):
+    import csv
+
+    from telme_hf.metrics import write_predictions_csv
+
+    logits = [[2.0, 0.0], [0.0, 0.0]]
+    path = write_predictions_csv(tmp_path / "p.csv", ["a", "b"], logits, ["neg", "pos"], gold=[1, 0])
+    rows = list(csv.reader(open(path)))
+    assert rows[0] == ["utterance_key", "label", "prediction", "p_neg", "p_pos"]
+    # softmax([2, 0]) = [e² / (e² + 1), 1 / (e² + 1)] = [0.8808, 0.1192]
+    assert rows[1] == ["a", "pos", "neg", "0.8808", "0.1192"]
+    assert rows[2] == ["b", "neg", "neg", "0.5000", "0.5000"]
+    without_gold = list(csv.reader(open(write_predictions_csv(tmp_path / "q.csv", ["a"], logits[:1], ["neg", "pos"]))))
+    assert without_gold[0] == ["utterance_key", "prediction", "p_neg", "p_pos"]
