@@ -26,6 +26,7 @@ FUSION_ATTENTION_SCOPES = ("modalities", "batch")
 AUDIO_POOLINGS = ("mean", "first")
 VIDEO_FRAME_SAMPLINGS = ("uniform", "strided")
 VIDEO_CHANNEL_ORDERS = ("rgb", "bgr")
+TEXT_NORMALIZATIONS = ("cp1252", "none")
 AV_ORDERS = (("audio", "video"), ("video", "audio"))
 
 # Every behaviour of the original implementation that changes numbers, with the clean default first and the
@@ -51,9 +52,24 @@ REFERENCE_BEHAVIOUR: dict[str, tuple[Any, Any]] = {
     "reference_tokenization": (False, True),
     # The first utterance of each dialogue gets a speaker index computed against the previous dialogue.
     "speaker_index_carryover": (False, True),
-    # MELD clips over 30 s are replaced with zeros (4 audio frames, blank video) in the original.
+    # The original normalises the whole waveform, then keeps the last 400000 samples; clean truncation (when a
+    # limit is set) keeps first and normalises what is kept.
+    "audio_normalize_before_keep": (False, True),
+    # MELD clips over 30 s are replaced with zeros (4 audio frames, blank video) in the original. Its IEMOCAP code
+    # has no such rule, so the IEMOCAP preset keeps the clean value in reference mode too.
     "max_media_seconds": (None, 30.0),
+    # The original cuts an IEMOCAP utterance's video from the dialogue AVI with one second of margin on each side,
+    # [max(start - 1, 0), end + 1]; its audio comes from the utterance's own wav, without margin.
+    "video_window_margin": (0.0, 1.0),
+    # Text of the annotation CSVs: "cp1252" maps the Windows-1252 leftovers of MELD's CSVs (C1 control characters
+    # such as U+0092) to the punctuation they stand for and strips the cells; "none" keeps every cell exactly as
+    # Python's csv.reader gives it for a file opened as UTF-8 text, which is what the original tokenised.
+    "text_normalization": ("cp1252", "none"),
 }
+
+# Marks a behaviour argument that was not given, so an explicit `None` (e.g. `max_media_seconds=None` in a saved
+# config.json) is kept rather than replaced by the clean or reference default.
+_NOT_GIVEN: Any = object()
 
 
 def validate_prompt_template(template: str) -> None:
@@ -116,9 +132,12 @@ class TelMEConfig(PretrainedConfig):
             Token budget of the teacher input; the oldest context is dropped first, the prompt is always kept.
         audio_sampling_rate (`int`, *optional*, defaults to 16000):
             Rate of the waveforms the audio student expects.
-        audio_reference_rate, audio_max_samples, audio_keep, video_frame_sampling, video_channel_order,
-        video_pixel_statistics, speaker_index_carryover, reference_tokenization, max_media_seconds:
-            Data-side behaviours; see `REFERENCE_BEHAVIOUR` for the clean and the original values.
+        audio_reference_rate, audio_max_samples, audio_keep, audio_normalize_before_keep, video_frame_sampling,
+        video_channel_order, video_pixel_statistics, video_window_margin, speaker_index_carryover,
+        reference_tokenization, max_media_seconds, text_normalization:
+            Data-side behaviours; see `REFERENCE_BEHAVIOUR` for the clean and the original values. Left out, each
+            takes its clean value, or its original one with `reference_behaviour=True`; given (even as `None`), the
+            value is kept.
         video_num_frames (`int`, *optional*):
             Frames per clip; defaults to `video_config.num_frames`.
         reference_behaviour (`bool`, *optional*, defaults to `False`):
@@ -147,23 +166,26 @@ class TelMEConfig(PretrainedConfig):
         fusion_num_heads: int = 3,
         fusion_shift_weight: float = 0.1,
         fusion_dropout: float = 0.2,
-        fusion_attention_scope: str | None = None,
+        fusion_attention_scope: str | None = _NOT_GIVEN,
         fusion_modality_order: list[str] | tuple[str, str] = ("audio", "video"),
-        audio_pooling: str | None = None,
+        audio_pooling: str | None = _NOT_GIVEN,
         num_speaker_tokens: int = 9,
         prompt_template: str = "Now {speaker} feels {mask}",
         max_text_length: int = 512,
         audio_sampling_rate: int = 16000,
-        audio_reference_rate: bool | None = None,
-        audio_max_samples: int | None = None,
-        audio_keep: str | None = None,
+        audio_reference_rate: bool | None = _NOT_GIVEN,
+        audio_max_samples: int | None = _NOT_GIVEN,
+        audio_keep: str | None = _NOT_GIVEN,
         video_num_frames: int | None = None,
-        video_frame_sampling: str | None = None,
-        video_channel_order: str | None = None,
-        video_pixel_statistics: str | None = None,
-        speaker_index_carryover: bool | None = None,
-        reference_tokenization: bool | None = None,
-        max_media_seconds: float | None = None,
+        video_frame_sampling: str | None = _NOT_GIVEN,
+        video_channel_order: str | None = _NOT_GIVEN,
+        video_pixel_statistics: str | None = _NOT_GIVEN,
+        speaker_index_carryover: bool | None = _NOT_GIVEN,
+        reference_tokenization: bool | None = _NOT_GIVEN,
+        max_media_seconds: float | None = _NOT_GIVEN,
+        audio_normalize_before_keep: bool = _NOT_GIVEN,
+        video_window_margin: float = _NOT_GIVEN,
+        text_normalization: str = _NOT_GIVEN,
         reference_behaviour: bool = False,
         initializer_range: float = 0.02,
         **kwargs: Any,
@@ -198,10 +220,13 @@ class TelMEConfig(PretrainedConfig):
             "speaker_index_carryover": speaker_index_carryover,
             "reference_tokenization": reference_tokenization,
             "max_media_seconds": max_media_seconds,
+            "audio_normalize_before_keep": audio_normalize_before_keep,
+            "video_window_margin": video_window_margin,
+            "text_normalization": text_normalization,
         }
         for name, value in explicit.items():
             clean, original = REFERENCE_BEHAVIOUR[name]
-            setattr(self, name, value if value is not None else (original if reference_behaviour else clean))
+            setattr(self, name, value if value is not _NOT_GIVEN else (original if reference_behaviour else clean))
 
         super().__init__(**kwargs)
         self.validate_telme()
@@ -215,6 +240,7 @@ class TelMEConfig(PretrainedConfig):
             "video_channel_order": VIDEO_CHANNEL_ORDERS,
             "video_pixel_statistics": ("kinetics", "imagenet"),
             "audio_keep": ("first", "last"),
+            "text_normalization": TEXT_NORMALIZATIONS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -227,6 +253,8 @@ class TelMEConfig(PretrainedConfig):
                 f"The fusion attention width {width} (scope {self.fusion_attention_scope!r}) is not divisible by "
                 f"`fusion_num_heads={self.fusion_num_heads}`; pick a head count that divides it."
             )
+        if not (isinstance(self.video_window_margin, (int, float)) and self.video_window_margin >= 0):
+            raise ValueError(f"`video_window_margin` must be a number of seconds >= 0, got {self.video_window_margin!r}.")
         validate_prompt_template(self.prompt_template)
 
     @property
@@ -324,6 +352,8 @@ def _iemocap_preset() -> dict[str, Any]:
         "fusion_num_heads": 4,
         "fusion_shift_weight": 0.2,
         "fusion_dropout": 0.2,
+        # The original's 30-second rule is MELD's only: IEMOCAP keeps the clean value in reference mode too.
+        "max_media_seconds": REFERENCE_BEHAVIOUR["max_media_seconds"][0],
     }
 
 
@@ -386,4 +416,4 @@ def _tiny_preset() -> dict[str, Any]:
     }
 
 
-__all__ = ["TelMEConfig", "MELD_LABELS", "IEMOCAP_LABELS", "REFERENCE_BEHAVIOUR"]
+__all__ = ["TelMEConfig", "MELD_LABELS", "IEMOCAP_LABELS", "REFERENCE_BEHAVIOUR", "TEXT_NORMALIZATIONS"]

@@ -69,6 +69,11 @@ class TelMEProcessor(ProcessorMixin):
         max_text_length: token budget of the teacher input (the original keeps the last 511 tokens + `<mask>`).
         num_speaker_tokens: how many speaker tokens the tokenizer was extended with.
         audio_padding_side: `"right"` with an attention mask (clean) or `"left"` (the original's zero left-padding).
+        audio_max_samples: longest waveform the audio student reads, in samples (`None`: no limit). The original
+            keeps 400000.
+        audio_keep: which end of a longer waveform is kept, `"first"` or `"last"` (the original's).
+        audio_normalize_before_keep: normalise the whole waveform and then keep `audio_max_samples` of it, as the
+            original did; by default the kept part is normalised on its own.
         reference_tokenization: encode the teacher's text exactly as the original code did (transformers 4.27's
             slow `RobertaTokenizer` with the speaker tokens added as plain strings). Three differences from the
             default: the whitespace on both sides of `<s1>` … `<sN>` is dropped, so the word after a speaker token
@@ -97,15 +102,25 @@ class TelMEProcessor(ProcessorMixin):
         num_speaker_tokens: int = 9,
         audio_padding_side: str = "right",
         reference_tokenization: bool = False,
+        audio_max_samples: int | None = None,
+        audio_keep: str = "first",
+        audio_normalize_before_keep: bool = False,
     ) -> None:
         validate_prompt_template(prompt_template)
         if audio_padding_side not in ("right", "left"):
             raise ValueError(f"`audio_padding_side` must be 'right' or 'left', got {audio_padding_side!r}.")
+        if audio_keep not in ("first", "last"):
+            raise ValueError(f"`audio_keep` must be 'first' or 'last', got {audio_keep!r}.")
+        if audio_max_samples is not None and (not isinstance(audio_max_samples, int) or audio_max_samples < 1):
+            raise ValueError(f"`audio_max_samples` must be a positive integer or None, got {audio_max_samples!r}.")
         self.prompt_template = prompt_template
         self.max_text_length = max_text_length
         self.num_speaker_tokens = num_speaker_tokens
         self.audio_padding_side = audio_padding_side
         self.reference_tokenization = reference_tokenization
+        self.audio_max_samples = audio_max_samples
+        self.audio_keep = audio_keep
+        self.audio_normalize_before_keep = audio_normalize_before_keep
         super().__init__(tokenizer, feature_extractor, image_processor)
 
     # ----------------------------------------------------------------------------------------------------- text
@@ -206,11 +221,15 @@ class TelMEProcessor(ProcessorMixin):
         empty = [i for i, wave in enumerate(audio) if wave.size == 0]
         if empty:
             raise ValueError(f"Audio item(s) {empty} are empty; decode them with a bad-media policy first.")
+        if not self.audio_normalize_before_keep:
+            audio = [self._keep_audio(wave) for wave in audio]
         # Normalise each waveform on its own, then pad: the feature extractor's masked normalisation assumes right
         # padding and would normalise the padding (and zero the speech) of a left-padded batch.
         normalised = self.feature_extractor(
             audio, sampling_rate=sampling_rate or self.feature_extractor.sampling_rate, padding=False
         )["input_values"]
+        if self.audio_normalize_before_keep:
+            normalised = [self._keep_audio(np.asarray(wave)) for wave in normalised]
         width = max(len(wave) for wave in normalised)
         input_values = torch.full((len(normalised), width), float(self.feature_extractor.padding_value))
         attention_mask = torch.zeros((len(normalised), width), dtype=torch.long)
@@ -219,6 +238,13 @@ class TelMEProcessor(ProcessorMixin):
             input_values[row, span] = torch.as_tensor(np.asarray(wave, dtype=np.float32))
             attention_mask[row, span] = 1
         return {"input_values": input_values, "audio_attention_mask": attention_mask}
+
+    def _keep_audio(self, wave: np.ndarray) -> np.ndarray:
+        """At most `audio_max_samples` of a waveform, from the end `audio_keep` names."""
+        limit = self.audio_max_samples
+        if limit is None or len(wave) <= limit:
+            return wave
+        return wave[:limit] if self.audio_keep == "first" else wave[-limit:]
 
     def _encode_videos(self, videos: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         if isinstance(videos, np.ndarray) and videos.ndim == 4:

@@ -127,6 +127,9 @@ def build_processor(
         num_speaker_tokens=config.num_speaker_tokens,
         audio_padding_side="left" if config.audio_pooling == "first" else "right",
         reference_tokenization=config.reference_tokenization,
+        audio_max_samples=config.audio_max_samples,
+        audio_keep=config.audio_keep,
+        audio_normalize_before_keep=config.audio_normalize_before_keep,
     )
 
 

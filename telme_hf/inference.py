@@ -599,7 +599,7 @@ def load_evaluation_split(
     on_bad_media: str = "zeros",
 ):
     """One split of MELD, IEMOCAP or a synthetic (MELD-layout) corpus, labelled in the model's label order and
-    with its speaker indexing (`config.speaker_index_carryover`).
+    with its data-side behaviours (speaker indexing, CSV text), see `telme_hf.data.registry.load_corpus`.
 
     Example:
 
@@ -607,15 +607,9 @@ def load_evaluation_split(
     >>> test = load_evaluation_split("meld", "/data/MELD.Raw", "test", model.config)  # doctest: +SKIP
     ```
     """
-    from .data.iemocap import load_iemocap
-    from .data.meld import load_meld
+    from .data.registry import load_corpus
 
-    if data not in DATASETS:
-        raise ValueError(f"Unknown data {data!r}; choose one of {DATASETS}.")
-    labels = [config.id2label[i] for i in range(config.num_labels)]
-    options = dict(splits=(split,), on_bad_media=on_bad_media, label_names=labels,
-                   speaker_index_carryover=bool(config.speaker_index_carryover))
-    loaded = load_iemocap(data_root, **options) if data == "iemocap" else load_meld(data_root, **options)
+    loaded = load_corpus(data, data_root, config, splits=(split,), on_bad_media=on_bad_media)
     dataset = loaded[split]
     # Rows the loader dropped (missing files under "skip") are listed by `evaluate_split` from this report.
     dataset.bad_media_report = loaded.bad_media_report

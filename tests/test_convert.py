@@ -233,8 +233,10 @@ def test_converted_logits_equal_the_original_forward_pass(release, batch_size):
 
 def test_converted_config_uses_the_dataset_preset_and_the_original_behaviours(release):
     config = TelMEConfig.from_pretrained(release.converted)
-    for name, (_, original) in REFERENCE_BEHAVIOUR.items():
-        assert getattr(config, name) == original, name
+    for name, (clean, original) in REFERENCE_BEHAVIOUR.items():
+        # The original zeroes clips over 30 s in its MELD code only.
+        expected = clean if (release.dataset, name) == ("iemocap", "max_media_seconds") else original
+        assert getattr(config, name) == expected, name
     assert config.fusion_num_heads == HYPER[release.dataset]["heads"]
     assert config.fusion_shift_weight == HYPER[release.dataset]["theta"]
     assert config.num_labels == HYPER[release.dataset]["labels"]

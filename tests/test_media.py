@@ -213,7 +213,9 @@ def test_window_returns_only_frames_and_audio_inside_it(tmp_path, container):
     assert abs(peak_frequency(inside_one_second, 16000) - 700.0) <= 3.0
 
     strided = decode_video(path, VideoDecodeOptions(size=None, sampling="strided"), start=4.0, end=6.0)
-    assert read_indices(strided) == [41, 43, 45, 47, 49, 51, 53, 55]  # step = 21 // 8 = 2 inside the window
+    # The original's windowed rule: step = (10 fps * 2 s) // 8 = 2; frame numbers (1-based, as OpenCV's
+    # CAP_PROP_POS_FRAMES after a read) 40..60 are inside, i.e. frames 39..59; every 2nd of them counted from 1.
+    assert read_indices(strided) == [40, 42, 44, 46, 48, 50, 52, 54]
 
 
 def test_window_past_the_end_is_empty(index_clip):

@@ -24,20 +24,17 @@ def decode_options_from_config(config: TelMEConfig) -> tuple[AudioDecodeOptions,
 
     Frames are resized (shortest edge) and centre-cropped to the video backbone's input size while they are
     converted, so the image processor's own resize and crop are no-ops and the cache stores only what is used.
+    Waveforms are decoded whole: the processor keeps `audio_max_samples` of them, before or after normalising as
+    the config says (the original normalises the whole clip first).
     """
-    rate = config.audio_sampling_rate
-    audio = AudioDecodeOptions(
-        sampling_rate=rate,
-        max_seconds=None if config.audio_max_samples is None else config.audio_max_samples / rate,
-        keep=config.audio_keep,
-        reference_rate=config.audio_reference_rate,
-    )
+    audio = AudioDecodeOptions(sampling_rate=config.audio_sampling_rate, reference_rate=config.audio_reference_rate)
     video = VideoDecodeOptions(
         num_frames=config.video_num_frames,
         size=config.video_config.image_size,
         center_crop=True,
         sampling=config.video_frame_sampling,
         channel_order=config.video_channel_order,
+        window_margin=float(config.video_window_margin),
     )
     return audio, video
 

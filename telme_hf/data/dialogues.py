@@ -35,6 +35,7 @@ from typing import Any, Literal, Union
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from ..modeling.configuration_telme import TEXT_NORMALIZATIONS
 from .media import BAD_MEDIA_POLICIES, MODALITIES, BadMediaPolicy, MissingMediaError
 
 
@@ -83,13 +84,14 @@ del _byte
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def decode_csv_bytes(data: bytes) -> str:
+def decode_csv_bytes(data: bytes, map_c1: bool = True) -> str:
     """Decode a CSV file's bytes: UTF-8 where valid, cp1252 elsewhere; a leading BOM is dropped.
 
     The choice is made line by line (UTF-8 never encodes a newline byte inside a character, so splitting the bytes
     on newlines is safe), which also handles files where someone appended UTF-8 lines to a cp1252 file. Line
-    endings are kept as they are; the `csv` module handles CRLF. C1 characters are *not* mapped here, see
-    :func:`normalize_text`.
+    endings are kept as they are; the `csv` module handles CRLF. C1 characters already in UTF-8 text are *not*
+    mapped here, see :func:`normalize_text`. `map_c1=False` reads the non-UTF-8 lines as latin-1 (every byte its
+    own code point), so MELD.Raw's cp1252 bytes become the C1 characters the original implementation's CSVs hold.
 
     Example:
 
@@ -111,7 +113,8 @@ def decode_csv_bytes(data: bytes) -> str:
         except UnicodeDecodeError:
             # latin-1 maps every byte to the code point of the same value; the C1 table below then turns the
             # 0x80..0x9F ones into cp1252's characters, without failing on the five bytes cp1252 leaves undefined.
-            lines.append(line.decode("latin-1").translate(_C1_TO_CP1252))
+            text = line.decode("latin-1")
+            lines.append(text.translate(_C1_TO_CP1252) if map_c1 else text)
     return "".join(lines)
 
 
@@ -156,7 +159,7 @@ def row_error(path: PathLike, line: int, problem: str, fix: str) -> ValueError:
     return ValueError(f"{path}, line {line}: {problem}. {fix}")
 
 
-def read_csv_rows(path: PathLike, required: Sequence[str]) -> list[CsvRow]:
+def read_csv_rows(path: PathLike, required: Sequence[str], text_normalization: str = "cp1252") -> list[CsvRow]:
     """Read an annotation CSV by header name, accepting UTF-8 or cp1252, with or without BOM, LF or CRLF.
 
     Header names are compared after stripping spaces (some copies write `Utterance, Speaker, ...`). Blank lines
@@ -166,6 +169,10 @@ def read_csv_rows(path: PathLike, required: Sequence[str]) -> list[CsvRow]:
     Args:
         path: the CSV file.
         required: columns that must be in the header.
+        text_normalization: `"cp1252"` (clean) passes every cell through :func:`normalize_text`. `"none"` keeps
+            each cell exactly as the original implementation's `csv.reader` read it from the file opened as UTF-8
+            text: C1 control characters and edge spaces stay, and line breaks inside quoted cells are the
+            universal-newline `\n` of Python's text mode.
 
     Example:
 
@@ -175,13 +182,17 @@ def read_csv_rows(path: PathLike, required: Sequence[str]) -> list[CsvRow]:
     ('Phoebe', 2, 0)
     ```
     """
+    if text_normalization not in TEXT_NORMALIZATIONS:
+        raise ValueError(f"text_normalization must be one of {TEXT_NORMALIZATIONS}, got {text_normalization!r}.")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Annotation file {path} not found. Check `root` (it must contain {path.name}).")
-    text = decode_csv_bytes(path.read_bytes())
+    clean = text_normalization == "cp1252"
+    text = decode_csv_bytes(path.read_bytes(), map_c1=clean)
     # newline="" keeps csv's own line handling (quoted fields may span lines) and never splits on U+0085 or
-    # U+2028, which str.splitlines() would treat as line breaks.
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # U+2028, which str.splitlines() would treat as line breaks. newline=None is Python's text mode, as the
+    # original opened the files: "\r\n" and "\r" become "\n" (still never U+0085).
+    reader = csv.reader(io.StringIO(text, newline="" if clean else None))
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
@@ -207,7 +218,7 @@ def read_csv_rows(path: PathLike, required: Sequence[str]) -> list[CsvRow]:
                 f"expected {len(header)} cells ({', '.join(header)}), found {len(cells)}",
                 "Quote fields that contain commas, or restore the row from the original CSV.",
             )
-        values = {name: normalize_text(cell) for name, cell in zip(header, cells)}
+        values = {name: normalize_text(cell) if clean else cell for name, cell in zip(header, cells)}
         rows.append(CsvRow(values=values, line=start_line, row_index=len(rows)))
     return rows
 
@@ -246,7 +257,7 @@ def parse_label(
 
     `aliases` maps other spellings to a label name (used only when that name is in `label_names`).
     """
-    value = row.values[column]
+    value = row.values[column].strip()
     lookup = {name.lower(): index for index, name in enumerate(label_names)}
     for alias, name in (aliases or {}).items():
         if name.lower() in lookup:

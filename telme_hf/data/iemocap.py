@@ -201,20 +201,21 @@ def read_iemocap_split(
     speaker_index_carryover: bool = False,
     speaker_source: Literal["actor", "utterance_id"] | None = None,
     label_names: Sequence[str] = IEMOCAP_LABELS,
+    text_normalization: str = "cp1252",
 ) -> tuple[list[dict], list[CsvRow]]:
     """Rows (the schema of `dialogues.row_features`, `label` as an int) of one IEMOCAP split CSV, and its CSV rows.
 
     Args:
         csv_path: an `IEMOCAP_{split}.csv`.
         resolver: re-roots the media paths; `None` leaves `audio_path`/`video_path` empty (text only).
-        modalities, speaker_index_carryover, speaker_source, label_names: see `load_iemocap`.
+        modalities, speaker_index_carryover, speaker_source, label_names, text_normalization: see `load_iemocap`.
     """
     csv_path = Path(csv_path)
     media_columns = []
     if resolver is not None:
         media_columns = [column for modality, column in (("audio", "Wav_Path"), ("video", "Video_Path"))
                          if modality in modalities]
-    rows = read_csv_rows(csv_path, IEMOCAP_REQUIRED_COLUMNS + tuple(media_columns))
+    rows = read_csv_rows(csv_path, IEMOCAP_REQUIRED_COLUMNS + tuple(media_columns), text_normalization)
     if speaker_source is None:
         speaker_source = "utterance_id" if speaker_index_carryover else "actor"
     if speaker_source not in ("actor", "utterance_id"):
@@ -230,7 +231,7 @@ def read_iemocap_split(
                 f"Speaker {utterance_id!r} is not an IEMOCAP utterance id ending in _F<number> or _M<number>",
                 "The Speaker column of the TelME CSVs holds utterance ids such as 'Ses01F_impro01_F000'; fix the row.",
             )
-        dialogue_id = row.values["Dialogue_ID"]
+        dialogue_id = row.values["Dialogue_ID"].strip()
         if not dialogue_id:
             raise row_error(csv_path, row.line, "empty Dialogue_ID", "Fix the row.")
         start, end = parse_float(row, "Start_Time", csv_path), parse_float(row, "End_Time", csv_path)
@@ -238,9 +239,10 @@ def read_iemocap_split(
             raise row_error(csv_path, row.line, f"End_Time {end} is before Start_Time {start}", "Fix the row.")
         paths = {"Wav_Path": "", "Video_Path": ""}
         for column in media_columns:
-            if not row.values[column]:
+            value = row.values[column].strip()
+            if not value:
                 raise row_error(csv_path, row.line, f"empty {column}", "Fix the row, or leave out that modality.")
-            paths[column] = resolver.resolve(row.values[column])[0]
+            paths[column] = resolver.resolve(value)[0]
         records.append(
             {
                 "dialogue_id": dialogue_id,
@@ -275,6 +277,7 @@ def load_iemocap(
     label_names: Sequence[str] = IEMOCAP_LABELS,
     speaker_source: Literal["actor", "utterance_id"] | None = None,
     csv_dir: str | os.PathLike | None = None,
+    text_normalization: str = "cp1252",
 ) -> DatasetDict:
     """Load TelME's IEMOCAP splits (6 classes, Session 5 = test), one row per utterance, with dialogue context.
 
@@ -297,6 +300,8 @@ def load_iemocap(
         speaker_source: `"actor"` or `"utterance_id"` to choose what is indexed independently of the carry-over;
             `None` (default) follows `speaker_index_carryover`.
         csv_dir: folder of the split CSVs, when they are not in `root`.
+        text_normalization: `"cp1252"` (clean) or `"none"` (each cell as the original's `csv.reader` read it),
+            as in `load_meld`.
 
     Returns:
         A `DatasetDict` keyed by split, with a `bad_media_report` attribute (see `load_meld`).
@@ -332,7 +337,7 @@ def load_iemocap(
     for split in splits:
         csv_path = csv_root / IEMOCAP_SPLIT_FILES[split]
         records, rows = read_iemocap_split(
-            csv_path, resolver, modalities, speaker_index_carryover, speaker_source, label_names
+            csv_path, resolver, modalities, speaker_index_carryover, speaker_source, label_names, text_normalization
         )
         lines = [row.line for row in rows]
         datasets[split], report = build_split(records, label_names, split, on_bad_media, lines, str(csv_path))

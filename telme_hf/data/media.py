@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Literal, Union
@@ -55,6 +56,7 @@ __all__ = [
     "decode_video",
     "media_duration",
     "sample_frame_indices",
+    "strided_window_picks",
     "MEDIA_DECODER_VERSION",
     "REFERENCE_AUDIO_RATE",
 ]
@@ -220,15 +222,19 @@ class VideoDecodeOptions:
             `"uniform"` picks `round(linspace(0, n - 1, num_frames))`, spanning the whole clip. `"strided"` is the
             original implementation's rule: `step = n // num_frames`, keep frames `step, 2*step, ...` counted from 1
             (0-based `step - 1, 2*step - 1, ...`), the first `num_frames` of them; with `n < num_frames` keep all
-            and repeat the last. It never sees the first `step - 1` frames.
+            and repeat the last. It never sees the first `step - 1` frames. In a time window `[t0, t1]` (IEMOCAP)
+            it follows the original's windowed rule instead, see :func:`strided_window_picks`.
         channel_order (`"rgb"` or `"bgr"`, *optional*, defaults to `"rgb"`):
             `"bgr"` reproduces the original implementation, which fed OpenCV's BGR frames to an RGB model.
+        window_margin (`float`, *optional*, defaults to 0):
+            Seconds added on both sides of a time window before the frames are picked, the start clamped at 0; only
+            the video is widened. The original cuts IEMOCAP's dialogue AVIs at `[max(start - 1, 0), end + 1]`.
 
     Example:
 
     ```python
     >>> VideoDecodeOptions().cache_key()
-    'video-v1:n=8:size=224:crop=0:sampling=uniform:order=rgb'
+    'video-v1:n=8:size=224:crop=0:sampling=uniform:order=rgb:margin=0.0'
     >>> VideoDecodeOptions.reference().sampling
     'strided'
     ```
@@ -239,8 +245,11 @@ class VideoDecodeOptions:
     center_crop: bool = False
     sampling: Literal["uniform", "strided"] = "uniform"
     channel_order: Literal["rgb", "bgr"] = "rgb"
+    window_margin: float = 0.0
 
     def __post_init__(self):
+        if not self.window_margin >= 0:
+            raise ValueError(f"window_margin must be a number of seconds >= 0, got {self.window_margin!r}.")
         if self.num_frames <= 0:
             raise ValueError(f"num_frames must be positive, got {self.num_frames}.")
         if self.size is not None and self.size <= 0:
@@ -254,14 +263,30 @@ class VideoDecodeOptions:
 
     @classmethod
     def reference(cls, num_frames: int = 8, size: int | None = 224) -> VideoDecodeOptions:
-        """The original implementation's frame path: strided picks, BGR channel order."""
-        return cls(num_frames=num_frames, size=size, sampling="strided", channel_order="bgr")
+        """The original implementation's frame path: strided picks, BGR channel order, 1 s window margin."""
+        return cls(num_frames=num_frames, size=size, sampling="strided", channel_order="bgr", window_margin=1.0)
+
+    def video_window(self, start: float | None, end: float | None) -> tuple[float | None, float | None]:
+        """The window the frames are picked from: `[start, end]` widened by `window_margin`, clamped at 0.
+
+        Example:
+
+        ```python
+        >>> VideoDecodeOptions(window_margin=1.0).video_window(0.4, 3.2)
+        (0.0, 4.2)
+        ```
+        """
+        if not self.window_margin:
+            return start, end
+        return (None if start is None else max(start - self.window_margin, 0.0),
+                None if end is None else end + self.window_margin)
 
     def cache_key(self) -> str:
         """A stable string identifying every option that changes the decoded array."""
         return (
             f"video-v{MEDIA_DECODER_VERSION}:n={self.num_frames}:size={self.size or 'native'}"
             f":crop={int(self.center_crop)}:sampling={self.sampling}:order={self.channel_order}"
+            f":margin={float(self.window_margin)!r}"
         )
 
 
@@ -313,6 +338,52 @@ def sample_frame_indices(num_available: int, num_frames: int, sampling: str = "u
     raise ValueError(f"sampling must be 'uniform' or 'strided', got {sampling!r}.")
 
 
+def strided_window_picks(
+    times: list[float], fps: float, start: float, end: float, num_frames: int
+) -> list[int]:
+    """The original implementation's frame picks inside a window `[start, end]` of a longer recording (IEMOCAP).
+
+    Restated from its `get_video`: `step = (fps * (end - start)) // num_frames` (a float); walk the decoded frames,
+    count those whose frame number lies in `[fps * start, fps * end]`, keep a frame when its count is a multiple of
+    `step`, take the first `num_frames` and repeat the last kept frame up to `num_frames`. The frame number is
+    OpenCV's `CAP_PROP_POS_FRAMES` read after decoding the frame, i.e. its 1-based position, here
+    `round(time * fps) + 1`. Where the original would divide by zero (`fps * (end - start) < num_frames`) the step
+    is 1.
+
+    Args:
+        times: presentation time (seconds) of each decoded frame, in decode order.
+        fps: the stream's frame rate.
+        start, end: the window (after any margin).
+        num_frames: frames to return.
+
+    Returns:
+        Indices into `times`, `num_frames` long (repeats allowed), or `[]` when no frame was kept.
+
+    Example:
+
+    ```python
+    >>> times = [i / 10 for i in range(100)]   # 10 fps
+    >>> strided_window_picks(times, 10.0, 2.0, 4.0, 4)  # step 5: frames numbered 20..40, counts 5, 10, 15, 20
+    [23, 28, 33, 38]
+    ```
+    """
+    step = (fps * (end - start)) // num_frames
+    step = step if step >= 1 else 1.0
+    low, high = fps * start, fps * end
+    kept, count = [], 0
+    for index, time in enumerate(times):
+        number = round(time * fps) + 1
+        if low <= number <= high:
+            count += 1
+            if count % step == 0:
+                kept.append(index)
+                if len(kept) == num_frames:
+                    break
+    if not kept:
+        return []
+    return kept + [kept[-1]] * (num_frames - len(kept))
+
+
 def _output_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     """(width, height) after resizing the shortest edge to `size`, the long edge truncated like transformers."""
     if size is None:
@@ -330,8 +401,15 @@ class _FramePicker:
     time window) the decoded frames are kept unconverted and picked at the end.
     """
 
-    def __init__(self, options: VideoDecodeOptions, expected_count: int | None):
+    def __init__(
+        self,
+        options: VideoDecodeOptions,
+        expected_count: int | None,
+        window: tuple[float, float, float] | None = None,
+    ):
         self.options = options
+        # (start, end, fps) of a time window picked with the original's windowed strided rule.
+        self.window = window
         self.count = 0
         self._pending: list[av.VideoFrame] = []
         self._converted: dict[int, np.ndarray] = {}
@@ -359,7 +437,14 @@ class _FramePicker:
         if self._picks is None:
             if not self._pending:
                 return None
-            picks = sample_frame_indices(len(self._pending), self.options.num_frames, self.options.sampling)
+            times = [frame.time for frame in self._pending]
+            if self.window is not None and None not in times:
+                start, end, fps = self.window
+                picks = strided_window_picks(times, fps, start, end, self.options.num_frames)
+                if not picks:
+                    return None
+            else:
+                picks = sample_frame_indices(len(self._pending), self.options.num_frames, self.options.sampling)
             converted = {i: _frame_to_array(self._pending[i], self.options) for i in sorted(set(picks))}
         else:
             if not self.done:
@@ -464,18 +549,39 @@ def _decode_pass(
     video_stream,
     audio: AudioDecodeOptions | None,
     video: VideoDecodeOptions | None,
-    start: float | None,
-    end: float | None,
+    audio_window: tuple[float | None, float | None],
+    video_window: tuple[float | None, float | None],
     expected_frames: int | None,
 ) -> tuple[_AudioCollector | None, _FramePicker | None]:
-    """One demux pass over the requested streams, feeding the audio collector and the frame picker."""
+    """One demux pass over the requested streams, feeding the audio collector and the frame picker.
+
+    Each stream has its own window (the video's may carry a margin); `None` bounds are open.
+    """
     collector = _AudioCollector(audio) if audio_stream is not None else None
-    picker = _FramePicker(video, expected_frames) if video_stream is not None else None
-    if start:
-        # Seek once to the keyframe before the window; decoding forward from there is exact (frames before
-        # `start` are dropped below). Never used for whole short clips, where it would re-decode from frame 0.
+    picker = None
+    windows = {}
+    if audio_stream is not None:
+        windows[audio_stream.index] = audio_window
+    if video_stream is not None:
+        start, end = video_window
+        strided_window = video.sampling == "strided" and (start is not None or end is not None)
+        fps = float(video_stream.average_rate or video_stream.guessed_rate or 0) if strided_window else 0.0
+        if strided_window and fps > 0:
+            start = start or 0.0
+            end = end if end is not None else math.inf
+            picker = _FramePicker(video, None, window=(start, end, fps))
+            # The windowed rule counts frame numbers, which run one frame ahead of times: collect from one frame
+            # earlier (and a little more, for rounding) and let the rule decide.
+            windows[video_stream.index] = (max(0.0, start - 2.0 / fps), end)
+        else:
+            picker = _FramePicker(video, expected_frames)
+            windows[video_stream.index] = video_window
+    starts = [window[0] for window in windows.values() if window[0]]
+    if starts:
+        # Seek once to the keyframe before the earliest window; decoding forward from there is exact (frames before
+        # each window are dropped below). Never used for whole short clips, where it would re-decode from frame 0.
         anchor = video_stream if video_stream is not None else audio_stream
-        target = max(0.0, start - _SEEK_MARGIN_SECONDS)
+        target = max(0.0, min(starts) - _SEEK_MARGIN_SECONDS)
         container.seek(int(target / anchor.time_base), stream=anchor, backward=True, any_frame=False)
 
     # Streams still being decoded; once a stream is finished its packets are still demuxed but not decoded.
@@ -485,6 +591,7 @@ def _decode_pass(
             stream = active.get(packet.stream.index)
             if stream is None:
                 continue
+            start, end = windows[stream.index]
             for frame in packet.decode():
                 time = frame.time
                 if end is not None and time is not None and time > end:
@@ -523,7 +630,8 @@ def decode_clip(
         video: video options, or `None` to skip video.
         start, end: optional window in seconds (for utterances cut from a long recording, like IEMOCAP's
             dialogue-level AVIs). The file is seeked once to the keyframe before `start`; only frames whose
-            timestamp lies in `[start, end]` are sampled from, and the audio is cut to the window.
+            timestamp lies in `[start, end]` (widened by `video.window_margin`) are sampled from, and the audio is
+            cut to `[start, end]`.
 
     Returns:
         A :class:`DecodedClip`.
@@ -551,6 +659,7 @@ def decode_clip(
     if start is not None and start <= 0:
         start = None if end is None else 0.0
 
+    video_window = video.video_window(start, end) if video is not None else (None, None)
     with _open(path) as container:
         audio_stream = _pick_stream(container, path, "audio") if audio is not None else None
         video_stream = _pick_stream(container, path, "video") if video is not None else None
@@ -559,7 +668,7 @@ def decode_clip(
         expected = None if (video_stream is None or windowed) else (video_stream.frames or None)
 
         collector, picker = _decode_pass(
-            container, path, audio_stream, video_stream, audio, video, start, end, expected
+            container, path, audio_stream, video_stream, audio, video, (start, end), video_window, expected
         )
         frames = picker.result() if picker is not None else None
         if picker is not None and frames is None and picker.count > 0 and expected:
@@ -570,7 +679,8 @@ def decode_clip(
                 path, expected, picker.count, picker.count,
             )
             container.seek(0)
-            _, picker = _decode_pass(container, path, None, video_stream, None, video, None, None, picker.count)
+            _, picker = _decode_pass(container, path, None, video_stream, None, video, (None, None), (None, None),
+                                     picker.count)
             frames = picker.result()
         duration = _container_duration(container)
 

@@ -101,6 +101,7 @@ def read_meld_split(
     modalities: Sequence[str] = ("text", "audio", "video"),
     speaker_index_carryover: bool = False,
     label_names: Sequence[str] = MELD_LABELS,
+    text_normalization: str = "cp1252",
 ) -> tuple[list[dict], list[CsvRow]]:
     """Rows (the schema of `dialogues.row_features`, `label` as an int) of one MELD CSV, and its CSV rows.
 
@@ -110,9 +111,10 @@ def read_meld_split(
         modalities: `audio_path` is filled only with `"audio"`, `video_path` only with `"video"`.
         speaker_index_carryover: reproduce the original's speaker-index quirk (see `load_meld`).
         label_names: the label order; `Emotion` must be one of them.
+        text_normalization: `"cp1252"` (clean) or `"none"` (the cells as the original read them), see `load_meld`.
     """
     csv_path = Path(csv_path)
-    rows = read_csv_rows(csv_path, MELD_REQUIRED_COLUMNS)
+    rows = read_csv_rows(csv_path, MELD_REQUIRED_COLUMNS, text_normalization)
     records = []
     for row in rows:
         dialogue_id = parse_int(row, "Dialogue_ID", csv_path)
@@ -154,6 +156,7 @@ def load_meld(
     on_bad_media: BadMediaPolicy = "error",
     speaker_index_carryover: bool = False,
     label_names: Sequence[str] = MELD_LABELS,
+    text_normalization: str = "cp1252",
 ) -> DatasetDict:
     """Load MELD's official splits, one row per utterance, with each utterance's dialogue context.
 
@@ -171,6 +174,10 @@ def load_meld(
             is indexed against the previous dialogue's speakers (see `dialogues.assign_speaker_indices`); needed to
             feed converted original checkpoints the exact inputs they were trained on.
         label_names: the label order of the `label` ClassLabel (the original's alphabetical order by default).
+        text_normalization: `"cp1252"` (clean) maps the Windows-1252 leftovers of the release's CSVs (`\x92`,
+            `\x85`, ... read as C1 control characters) to `’`, `…`, ... and strips every cell, so the archive's and
+            GitHub's copies give the same text. `"none"` keeps each cell exactly as the original implementation's
+            `csv.reader` read it: the teacher of a converted checkpoint was trained on those characters.
 
     Returns:
         A `DatasetDict` keyed by split. Its `bad_media_report` attribute is a `MissingMediaReport` listing every
@@ -203,7 +210,8 @@ def load_meld(
     for split in splits:
         csv_path = root / MELD_SPLIT_FILES[split][0]
         media_dir = _media_folder(root, split) if needs_media else None
-        records, rows = read_meld_split(csv_path, media_dir, modalities, speaker_index_carryover, label_names)
+        records, rows = read_meld_split(csv_path, media_dir, modalities, speaker_index_carryover, label_names,
+                                        text_normalization)
         lines = [row.line for row in rows]
         datasets[split], report = build_split(records, label_names, split, on_bad_media, lines, str(csv_path))
         reports.append(report)
