@@ -293,6 +293,7 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         text_model: str | None = None,
         audio_model: str | None = None,
         video_model: str | None = None,
+        mean_resizing: bool = True,
         **from_pretrained_kwargs: Any,
     ) -> "TelMEForEmotionRecognition":
         """Start from pretrained backbones (Hub ids or local folders) and fresh heads and fusion.
@@ -302,6 +303,9 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         backbones' own (every setting, not only the shapes), except that the text embeddings grow to
         `config.text_config.vocab_size` for the speaker tokens and the audio SpecAugment/LayerDrop settings come
         from `config` (the original sets `mask_time_length=3`). Labels, fusion and behaviours come from `config`.
+
+        `mean_resizing=False` draws the speaker tokens' new embedding rows from N(0, initializer_range) as
+        transformers 4.27 did for the original, instead of around the mean of the pretrained rows.
 
         `from_pretrained_kwargs` (e.g. `local_files_only=True`, `revision=...`, `token=...`) go to all three
         loads. The model is assembled in float32 on the CPU; move or cast it afterwards (`.to("cuda")`), or let
@@ -326,7 +330,9 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
 
         text = RobertaModel.from_pretrained(sources["text"], add_pooling_layer=False, **from_pretrained_kwargs)
         # Grow (never shrink) the embedding matrix so the speaker tokens get rows of their own.
-        text.resize_token_embeddings(max(config.text_config.vocab_size, text.config.vocab_size))
+        text.resize_token_embeddings(
+            max(config.text_config.vocab_size, text.config.vocab_size), mean_resizing=mean_resizing
+        )
         audio_overrides = {
             key: getattr(config.audio_config, key)
             for key in ("mask_time_length", "mask_time_prob", "mask_time_min_masks", "layerdrop")

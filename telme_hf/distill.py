@@ -11,7 +11,7 @@ import json
 import shutil
 import logging
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,28 @@ from .caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
 from .components import build_processor, train_tokenizer
 from .data.cache import MediaCache, MediaLoader, prepare_media
 from .data.collator import TelMEDataCollator, decode_options_from_config
+from .data.registry import get_corpus
 from .inference import predict_command, write_example_dialogue
 from .metrics import (
     PAPER_RESULTS,
     compute_erc_metrics,
     format_per_class_table,
+    format_seed_summary,
+    summarize_seed_runs,
     make_compute_metrics,
     plot_confusion_matrix,
     write_metrics_json,
     write_predictions_csv,
 )
 from .modeling import TelMEConfig, TelMEForEmotionRecognition, TelMEProcessor
+from .recipe import (
+    RECIPES,
+    continue_grad_scaler,
+    grad_scaler_state,
+    original_hyperparameters,
+    reference_precision,
+    reset_heads_to_pytorch_defaults,
+)
 from .trainer import STAGE_MODALITIES, STAGE_PARTS, STAGES, TelMETrainingArguments, trainer_for_stage
 
 
@@ -58,6 +69,10 @@ class DistillConfig:
     output_dir: str = "outputs/telme"
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     reference_behaviour: bool = False
+    # "clean" or "reference": the original training scripts' optimisation (see telme_hf.recipe).
+    recipe: str = "clean"
+    # Run the whole recipe once per seed into output_dir/seed-N/ and summarise mean ± std in output_dir/summary.json.
+    seeds: list[int] | None = None
     text_model: str | None = None
     audio_model: str | None = None
     video_model: str | None = None
@@ -134,13 +149,14 @@ class DistillConfig:
     def validate(self) -> None:
         later_stages_only = self.stages and "teacher" not in self.stages
         if later_stages_only and not self.init_from:
-            previous = Path(self.output_dir) / "final"
-            if not (previous / "config.json").exists():
-                raise ValueError(
-                    f"Stages {self.stages} build on a trained teacher (and students): pass init_from=<checkpoint> "
-                    f"or run the earlier stages first (their result is read from {previous})."
-                )
-            self.init_from = str(previous)
+            for folder in self.run_dirs():
+                previous = folder / "final"
+                if not (previous / "config.json").exists():
+                    raise ValueError(
+                        f"Stages {self.stages} build on a trained teacher (and students): pass "
+                        f"init_from=<checkpoint> or run the earlier stages first (their result is read from "
+                        f"{previous})."
+                    )
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown:
             raise ValueError(f"Unknown stage(s) {unknown}; choose from {STAGES}.")
@@ -148,76 +164,122 @@ class DistillConfig:
             raise ValueError(f"dataset must be synthetic, meld or iemocap, got {self.dataset!r}.")
         if self.dataset != "synthetic" and not self.data_root:
             raise ValueError(f"dataset={self.dataset!r} needs data_root (the folder of its CSVs and media).")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {list(RECIPES)}, got {self.recipe!r}.")
+        if self.seeds is not None:
+            if isinstance(self.seeds, int):
+                self.seeds = [self.seeds]
+            if not self.seeds or not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in self.seeds):
+                raise ValueError(f"seeds must be a non-empty list of integers (e.g. seeds=[42,43,44]), got {self.seeds!r}.")
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError(f"seeds must not repeat a seed, got {self.seeds}.")
 
     @property
     def cache_path(self) -> Path:
         return Path(self.cache_dir or Path(self.output_dir) / "cache")
 
+    def run_dirs(self) -> list[Path]:
+        """The folder of each run: `output_dir`, or `output_dir/seed-N` per seed of `seeds`."""
+        root = Path(self.output_dir)
+        return [root / f"seed-{seed}" for seed in self.seeds] if self.seeds else [root]
+
+    @property
+    def starting_checkpoint(self) -> str | None:
+        """The checkpoint the run starts from: `init_from`, or for later stages alone the run's own `final/`."""
+        if self.init_from:
+            return self.init_from
+        if self.stages and "teacher" not in self.stages:
+            return str(Path(self.output_dir) / "final")
+        return None
+
+    @property
+    def corpus_root(self) -> str | None:
+        """`data_root`, or for the synthetic corpus the folder it is generated into (`output_dir/synthetic-corpus`)."""
+        if self.data_root or self.dataset != "synthetic":
+            return self.data_root
+        return str(Path(self.output_dir) / "synthetic-corpus")
+
+    def stage_value(self, name: str, stage: str | None = None) -> Any:
+        """A training setting as the run uses it: the original scripts' value under `recipe: reference` on MELD or
+        IEMOCAP (see `telme_hf.recipe.ORIGINAL_HYPERPARAMETERS`), else this config's. Per-stage settings
+        (`epochs`, `learning_rate`) take the stage."""
+        original = original_hyperparameters(self.recipe, self.dataset)
+        value = original.get(name, getattr(self, name))
+        if stage is not None and isinstance(value, dict):
+            defaults = {"epochs": 10, "learning_rate": 1e-5}
+            return value.get(stage, defaults.get(name))
+        return value
+
 
 # --------------------------------------------------------------------------------------------------------- data
-def load_data(config: DistillConfig, modalities: tuple[str, ...], speaker_index_carryover: bool = False):
+def load_data(config: DistillConfig, modalities: tuple[str, ...], model_config: TelMEConfig):
     """The run's `DatasetDict` (train/dev/test), generating the synthetic corpus when needed.
 
-    `speaker_index_carryover` comes from the model's config, which decides every data-side behaviour.
+    The model's configuration decides every data-side behaviour (labels, speaker indexing, CSV text), as for
+    evaluation: see `telme_hf.data.registry.load_corpus`.
     """
-    from .data.meld import load_meld
+    from .data.registry import load_corpus
 
-    if config.dataset == "synthetic":
+    root = config.corpus_root
+    if config.dataset == "synthetic" and not (Path(root) / "train_sent_emo.csv").exists():
         from .data.synthetic import make_synthetic_corpus
 
-        root = Path(config.data_root or Path(config.output_dir) / "synthetic-corpus")
-        if not (root / "train_sent_emo.csv").exists():
-            make_synthetic_corpus(root, num_dialogues=config.synthetic_dialogues, seed=config.synthetic_seed)
-        config.data_root = str(root)
-    if config.dataset in ("synthetic", "meld"):
-        return load_meld(config.data_root, modalities=modalities, on_bad_media=config.on_bad_media,
-                         speaker_index_carryover=speaker_index_carryover)
-    from .data.iemocap import load_iemocap
-
-    return load_iemocap(config.data_root, modalities=modalities, on_bad_media=config.on_bad_media,
-                        speaker_index_carryover=speaker_index_carryover)
+        make_synthetic_corpus(root, num_dialogues=config.synthetic_dialogues, seed=config.synthetic_seed)
+    return load_corpus(config.dataset, root, model_config, modalities=modalities, on_bad_media=config.on_bad_media)
 
 
 def model_config_for(config: DistillConfig) -> TelMEConfig:
     """The configuration the run's model will have (read before any weights, so the data follows it)."""
-    if config.init_from:
-        return TelMEConfig.from_pretrained(config.init_from)
+    if config.starting_checkpoint:
+        return TelMEConfig.from_pretrained(config.starting_checkpoint)
     return TelMEConfig.from_preset(config.preset, reference_behaviour=config.reference_behaviour)
 
 
 def build_model_and_processor(config: DistillConfig, train_texts: list[str], label_names: list[str]):
     """The starting model: a checkpoint (`init_from`, e.g. an earlier run's `final/`), tiny random backbones with a
     tokenizer trained on the corpus, or the paper's pretrained backbones."""
-    if config.init_from:
+    if config.starting_checkpoint:
         from transformers import AutoProcessor
 
-        model = TelMEForEmotionRecognition.from_pretrained(config.init_from)
+        source = config.starting_checkpoint
+        model = TelMEForEmotionRecognition.from_pretrained(source)
         names = [model.config.id2label[i] for i in range(model.config.num_labels)]
         if names != list(label_names):
-            raise ValueError(f"{config.init_from} predicts {names} but the data's labels are {list(label_names)}.")
-        return model, AutoProcessor.from_pretrained(config.init_from)
+            raise ValueError(f"{source} predicts {names} but the data's labels are {list(label_names)}.")
+        return model, AutoProcessor.from_pretrained(source)
     overrides = {"id2label": dict(enumerate(label_names))}
+    reference = config.recipe == "reference"
     if config.preset == "tiny":
         tokenizer = train_tokenizer(train_texts, vocab_size=config.tokenizer_vocab_size)
         model_config = TelMEConfig.from_preset("tiny", reference_behaviour=config.reference_behaviour, **overrides)
         model_config.text_config.vocab_size = len(tokenizer)
         processor = build_processor(model_config, tokenizer)
-        return TelMEForEmotionRecognition(model_config), processor
-    model_config = TelMEConfig.from_preset(config.preset, reference_behaviour=config.reference_behaviour, **overrides)
-    model = TelMEForEmotionRecognition.from_backbones(
-        model_config, text_model=config.text_model, audio_model=config.audio_model, video_model=config.video_model
-    )
-    # After the model: the processor follows the backbones' own configs (image size, vocabulary).
-    processor = build_processor(model.config, config.tokenizer or config.text_model)
+        model = TelMEForEmotionRecognition(model_config)
+    else:
+        model_config = TelMEConfig.from_preset(config.preset, reference_behaviour=config.reference_behaviour,
+                                               **overrides)
+        model = TelMEForEmotionRecognition.from_backbones(
+            model_config, text_model=config.text_model, audio_model=config.audio_model,
+            video_model=config.video_model, mean_resizing=not reference,
+        )
+        # After the model: the processor follows the backbones' own configs (image size, vocabulary).
+        processor = build_processor(model.config, config.tokenizer or config.text_model)
+    if reference:
+        reset_heads_to_pytorch_defaults(model)
+        logger.info("recipe=reference: heads and fusion re-initialised with PyTorch's defaults%s.",
+                    "" if config.preset == "tiny" else ", speaker-token rows drawn from N(0, 0.02)")
     return model, processor
 
 
 # -------------------------------------------------------------------------------------------------------- stages
-def precision_flags(config: DistillConfig) -> dict[str, bool]:
+def precision_flags(config: DistillConfig, stage: str | None = None) -> dict[str, bool]:
     """`bf16`/`fp16` for the Trainer: `accelerate launch --mixed_precision` wins, then the config; `auto` is bf16 on
-    a GPU that supports it and fp32 otherwise (bf16 on a CPU is ~20x slower than fp32)."""
+    a GPU that supports it and fp32 otherwise (bf16 on a CPU is ~20x slower than fp32). Under `recipe: reference`
+    the stage decides, as in the original (see `telme_hf.recipe.reference_precision`)."""
     import os
 
+    if config.recipe == "reference" and stage is not None:
+        return reference_precision(stage)
     choice = os.environ.get("ACCELERATE_MIXED_PRECISION") or config.mixed_precision
     if choice == "auto":
         choice = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -250,8 +312,13 @@ def train_stage(
     splits: dict[str, Any],
     config: DistillConfig,
     media_cache: MediaCache | None,
+    scaler_state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train one stage, keep its best dev epoch, evaluate dev and test once; return its results."""
+    """Train one stage, keep its best dev epoch, evaluate dev and test once; return its results.
+
+    `scaler_state` starts the stage's grad scaler where the previous stage's ended (the reference recipe's video
+    student continues the audio student's); the returned `_scaler_state` is this stage's final one.
+    """
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     audio_options, video_options = decode_options_from_config(model.config)
     collator = TelMEDataCollator(
@@ -259,6 +326,7 @@ def train_stage(
         on_bad_media=config.on_bad_media, max_media_seconds=model.config.max_media_seconds,
     )
     train, dev, test = splits["train"], splits["dev"], splits["test"]
+    eval_batch_size = config.stage_value("eval_batch_size")
     state = PartialState()
     frozen_dir = config.cache_path / "frozen"
     if stage in ("audio", "video"):
@@ -270,19 +338,22 @@ def train_stage(
         with state.main_process_first():
             train, dev, test = (
                 add_frozen_outputs(split, model, collator, FEATURE_COLUMNS, frozen_dir, FROZEN_PARTS["fusion"],
-                                   config.eval_batch_size, desc=f"features {name}")
+                                   eval_batch_size, desc=f"features {name}")
                 for name, split in (("train", train), ("dev", dev), ("test", test))
             )
     args = TelMETrainingArguments(
         output_dir=str(Path(config.output_dir) / stage),
         stage=stage,
-        num_train_epochs=float(config.epochs.get(stage, 10)),
-        learning_rate=float(config.learning_rate.get(stage, 1e-5)),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
+        recipe=config.recipe,
+        num_train_epochs=float(config.stage_value("epochs", stage)),
+        learning_rate=float(config.stage_value("learning_rate", stage)),
+        per_device_train_batch_size=config.stage_value("batch_size"),
+        per_device_eval_batch_size=eval_batch_size,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps (clean recipe only)
+        weight_decay=config.stage_value("weight_decay"),
+        max_grad_norm=config.stage_value("max_grad_norm"),
+        # The original's `torch.optim.AdamW`; the clean recipe keeps the Trainer's (fused where available).
+        **({"optim": "adamw_torch"} if config.recipe == "reference" else {}),
         eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=1,
@@ -292,19 +363,25 @@ def train_stage(
         logging_steps=config.logging_steps,
         report_to="none",
         seed=config.seed,
-        **precision_flags(config),
+        **precision_flags(config, stage),
         dataloader_num_workers=config.num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
-        response_weight=config.response_weight,
-        response_temperature=config.response_temperature,
-        feature_weight=config.feature_weight,
-        feature_temperature=config.feature_temperature,
+        response_weight=config.stage_value("response_weight"),
+        response_temperature=config.stage_value("response_temperature"),
+        feature_weight=config.stage_value("feature_weight"),
+        feature_temperature=config.stage_value("feature_temperature"),
     )
     trainer = trainer_for_stage(stage)(
         model=model, args=args, train_dataset=train, eval_dataset=dev, data_collator=collator,
         compute_metrics=make_compute_metrics(labels),
     )
+    if continue_grad_scaler(trainer, scaler_state):
+        logger.info("stage %s continues the previous stage's grad scaler (scale %.0f), as the original's one loop.",
+                    stage, scaler_state["scale"])
     trainer.train()
+    # The log history (learning rate and loss of every logged step, dev metrics of every epoch) stays with the
+    # stage, also when its checkpoints are removed.
+    trainer.save_state()
     if not config.keep_checkpoints and trainer.is_world_process_zero():
         for checkpoint in Path(args.output_dir).glob("checkpoint-*"):
             shutil.rmtree(checkpoint, ignore_errors=True)
@@ -316,6 +393,7 @@ def train_stage(
         "test": test_metrics,
         "_test_logits": test_logits,
         "_test_keys": list(test["utterance_key"]),
+        "_scaler_state": grad_scaler_state(trainer),
     }
 
 
@@ -324,9 +402,39 @@ def run_distillation(config: DistillConfig, announce_next_step: bool = True) -> 
     """Run every requested stage in order and write the run's artefacts to `config.output_dir`:
 
     `results.json` (per stage: selected epoch, dev and test weighted F1, accuracy, per-class F1), `final/` (the
-    whole model, processor and model card), `confusion_matrix.png` and `predictions.csv` of the last stage.
+    whole model, processor and model card), `confusion_matrix.png` and `predictions.csv` of the last stage, and per
+    stage its `trainer_state.json`. With `seeds`, the whole run is repeated per seed into `output_dir/seed-N/` and
+    `output_dir/summary.json` holds the mean and standard deviation over the seeds (see `run_seeds`).
     """
     config.validate()
+    if config.seeds:
+        return run_seeds(config)
+    return _run_once(config, announce_next_step)
+
+
+def run_seeds(config: DistillConfig) -> dict[str, Any]:
+    """The whole recipe once per seed of `config.seeds`, then `summary.json` and a mean ± std table.
+
+    The runs share the decoded-media cache and the corpus (decoded and generated once); each has its own folder
+    `output_dir/seed-N/` with everything a single run writes.
+    """
+    root = Path(config.output_dir)
+    shared = {"seeds": None, "cache_dir": str(config.cache_path), "data_root": config.corpus_root}
+    runs = {}
+    for seed, folder in zip(config.seeds, config.run_dirs()):
+        logger.warning("seed %d of %s: %s", seed, config.seeds, folder)
+        runs[seed] = _run_once(replace(config, seed=seed, output_dir=str(folder), **shared), False)
+    if not PartialState().is_main_process:
+        return {}
+    labels = list(get_corpus(config.dataset).labels) if config.dataset in ("meld", "iemocap") else None
+    summary = summarize_seed_runs(runs, labels)
+    write_metrics_json(summary, root / "summary.json")
+    print(f"\nMean ± standard deviation over seeds {config.seeds} (%):\n{format_seed_summary(summary)}\n"
+          f"Wrote {root / 'summary.json'}")
+    return summary
+
+
+def _run_once(config: DistillConfig, announce_next_step: bool = True) -> dict[str, Any]:
     set_seed(config.seed)
     hf_logging.set_verbosity_warning()
     output_dir = Path(config.output_dir)
@@ -336,7 +444,7 @@ def run_distillation(config: DistillConfig, announce_next_step: bool = True) -> 
     needs_media = any(stage != "teacher" for stage in config.stages)
     modalities = ("text", "audio", "video") if needs_media else ("text",)
     with state.main_process_first():
-        data = load_data(config, modalities, model_config_for(config).speaker_index_carryover)
+        data = load_data(config, modalities, model_config_for(config))
     label_names = data["train"].features["label"].names
     model, processor = build_model_and_processor(config, list(data["train"]["text"]), label_names)
     if config.max_media_seconds is not None:
@@ -357,9 +465,13 @@ def run_distillation(config: DistillConfig, announce_next_step: bool = True) -> 
                 splits[name] = prepare_media(splits[name], loader, desc=f"decoding {name} media")
 
     results: dict[str, Any] = {}
+    scaler_state = None
     for stage in [s for s in STAGES if s in config.stages]:
         logger.warning("stage %s", stage)
-        results[stage] = train_stage(stage, model, processor, splits, config, media_cache)
+        # The original trains the video student in the audio student's loop, with its grad scaler.
+        carried = scaler_state if config.recipe == "reference" and stage == "video" else None
+        results[stage] = train_stage(stage, model, processor, splits, config, media_cache, carried)
+        scaler_state = results[stage]["_scaler_state"]
     if not state.is_main_process:
         return {stage: {k: v for k, v in r.items() if not k.startswith("_")} for stage, r in results.items()}
 

@@ -47,6 +47,8 @@ __all__ = [
     "write_metrics_json",
     "write_predictions_csv",
     "load_erc_metric",
+    "summarize_seed_runs",
+    "format_seed_summary",
 ]
 
 # Label names of each dataset in index order (the original code's order, pinned in the model config).
@@ -403,6 +405,87 @@ def plot_confusion_matrix(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", dpi=150)
     return path
+
+
+def _spread(values: Sequence[float]) -> dict[str, Any]:
+    array = np.asarray(values, dtype=np.float64)
+    # The sample standard deviation (ddof=1), as seed spreads are reported; a single run has no spread.
+    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return {"mean": float(array.mean()), "std": std, "values": [float(v) for v in array]}
+
+
+def summarize_seed_runs(
+    runs: Mapping[int, Mapping[str, Mapping[str, Any]]], labels: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Mean and standard deviation over seeds of each stage's dev/test weighted F1 and per-class F1.
+
+    Args:
+        runs: seed -> the stage results of one run (`results.json`'s `stages`: stage -> `{"dev", "test", ...}`
+            with metrics dicts of :func:`compute_erc_metrics`).
+        labels: the classes to summarise (default: those of the first run's metrics).
+
+    Returns:
+        `{"seeds": [...], "stages": {stage: {"dev_weighted_f1": {"mean", "std", "values"}, "test_weighted_f1": ...,
+        "dev_f1": {label: {...}}, "test_f1": {label: {...}}}}}`, fractions in [0, 1]. `std` is the sample standard
+        deviation (ddof=1; 0 for one seed).
+
+    Example:
+
+    ```python
+    >>> run = lambda f1: {"fusion": {"dev": {"weighted_f1": f1, "f1": {"a": f1}}, "test": {"weighted_f1": f1, "f1": {"a": f1}}}}
+    >>> summary = summarize_seed_runs({1: run(0.5), 2: run(0.7)})
+    >>> round(summary["stages"]["fusion"]["test_weighted_f1"]["mean"], 3), round(summary["stages"]["fusion"]["test_weighted_f1"]["std"], 4)
+    (0.6, 0.1414)
+
+    ```
+    """
+    if not runs:
+        raise ValueError("No runs to summarise.")
+    seeds = list(runs)
+    first = runs[seeds[0]]
+    stages = [stage for stage in first if all(stage in runs[seed] for seed in seeds)]
+    summary: dict[str, Any] = {"seeds": seeds, "stages": {}}
+    for stage in stages:
+        entry: dict[str, Any] = {}
+        for split in ("dev", "test"):
+            metrics = [runs[seed][stage][split] for seed in seeds]
+            entry[f"{split}_weighted_f1"] = _spread([m["weighted_f1"] for m in metrics])
+            names = list(labels) if labels is not None else list(metrics[0]["f1"])
+            entry[f"{split}_f1"] = {label: _spread([m["f1"][label] for m in metrics]) for label in names}
+        summary["stages"][stage] = entry
+    return summary
+
+
+def format_seed_summary(summary: Mapping[str, Any]) -> str:
+    """The table of :func:`summarize_seed_runs`: per stage, dev and test weighted F1 and test per-class F1, each
+    as `mean ± std` in percent.
+
+    Example:
+
+    ```python
+    >>> run = lambda f1: {"fusion": {"dev": {"weighted_f1": f1, "f1": {"a": f1}}, "test": {"weighted_f1": f1, "f1": {"a": f1}}}}
+    >>> print(format_seed_summary(summarize_seed_runs({1: run(0.5), 2: run(0.7)})))
+    stage   dev weighted F1  test weighted F1  test a
+    --------------------------------------------------------
+    fusion  60.00 ± 14.14    60.00 ± 14.14     60.00 ± 14.14
+
+    ```
+    """
+    def cell(spread: Mapping[str, float]) -> str:
+        return f"{100 * spread['mean']:.2f} ± {100 * spread['std']:.2f}"
+
+    stages = summary["stages"]
+    labels = list(next(iter(stages.values()))["test_f1"]) if stages else []
+    labels = [label for label in PAPER_COLUMN_ORDER["meld"] if label in labels] if sorted(labels) == sorted(
+        PAPER_COLUMN_ORDER["meld"]) else labels
+    table = [["stage", "dev weighted F1", "test weighted F1", *[f"test {label}" for label in labels]]]
+    for stage, entry in stages.items():
+        table.append([stage, cell(entry["dev_weighted_f1"]), cell(entry["test_weighted_f1"]),
+                      *[cell(entry["test_f1"][label]) for label in labels]])
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() for row in table]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
 
 
 def _to_json_compatible(obj: Any) -> Any:

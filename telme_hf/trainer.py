@@ -7,6 +7,11 @@
 
 Everything else in the model is frozen (`requires_grad=False`) and kept in eval mode, so dropout and SpecAugment
 never touch a part that is not being trained. The losses are the pure functions of `telme_hf.losses`.
+
+`recipe="reference"` reproduces the original training loop's optimisation, each difference one small override:
+its linear schedule sized in samples but stepped per batch (`original_linear_schedule`), weight decay on every
+parameter (`get_decay_parameter_names`), and gradient clipping on the loss-scaled gradients under fp16
+(`_clip_grad_norm`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch.nn import functional as F
 from transformers import Trainer, TrainingArguments
 
 from .losses import student_distillation_loss
+from .recipe import RECIPES, original_linear_schedule
 from .modeling import TelMEForEmotionRecognition
 
 
@@ -43,6 +49,9 @@ class TelMETrainingArguments(TrainingArguments):
             β, weight of the feature loss.
         feature_temperature (`float`, *optional*, defaults to 1.0):
             Temperature of the feature loss's similarity softmax.
+        recipe (`str`, *optional*, defaults to `"clean"`):
+            `"reference"` reproduces the original optimisation loop (see the module docstring); `"clean"` is the
+            `Trainer`'s own.
     """
 
     stage: str = field(default="teacher", metadata={"help": "Part to train: teacher, audio, video or fusion."})
@@ -50,12 +59,20 @@ class TelMETrainingArguments(TrainingArguments):
     response_temperature: float = field(default=4.0, metadata={"help": "τ: temperature of the response loss."})
     feature_weight: float = field(default=1.0, metadata={"help": "β: weight of the feature loss."})
     feature_temperature: float = field(default=1.0, metadata={"help": "Temperature of the feature loss."})
+    recipe: str = field(
+        default="clean",
+        metadata={"help": "clean (Trainer's schedule, no weight decay on biases and norms, clip after unscaling) or "
+                  "reference (the original loop: sample-counted schedule stepped per batch, weight decay on every "
+                  "parameter, clip on the loss-scaled gradients)."},
+    )
     # Rows carry dialogue context and media paths that the collator reads: keep every column.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES}, got {self.stage!r}.")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"`recipe` must be one of {RECIPES}, got {self.recipe!r}.")
         super().__post_init__()
 
 
@@ -88,6 +105,37 @@ class TelMEStageTrainer(Trainer):
 
     def stage_outputs(self, model: torch.nn.Module, inputs: dict[str, Any]):
         raise NotImplementedError
+
+    # --------------------------------------------------------------------------- the original loop (recipe)
+    @property
+    def _reference(self) -> bool:
+        return self.args.recipe == "reference"
+
+    def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
+        # The original builds `torch.optim.AdamW(model.parameters(), lr)`: weight decay on every parameter, biases
+        # and LayerNorms included.
+        if self._reference:
+            return [name for name, _ in model.named_parameters()]
+        return super().get_decay_parameter_names(model)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        if self._reference and self.lr_scheduler is None:
+            self.lr_scheduler = original_linear_schedule(
+                optimizer or self.optimizer, len(self.train_dataset), self.args.num_train_epochs
+            )
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    def _clip_grad_norm(self, model: torch.nn.Module):
+        # The original clips before `scaler.step` without `scaler.unscale_`: under fp16 the norm-10 clip acts on the
+        # loss-scaled gradients (after unscaling the norm is at most 10 / scale). Without a scaler this is a plain
+        # clip, like the clean recipe's.
+        if self._reference:
+            return torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.grad is not None], self.args.max_grad_norm
+            )
+        return super()._clip_grad_norm(model)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._keep_frozen_parts_in_eval(model)

@@ -233,7 +233,7 @@ def test_a_later_stage_alone_needs_a_trained_checkpoint(tmp_path, tiny_model):
         DistillConfig.from_yaml(None, [f"output_dir={tmp_path}", "stages=[fusion]"])
     tiny_model.save_pretrained(tmp_path / "final")
     config = DistillConfig.from_yaml(None, [f"output_dir={tmp_path}", "stages=[fusion]"])
-    assert config.init_from == str(tmp_path / "final")
+    assert config.starting_checkpoint == str(tmp_path / "final") and config.init_from is None
 
 
 def test_feature_cache_is_invalidated_by_a_replaced_clip_or_a_changed_config(splits, tiny_model, tiny_processor, tmp_path):
