@@ -70,7 +70,7 @@ import telme_hf.data.cache as cache_module
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer
 from telme_hf.caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
 from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media
-from telme_hf.data.collator import MODALITIES, TelMEDataCollator, decode_options_from_config
+from telme_hf.data.collator import MODALITIES, TelMEDataCollator
 from telme_hf.data.meld import load_meld
 from telme_hf.data.synthetic import make_synthetic_corpus
 from telme_hf.modeling import TelMEProcessor
@@ -212,7 +212,8 @@ def stage_trainer(
     """The stage's Trainer subclass (it freezes all but the stage's part) and its AdamW over that part."""
     args = TelMETrainingArguments(
         output_dir=str(output_dir / stage), stage=stage, per_device_train_batch_size=batch_size, learning_rate=1e-4,
-        report_to="none", save_strategy="no", eval_strategy="no", dataloader_pin_memory=False, disable_tqdm=True,
+        report_to="none", save_strategy="no", eval_strategy="no", load_best_model_at_end=False,
+        dataloader_pin_memory=False, disable_tqdm=True,
     )
     trainer = trainer_for_stage(stage)(model=model, args=args)
     return trainer, trainer.create_optimizer()
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dialogues", type=int, default=10,
                         help="train dialogues of the synthetic corpus (2-8 turns, ~5 on average)")
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs per path (and runs of each one-off)")
-    parser.add_argument("--batch-size", type=int, default=4, help="training batch size (DistillConfig's default)")
+    parser.add_argument("--batch-size", type=int, default=4, help="training batch size (the recipe's default)")
     parser.add_argument("--eval-batch-size", type=int, default=16, help="batch size of the frozen-output pass")
     parser.add_argument("--amortise", type=int, default=10, help="epochs over which the one-off work is amortised")
     parser.add_argument("--vocab-size", type=int, default=1000, help="size of the tokenizer trained on the texts")
@@ -353,19 +354,18 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=True,
         ))
         raw_train, model, processor = build(corpus, args.vocab_size)
-        audio, video = decode_options_from_config(model.config)
 
         # The one pass before training: decode every clip into a fresh cache (median over fresh caches), which
         # also drops the corpus's corrupt clip so that every path sees the same rows.
         def fill(i: int) -> tuple[MediaCache, datasets.Dataset]:
             media = MediaCache(workdir / f"media-{i}")
-            return media, prepare_media(raw_train, MediaLoader(audio, video, media, on_bad_media="skip"))
+            return media, prepare_media(raw_train, MediaLoader.for_processor(processor, media, on_bad_media="skip"))
 
         decode_pass_s, (media, train) = median_one_off(fill, args.repeats)
         batches = batches_of(len(train), args.batch_size)
 
         def collator(modalities: Sequence[str], cached: bool) -> TelMEDataCollator:
-            return TelMEDataCollator(processor, modalities, audio, video, cache=media if cached else None)
+            return TelMEDataCollator(processor, modalities, cache=media if cached else None)
 
         rows: list[Row] = []
 

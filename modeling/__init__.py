@@ -1,7 +1,7 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
 """The Hub-portable TelME model code (configuration, model, processor)."""
 
-from .configuration_telme import IEMOCAP_LABELS, MELD_LABELS, REFERENCE_BEHAVIOUR, TelMEConfig
+from .configuration_telme import IEMOCAP_LABELS, MELD_LABELS, MODEL_REFERENCE_BEHAVIOUR, TelMEConfig
 from .modeling_telme import (
     TelMEAudioStudent,
     TelMEForEmotionRecognition,
@@ -11,12 +11,25 @@ from .modeling_telme import (
     TelMETextTeacher,
     TelMEVideoStudent,
 )
-from .processing_telme import TelMEProcessor, speaker_indices, speaker_token
+from .processing_telme import (
+    PROCESSOR_REFERENCE_BEHAVIOUR,
+    TelMEProcessor,
+    sample_frame_indices,
+    speaker_indices,
+    speaker_token,
+)
+
+
+# Every behaviour of the original implementation that changes numbers, (clean, original): what the network
+# computes (`TelMEConfig`) and what it is fed (`TelMEProcessor`). `reference_behaviour=True` switches all of them.
+REFERENCE_BEHAVIOUR = {**MODEL_REFERENCE_BEHAVIOUR, **PROCESSOR_REFERENCE_BEHAVIOUR}
 
 
 __all__ = [
     "IEMOCAP_LABELS",
     "MELD_LABELS",
+    "MODEL_REFERENCE_BEHAVIOUR",
+    "PROCESSOR_REFERENCE_BEHAVIOUR",
     "REFERENCE_BEHAVIOUR",
     "TelMEConfig",
     "TelMEAudioStudent",
@@ -27,6 +40,7 @@ __all__ = [
     "TelMETextTeacher",
     "TelMEVideoStudent",
     "TelMEProcessor",
+    "sample_frame_indices",
     "speaker_indices",
     "speaker_token",
 ]

@@ -24,61 +24,33 @@ VIDEO_BACKBONE = "facebook/timesformer-base-finetuned-k400"
 
 FUSION_ATTENTION_SCOPES = ("modalities", "batch")
 AUDIO_POOLINGS = ("mean", "first")
-VIDEO_FRAME_SAMPLINGS = ("uniform", "strided")
-VIDEO_CHANNEL_ORDERS = ("rgb", "bgr")
-TEXT_NORMALIZATIONS = ("cp1252", "none")
 AV_ORDERS = (("audio", "video"), ("video", "audio"))
 
-# Every behaviour of the original implementation that changes numbers, with the clean default first and the
-# original ("reference") value second. Converted checkpoints need the reference values to reproduce the paper;
-# new training should keep the clean ones. `TelMEConfig(reference_behaviour=True)` switches all of them.
-REFERENCE_BEHAVIOUR: dict[str, tuple[Any, Any]] = {
+# Every behaviour of the original implementation that changes what the *network* computes, with the clean default
+# first and the original ("reference") value second. What the network is fed (text, audio, frames) is the
+# processor's: see `processing_telme.PROCESSOR_REFERENCE_BEHAVIOUR`. `TelMEConfig(reference_behaviour=True)`
+# switches these and, through `build_processor`, the processor's.
+MODEL_REFERENCE_BEHAVIOUR: dict[str, tuple[Any, Any]] = {
     # The original feeds a 2-D [B, 2d] tensor to nn.MultiheadAttention, which treats it as ONE unbatched
     # sequence of length B: the attention mixes the utterances of a mini-batch.
     "fusion_attention_scope": ("modalities", "batch"),
     # data2vec has no CLS token; the original pools the first frame of left-zero-padded audio.
     "audio_pooling": ("mean", "first"),
-    # librosa's default 22.05 kHz decode is handed to the 16 kHz feature extractor without resampling.
-    "audio_reference_rate": (False, True),
-    # The original keeps the last 400000 samples (~18 s at 22.05 kHz).
-    "audio_max_samples": (None, 400000),
-    "audio_keep": ("first", "last"),
-    # Frames: OpenCV order (BGR) and a strided pick that skips the first frames.
-    "video_frame_sampling": ("uniform", "strided"),
-    "video_channel_order": ("rgb", "bgr"),
-    # Frames normalised with ImageNet statistics (VideoMAE's processor) instead of TimeSformer-k400's own.
-    "video_pixel_statistics": ("kinetics", "imagenet"),
-    # transformers 4.27's slow tokenizer dropped the spaces around the speaker tokens; `<mask>` appended as an id.
-    "reference_tokenization": (False, True),
-    # The first utterance of each dialogue gets a speaker index computed against the previous dialogue.
-    "speaker_index_carryover": (False, True),
-    # The original normalises the whole waveform, then keeps the last 400000 samples; clean truncation (when a
-    # limit is set) keeps first and normalises what is kept.
-    "audio_normalize_before_keep": (False, True),
-    # MELD clips over 30 s are replaced with zeros (4 audio frames, blank video) in the original. Its IEMOCAP code
-    # has no such rule, so the IEMOCAP preset keeps the clean value in reference mode too.
-    "max_media_seconds": (None, 30.0),
-    # The original cuts an IEMOCAP utterance's video from the dialogue AVI with one second of margin on each side,
-    # [max(start - 1, 0), end + 1]; its audio comes from the utterance's own wav, without margin.
-    "video_window_margin": (0.0, 1.0),
-    # Text of the annotation CSVs: "cp1252" maps the Windows-1252 leftovers of MELD's CSVs (C1 control characters
-    # such as U+0092) to the punctuation they stand for and strips the cells; "none" keeps every cell exactly as
-    # Python's csv.reader gives it for a file opened as UTF-8 text, which is what the original tokenised.
-    "text_normalization": ("cp1252", "none"),
 }
 
-# Marks a behaviour argument that was not given, so an explicit `None` (e.g. `max_media_seconds=None` in a saved
-# config.json) is kept rather than replaced by the clean or reference default.
+# Preprocessing options that checkpoints of telme_hf 0.1 kept in config.json; they belong to the processor now.
+# Such a config still loads: they are kept aside in `legacy_preprocessing` and applied to the processor when the
+# checkpoint is loaded through telme_hf (`telme upgrade-checkpoint` moves them into processor_config.json).
+LEGACY_PREPROCESSING_OPTIONS = (
+    "prompt_template", "max_text_length", "audio_sampling_rate", "audio_reference_rate", "audio_max_samples",
+    "audio_keep", "audio_normalize_before_keep", "video_num_frames", "video_frame_sampling", "video_channel_order",
+    "video_pixel_statistics", "video_window_margin", "speaker_index_carryover", "reference_tokenization",
+    "max_media_seconds", "text_normalization",
+)
+
+# Marks a behaviour argument that was not given, so an explicit value in a saved config.json is kept rather than
+# replaced by the clean or reference default.
 _NOT_GIVEN: Any = object()
-
-
-def validate_prompt_template(template: str) -> None:
-    """The prompt must name the speaker and end exactly with the mask: the teacher reads the last position."""
-    if "{speaker}" not in template or not template.endswith("{mask}"):
-        raise ValueError(
-            f"`prompt_template` needs `{{speaker}}` and must end exactly with `{{mask}}` (the model reads the last "
-            f"position, so nothing may follow it, not even a space), got {template!r}."
-        )
 
 
 def _sub_config(value: Any, config_class: type[PretrainedConfig]) -> PretrainedConfig:
@@ -99,6 +71,9 @@ class TelMEConfig(PretrainedConfig):
     r"""
     Configuration of [`TelMEForEmotionRecognition`]: a RoBERTa text teacher, a data2vec-audio student, a TimeSformer
     video student and the Attention-based modality Shifting Fusion (ASF) that lets the text feature lead.
+
+    It holds what the network computes. What the network is fed (the prompt, the speaker indices, the audio rate
+    and length, the frames) is the processor's contract, saved in `processor_config.json`: see [`TelMEProcessor`].
 
     Args:
         text_config (`dict` or `RobertaConfig`, *optional*):
@@ -123,26 +98,16 @@ class TelMEConfig(PretrainedConfig):
         fusion_modality_order (`list[str]`, *optional*, defaults to `["audio", "video"]`):
             Order of the non-verbal features inside the fusion. The original trains with [audio, video].
         audio_pooling (`str`, *optional*, defaults to `"mean"`):
-            `"mean"` over the real (unpadded) audio frames, or `"first"`: the first frame, as the original.
+            `"mean"` over the real (unpadded) audio frames, or `"first"`: the first frame, as the original (its
+            processor then pads the audio on the left).
         num_speaker_tokens (`int`, *optional*, defaults to 9):
-            Number of added speaker tokens `<s1>` … `<sN>`.
-        prompt_template (`str`, *optional*, defaults to `"Now {speaker} feels {mask}"`):
-            The prompt appended after `</s>`; `{speaker}` is the current speaker's token, `{mask}` the mask token.
-        max_text_length (`int`, *optional*, defaults to 512):
-            Token budget of the teacher input; the oldest context is dropped first, the prompt is always kept.
-        audio_sampling_rate (`int`, *optional*, defaults to 16000):
-            Rate of the waveforms the audio student expects.
-        audio_reference_rate, audio_max_samples, audio_keep, audio_normalize_before_keep, video_frame_sampling,
-        video_channel_order, video_pixel_statistics, video_window_margin, speaker_index_carryover,
-        reference_tokenization, max_media_seconds, text_normalization:
-            Data-side behaviours; see `REFERENCE_BEHAVIOUR` for the clean and the original values. Left out, each
-            takes its clean value, or its original one with `reference_behaviour=True`; given (even as `None`), the
-            value is kept.
-        video_num_frames (`int`, *optional*):
-            Frames per clip; defaults to `video_config.num_frames`.
+            Number of added speaker tokens `<s1>` … `<sN>` the text embedding has rows for.
+        preset (`str`, *optional*):
+            The preset this configuration was built from (`"meld"`, `"iemocap"`, `"tiny"`), so that its processor
+            gets the preset's preprocessing (e.g. the original's 30-second rule is MELD's only).
         reference_behaviour (`bool`, *optional*, defaults to `False`):
-            One switch for every original behaviour listed in `REFERENCE_BEHAVIOUR`. Explicit keyword arguments
-            still win over it.
+            One switch for every original behaviour: those of `MODEL_REFERENCE_BEHAVIOUR` here, and through
+            `build_processor` those of the processor. Explicit keyword arguments still win over it.
 
     Example:
 
@@ -166,32 +131,19 @@ class TelMEConfig(PretrainedConfig):
         fusion_num_heads: int = 3,
         fusion_shift_weight: float = 0.1,
         fusion_dropout: float = 0.2,
-        fusion_attention_scope: str | None = _NOT_GIVEN,
+        fusion_attention_scope: str = _NOT_GIVEN,
         fusion_modality_order: list[str] | tuple[str, str] = ("audio", "video"),
-        audio_pooling: str | None = _NOT_GIVEN,
+        audio_pooling: str = _NOT_GIVEN,
         num_speaker_tokens: int = 9,
-        prompt_template: str = "Now {speaker} feels {mask}",
-        max_text_length: int = 512,
-        audio_sampling_rate: int = 16000,
-        audio_reference_rate: bool | None = _NOT_GIVEN,
-        audio_max_samples: int | None = _NOT_GIVEN,
-        audio_keep: str | None = _NOT_GIVEN,
-        video_num_frames: int | None = None,
-        video_frame_sampling: str | None = _NOT_GIVEN,
-        video_channel_order: str | None = _NOT_GIVEN,
-        video_pixel_statistics: str | None = _NOT_GIVEN,
-        speaker_index_carryover: bool | None = _NOT_GIVEN,
-        reference_tokenization: bool | None = _NOT_GIVEN,
-        max_media_seconds: float | None = _NOT_GIVEN,
-        audio_normalize_before_keep: bool = _NOT_GIVEN,
-        video_window_margin: float = _NOT_GIVEN,
-        text_normalization: str = _NOT_GIVEN,
+        preset: str | None = None,
         reference_behaviour: bool = False,
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
         if "id2label" not in kwargs and "num_labels" not in kwargs:
             kwargs["id2label"] = dict(enumerate(MELD_LABELS))
+        legacy = {name: kwargs.pop(name) for name in LEGACY_PREPROCESSING_OPTIONS if name in kwargs}
+        legacy.update(kwargs.pop("legacy_preprocessing", None) or {})
         self.text_config = _sub_config(text_config, RobertaConfig)
         self.audio_config = _sub_config(audio_config, Data2VecAudioConfig)
         self.video_config = _sub_config(video_config, TimesformerConfig)
@@ -201,31 +153,14 @@ class TelMEConfig(PretrainedConfig):
         self.fusion_dropout = fusion_dropout
         self.fusion_modality_order = list(fusion_modality_order)
         self.num_speaker_tokens = num_speaker_tokens
-        self.prompt_template = prompt_template
-        self.max_text_length = max_text_length
-        self.audio_sampling_rate = audio_sampling_rate
-        self.video_num_frames = video_num_frames or self.video_config.num_frames
+        self.preset = preset
         self.initializer_range = initializer_range
         self.reference_behaviour = reference_behaviour
-
-        explicit = {
-            "fusion_attention_scope": fusion_attention_scope,
-            "audio_pooling": audio_pooling,
-            "audio_reference_rate": audio_reference_rate,
-            "audio_max_samples": audio_max_samples,
-            "audio_keep": audio_keep,
-            "video_frame_sampling": video_frame_sampling,
-            "video_channel_order": video_channel_order,
-            "video_pixel_statistics": video_pixel_statistics,
-            "speaker_index_carryover": speaker_index_carryover,
-            "reference_tokenization": reference_tokenization,
-            "max_media_seconds": max_media_seconds,
-            "audio_normalize_before_keep": audio_normalize_before_keep,
-            "video_window_margin": video_window_margin,
-            "text_normalization": text_normalization,
-        }
+        if legacy:
+            self.legacy_preprocessing = legacy
+        explicit = {"fusion_attention_scope": fusion_attention_scope, "audio_pooling": audio_pooling}
         for name, value in explicit.items():
-            clean, original = REFERENCE_BEHAVIOUR[name]
+            clean, original = MODEL_REFERENCE_BEHAVIOUR[name]
             setattr(self, name, value if value is not _NOT_GIVEN else (original if reference_behaviour else clean))
 
         super().__init__(**kwargs)
@@ -233,15 +168,7 @@ class TelMEConfig(PretrainedConfig):
 
     def validate_telme(self) -> None:
         """Raise a `ValueError` naming the offending option when the configuration cannot work."""
-        choices = {
-            "fusion_attention_scope": FUSION_ATTENTION_SCOPES,
-            "audio_pooling": AUDIO_POOLINGS,
-            "video_frame_sampling": VIDEO_FRAME_SAMPLINGS,
-            "video_channel_order": VIDEO_CHANNEL_ORDERS,
-            "video_pixel_statistics": ("kinetics", "imagenet"),
-            "audio_keep": ("first", "last"),
-            "text_normalization": TEXT_NORMALIZATIONS,
-        }
+        choices = {"fusion_attention_scope": FUSION_ATTENTION_SCOPES, "audio_pooling": AUDIO_POOLINGS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
@@ -253,9 +180,11 @@ class TelMEConfig(PretrainedConfig):
                 f"The fusion attention width {width} (scope {self.fusion_attention_scope!r}) is not divisible by "
                 f"`fusion_num_heads={self.fusion_num_heads}`; pick a head count that divides it."
             )
-        if not (isinstance(self.video_window_margin, (int, float)) and self.video_window_margin >= 0):
-            raise ValueError(f"`video_window_margin` must be a number of seconds >= 0, got {self.video_window_margin!r}.")
-        validate_prompt_template(self.prompt_template)
+
+    @property
+    def label_names(self) -> list[str]:
+        """The class names in id order (`id2label[0]`, `id2label[1]`, ...)."""
+        return [self.id2label[i] for i in range(self.num_labels)]
 
     @property
     def fusion_attention_width(self) -> int:
@@ -264,8 +193,8 @@ class TelMEConfig(PretrainedConfig):
 
     @property
     def uses_reference_behaviour(self) -> dict[str, bool]:
-        """For each behaviour in `REFERENCE_BEHAVIOUR`, whether this config uses the original value."""
-        return {name: getattr(self, name) == original for name, (_, original) in REFERENCE_BEHAVIOUR.items()}
+        """For each behaviour in `MODEL_REFERENCE_BEHAVIOUR`, whether this config uses the original value."""
+        return {name: getattr(self, name) == original for name, (_, original) in MODEL_REFERENCE_BEHAVIOUR.items()}
 
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
@@ -294,7 +223,7 @@ class TelMEConfig(PretrainedConfig):
         presets = {"meld": _meld_preset, "iemocap": _iemocap_preset, "tiny": _tiny_preset}
         if name not in presets:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(presets)}.")
-        kwargs = presets[name]()
+        kwargs = {"preset": name, **presets[name]()}
         kwargs.update(overrides)
         return cls(reference_behaviour=reference_behaviour, **kwargs)
 
@@ -352,8 +281,6 @@ def _iemocap_preset() -> dict[str, Any]:
         "fusion_num_heads": 4,
         "fusion_shift_weight": 0.2,
         "fusion_dropout": 0.2,
-        # The original's 30-second rule is MELD's only: IEMOCAP keeps the clean value in reference mode too.
-        "max_media_seconds": REFERENCE_BEHAVIOUR["max_media_seconds"][0],
     }
 
 
@@ -410,10 +337,7 @@ def _tiny_preset() -> dict[str, Any]:
         "fusion_shift_weight": 0.5,
         "fusion_dropout": 0.1,
         "id2label": dict(enumerate(MELD_LABELS)),
-        # A from-scratch 2-layer teacher generalises far better when it reads the current utterance and a turn or
-        # two of context than the whole dialogue (test accuracy 0.73 vs 0.53 on the synthetic corpus).
-        "max_text_length": 32,
     }
 
 
-__all__ = ["TelMEConfig", "MELD_LABELS", "IEMOCAP_LABELS", "REFERENCE_BEHAVIOUR", "TEXT_NORMALIZATIONS"]
+__all__ = ["TelMEConfig", "MELD_LABELS", "IEMOCAP_LABELS", "MODEL_REFERENCE_BEHAVIOUR", "LEGACY_PREPROCESSING_OPTIONS"]

@@ -344,8 +344,6 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         config.text_config = copy.deepcopy(text.config)
         config.audio_config = copy.deepcopy(audio.config)
         config.video_config = copy.deepcopy(video.config)
-        if config.video_num_frames != video.config.num_frames:
-            config.video_num_frames = video.config.num_frames
         config.validate_telme()
         model = cls(config)
         model.text_teacher.encoder = text

@@ -4,44 +4,42 @@
 
     accelerate launch recipes/distill.py --config recipes/configs/tiny.yaml
     accelerate launch recipes/distill.py --config recipes/configs/meld.yaml data_root=/data/MELD.Raw
-    accelerate launch recipes/distill.py --config recipes/configs/meld.yaml --stage fusion epochs.fusion=3
+    accelerate launch recipes/distill.py --config recipes/configs/meld.yaml --stages fusion fusion_epochs=3
+    telme train --config meld data_root=/data/MELD.Raw recipe=reference reference_behaviour=true seeds=[42,43,44]
 
-Writes to `output_dir`: one folder per stage (its Trainer checkpoints, removed once the stage has loaded its best
-epoch unless keep_checkpoints=true), `final/` (model + processor + model card,
-loadable with `AutoModel.from_pretrained`), `results.json`, `confusion_matrix.png`, `predictions.csv`.
+Options come from the YAML `--config` (recipes/configs/*.yaml; `telme train` also takes a packaged config's name),
+then from the command line, as `--option value` or `option=value` (YAML values: `seeds=[42,43]`,
+`reference_behaviour=true`). Every `TrainingArguments` option is one (`--report_to tensorboard`,
+`--dataloader_num_workers 4`, ...), besides the model, data and TelME options listed below.
+
+Writes to `output_dir`: one folder per stage (its `trainer_state.json`; its epoch checkpoints are removed once the
+stage has loaded its best epoch unless keep_checkpoints=true), `final/` (model + processor + model card, loadable
+with `AutoModel.from_pretrained`), `results.json`, `confusion_matrix.png`, `predictions.csv`.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
 
-from telme_hf.distill import DistillConfig, run_distillation
-from telme_hf.trainer import STAGES
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Any config field can be overridden as key=value (nested: epochs.teacher=2).",
-    )
-    parser.add_argument("--config", required=True, help="YAML file of DistillConfig fields (recipes/configs/*.yaml).")
-    parser.add_argument("--stage", choices=[*STAGES, "all"], default="all",
-                        help="Run one stage only (its inputs must already be trained) or all of them (default).")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of the config.")
-    return parser.parse_known_args(argv)
+from telme_hf.arguments import parse_recipe_args, recipe_parser
+from telme_hf.distill import run_distillation
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, extra = parse_args(argv)
-    unknown_flags = [item for item in extra if item.startswith("-")]
-    if unknown_flags:
-        print(f"unknown flag(s): {unknown_flags}; overrides are written key=value", file=sys.stderr)
+def main(argv: Sequence[str] | None = None, prog: str = "recipes/distill.py") -> int:
+    """Parse the options, check them, run the recipe. A mistake in the options ends with one line and status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        import argparse
+
+        recipe_parser(with_config=True, prog=prog, description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(["--help"])  # exits
+    try:
+        model_args, data_args, training_args = parse_recipe_args(argv)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    config = DistillConfig.from_yaml(args.config, [*args.overrides, *extra])
-    if args.stage != "all":
-        config.stages = [args.stage]
-    run_distillation(config)
+    run_distillation(model_args, data_args, training_args)
     return 0
 
 

@@ -32,7 +32,8 @@ TelMEForEmotionRecognition.register_for_auto_class("AutoModel")
 TelMEProcessor.register_for_auto_class()
 
 from .components import build_processor, train_tokenizer  # noqa: E402  (needs the registered classes)
-from .inference import evaluate_split, predict_dialogue  # noqa: E402
+from .evaluation import evaluate_split  # noqa: E402
+from .prediction import predict_dialogue  # noqa: E402
 from .pipeline import PIPELINE_TASK, EmotionRecognitionInConversationPipeline  # noqa: E402
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.collator import TelMEDataCollator
+from .data.collator import TelMEDataCollator, to_model
 from .modeling import TelMEForEmotionRecognition
 
 
@@ -111,7 +111,6 @@ def add_frozen_outputs(
 
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
 
     def compute(batch: dict[str, list[Any]]) -> dict[str, list[np.ndarray]]:
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
@@ -121,10 +120,7 @@ def add_frozen_outputs(
             raise ValueError("Rows were dropped while caching; run prepare_media on the dataset first.")
         with torch.inference_mode():
             # Float inputs follow the model's dtype (a bf16-loaded model), ids and masks keep theirs.
-            outputs = model(**{
-                name: tensor.to(device, dtype=model.dtype) if tensor.is_floating_point() else tensor.to(device)
-                for name, tensor in inputs.items()
-            })
+            outputs = model(**to_model(inputs, model))
         return {name: getattr(outputs, attribute).float().cpu().numpy() for name, attribute in columns.items()}
 
     try:

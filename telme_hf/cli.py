@@ -1,6 +1,6 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
 """The `telme` command: `telme demo`, `telme train`, `telme predict`, `telme evaluate`, `telme make-corpus`,
-`telme convert-original`."""
+`telme convert-original`, `telme upgrade-checkpoint`. Each subcommand's parser and handler live here."""
 
 from __future__ import annotations
 
@@ -12,62 +12,127 @@ import time
 from pathlib import Path
 
 
+# ------------------------------------------------------------------------------------------------------ handlers
 def _demo(args: argparse.Namespace) -> int:
-    from .distill import DistillConfig, run_distillation
+    from .arguments import packaged_config, parse_recipe_args
+    from .dialogue_files import predict_command
+    from .distill import run_distillation
 
     overrides = [f"output_dir={args.output_dir}"]
     if args.quick:
         # A smaller corpus and fewer epochs: every stage runs, in about a minute, but learns little.
-        overrides += ["synthetic_dialogues=60", "epochs.teacher=15", "epochs.audio=3", "epochs.video=5", "epochs.fusion=10"]
-    config = DistillConfig.from_yaml(Path(__file__).with_name("demo.yaml"), overrides + list(args.overrides))
+        overrides += ["synthetic_dialogues=60", "teacher_epochs=15", "audio_epochs=3", "video_epochs=5",
+                      "fusion_epochs=10"]
+    model_args, data_args, training_args = parse_recipe_args(
+        ["--config", str(packaged_config("tiny")), *overrides, *args.overrides])
     started = time.time()
-    run_distillation(config, announce_next_step=False)
-    output_dir = Path(config.output_dir)
+    run_distillation(model_args, data_args, training_args, announce_next_step=False)
+    output_dir = Path(training_args.output_dir)
     print(f"Finished in {time.time() - started:.0f} s. Results: {output_dir / 'results.json'}; confusion matrix: "
           f"{output_dir / 'confusion_matrix.png'}; predictions: {output_dir / 'predictions.csv'}; "
           f"checkpoint: {output_dir / 'final'}")
     example = output_dir / "example_dialogue.csv"
     if example.exists():
-        from .inference import predict_command
-
         print(f"\nTry it on a test dialogue:\n  {predict_command(output_dir / 'final', example)}")
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from .distill import DistillConfig, run_distillation
+def _train(argv: list[str]) -> int:
+    from .recipes.distill import main as recipe_main
 
-    config = DistillConfig.from_yaml(args.config, list(args.overrides))
-    if args.stage != "all":
-        config.stages = [args.stage]
-    run_distillation(config)
-    return 0
-
-
-def _report_errors(command: str, run, args: argparse.Namespace) -> int:
-    # Bad input (a missing file, a malformed dialogue, unusable media under --on-bad-media error) ends the command
-    # with its message and exit status 1 rather than a traceback.
-    from .data.media import MediaError
-
-    try:
-        return run(args)
-    except (MediaError, OSError, ValueError) as error:
-        print(f"telme {command}: error: {error}", file=sys.stderr)
-        return 1
+    return recipe_main(argv, prog="telme train")
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .inference import run_predict
+    from .dialogue_files import read_dialogue, render_predictions
+    from .prediction import format_predictions, load_model_and_processor, predict_logits, prepare_dialogue
 
-    return _report_errors("predict", run_predict, args)
+    turns = read_dialogue(args.dialogue)
+    model, processor = load_model_and_processor(args.model, args.device)
+    utterances = prepare_dialogue(turns, processor, args.on_bad_media, source=str(args.dialogue), cli_hint=True)
+    logits = predict_logits(model, processor, utterances, args.batch_size)["logits"]
+    results = format_predictions(logits, utterances, model.config.id2label)
+    print(render_predictions(results, model.config.label_names, args.format))
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .inference import run_evaluate
+    from .data.registry import get_corpus
+    from .evaluation import evaluate_split, load_evaluation_split, write_evaluation
+    from .metrics import format_per_class_table
+    from .prediction import load_model_and_processor
 
-    return _report_errors("evaluate", run_evaluate, args)
+    model, processor = load_model_and_processor(args.model, args.device)
+    dataset, report = load_evaluation_split(args.data, args.data_root, args.split, processor, model.config,
+                                            args.on_bad_media)
+    results = evaluate_split(model, processor, dataset, batch_size=args.batch_size, on_bad_media=args.on_bad_media,
+                             cache=args.cache_dir, num_workers=args.num_workers, report=report, split=args.split)
+    labels = model.config.label_names
+    reference = get_corpus(args.data).paper
+    output_dir = Path(args.output_dir or f"telme-eval-{args.data}-{args.split}")
+    setup = {"model": str(args.model), "data": args.data, "data_root": str(args.data_root), "split": args.split,
+             "batch_size": args.batch_size, "on_bad_media": args.on_bad_media, "num_samples": results["num_samples"]}
+    paths = write_evaluation(results, output_dir, labels, setup, reference)
+    table = format_per_class_table({name: results[name] for name in ("teacher", "audio", "video", "fusion")
+                                    if name in results}, labels, reference=reference)
+    bad = results["bad_media"]
+    action = "dropped" if args.on_bad_media == "skip" else "given zeros"
+    print(f"{args.split} split of {args.data} ({results['num_samples']} utterances, batch size {args.batch_size}), "
+          f"per-class F1 (%):\n{table}")
+    if bad:
+        print(f"{len(bad)} utterance(s) with bad media {action}: {', '.join(list(bad)[:5])}"
+              f"{' …' if len(bad) > 5 else ''} (all listed in metrics.json)")
+    print(f"Wrote {paths['metrics']}, {paths['confusion_matrix']} and {paths['predictions']}")
+    return 0
 
 
+def _make_corpus(args: argparse.Namespace) -> int:
+    import json
+
+    from .data.synthetic import MANIFEST_NAME, make_synthetic_corpus
+
+    root = make_synthetic_corpus(
+        args.root, num_dialogues=args.dialogues, seed=args.seed, text_noise=args.text_noise,
+        audio_noise=args.audio_noise, video_noise=args.video_noise, overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    manifest = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
+    counts = ", ".join(f"{split} {info['utterances']}" for split, info in manifest["splits"].items())
+    print(f"Wrote a synthetic MELD corpus to {root} ({counts} utterances; seed {args.seed}).")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    import logging
+
+    from .convert import convert_original_checkpoint, logger
+    from .data.registry import get_corpus
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logger.setLevel(logging.INFO)
+    folder = convert_original_checkpoint(
+        teacher=args.teacher, audio_student=args.audio_student, video_student=args.video_student,
+        fusion=args.fusion, dataset=args.dataset, output_dir=args.output, config=args.config,
+        tokenizer=args.tokenizer, iemocap_av_order=args.iemocap_av_order,
+    )
+    print(f"Converted checkpoint written to {folder}. Check it with:\n  telme evaluate --model {folder} --data "
+          f"{args.dataset} --data-root {get_corpus(args.dataset).default_root} --split test --batch-size 4")
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from .components import upgrade_checkpoint
+
+    moved = upgrade_checkpoint(args.folder)
+    if moved:
+        print(f"Moved {', '.join(moved)} from {Path(args.folder) / 'config.json'} into processor_config.json.")
+    else:
+        print(f"{args.folder} already keeps its preprocessing in processor_config.json; nothing to do.")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------------- parser
 class _ParagraphFormatter(argparse.HelpFormatter):
     # Wraps the description like the default formatter but prints the epilog (example commands) as written, so a
     # command is never broken across lines.
@@ -85,20 +150,12 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _make_corpus(argv: list[str]) -> int:
-    from .data.synthetic import main
-
-    return main(argv) or 0
-
-
-def _convert(argv: list[str]) -> int:
-    from .convert import main
-
-    return main(argv) or 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from .trainer import STAGES
+    from .convert import AV_ORDER_CHOICES
+    from .convert import DATASETS as CONVERTIBLE
+    from .data.bad_media import BAD_MEDIA_POLICIES
+    from .data.registry import CORPUS_NAMES
+    from .modeling.configuration_telme import TEXT_BACKBONE
 
     parser = argparse.ArgumentParser(
         prog="telme", description="TelME: emotion recognition in conversation from text, audio and video.",
@@ -108,19 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="Train a tiny TelME on the embedded synthetic corpus, all three stages, and report.",
         description="Generate the synthetic MELD-layout corpus (or reuse it), train the tiny model through the "
-        "teacher, student and fusion stages with the same code as recipes/distill.py, and print the per-class "
-        "test table. Runs offline on a CPU.",
+        "teacher, student and fusion stages with recipes/distill.py's code and recipes/configs/tiny.yaml, and print "
+        "the per-class test table. Runs offline on a CPU.",
+        epilog="example:\n  telme demo --quick --output-dir telme-demo", formatter_class=_ParagraphFormatter,
     )
     demo.add_argument("--output-dir", default="telme-demo", help="Where to write the corpus, checkpoints and reports.")
     demo.add_argument("--quick", action="store_true", help="A smaller corpus and fewer epochs (about a minute).")
-    demo.add_argument("overrides", nargs="*", help="key=value overrides of the demo config (e.g. epochs.fusion=5).")
+    demo.add_argument("overrides", nargs="*", help="key=value overrides of the recipe's options (e.g. fusion_epochs=5).")
     demo.set_defaults(handler=_demo)
 
-    train = commands.add_parser("train", help="Run recipes/distill.py's training from a YAML config.")
-    train.add_argument("--config", required=True, help="A YAML file of DistillConfig fields.")
-    train.add_argument("--stage", choices=[*STAGES, "all"], default="all", help="One stage or all (default).")
-    train.add_argument("overrides", nargs="*", help="key=value overrides.")
-    train.set_defaults(handler=_train)
+    # `telme train` is `recipes/distill.py`: its own parser (every TrainingArguments option) answers --help.
+    commands.add_parser("train", help="Train TelME with recipes/distill.py (a YAML config plus overrides).",
+                        add_help=False)
 
     predict = commands.add_parser(
         "predict", help="Predict the emotion of every utterance of a dialogue file (CSV or JSON).",
@@ -137,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--dialogue", required=True, help="The dialogue file, .csv or .json.")
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table",
                          help="Output: an aligned table (default), JSON (a list, one utterance per line) or CSV.")
-    predict.add_argument("--on-bad-media", choices=["error", "skip", "zeros"], default="zeros",
+    predict.add_argument("--on-bad-media", choices=list(BAD_MEDIA_POLICIES), default="zeros",
                          help="For a turn whose media is missing or unusable: zeros in its place (default), skip = "
                          "predict that turn from its text alone, or error. The output's note says what was done.")
     predict.add_argument("--batch-size", type=_positive_int, default=4, help="Utterances per forward pass (default 4).")
@@ -156,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_ParagraphFormatter,
     )
     evaluate.add_argument("--model", required=True, help="A checkpoint folder or a Hub id.")
-    evaluate.add_argument("--data", required=True, choices=["meld", "iemocap", "synthetic"],
+    evaluate.add_argument("--data", required=True, choices=list(CORPUS_NAMES),
                           help="The corpus; synthetic is the MELD-layout corpus of `telme make-corpus`/`telme demo`.")
     evaluate.add_argument("--data-root", required=True, help="The corpus folder (as for training's data_root).")
     evaluate.add_argument("--split", choices=["train", "dev", "test"], default="test", help="Default: test.")
@@ -165,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output-dir", default=None,
                           help="Where to write metrics.json, confusion_matrix.png and predictions.csv "
                           "(default: telme-eval-DATA-SPLIT).")
-    evaluate.add_argument("--on-bad-media", choices=["error", "skip", "zeros"], default="zeros",
+    evaluate.add_argument("--on-bad-media", choices=list(BAD_MEDIA_POLICIES), default="zeros",
                           help="For an utterance whose media is missing, unusable or too long: zeros in its place "
                           "(default, as the original), skip = leave it out of the metrics, or error.")
     evaluate.add_argument("--cache-dir", default=None,
@@ -174,21 +230,77 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
     evaluate.set_defaults(handler=_evaluate)
 
-    # These two parse their own arguments; `telme make-corpus --help` shows them.
-    commands.add_parser("make-corpus", help="Write the synthetic MELD-layout corpus to a folder.", add_help=False)
-    commands.add_parser("convert-original", help="Convert the original TelME release checkpoints.", add_help=False)
+    corpus = commands.add_parser(
+        "make-corpus", help="Write the synthetic MELD-layout corpus to a folder.",
+        description="Write a small synthetic corpus laid out exactly like an unpacked MELD.Raw (3 CSVs + mp4 clips "
+        "with H.264 video and AAC stereo audio), where text, audio and video each signal the emotion with noise. "
+        "It includes one missing dev clip and one corrupt train clip, listed in DIR/corpus.json.",
+        epilog="example:\n  telme make-corpus synthetic-meld --dialogues 240", formatter_class=_ParagraphFormatter,
+    )
+    from .data.synthetic import DEFAULT_NUM_DIALOGUES
+
+    corpus.add_argument("root", metavar="DIR", help="Output folder (must be empty or absent, see --overwrite).")
+    corpus.add_argument("--dialogues", type=_positive_int, default=DEFAULT_NUM_DIALOGUES,
+                        help=f"Total dialogues, split 2/3 train, 2/15 dev, 1/5 test (~5 utterances each; default "
+                        f"{DEFAULT_NUM_DIALOGUES}).")
+    corpus.add_argument("--seed", type=int, default=0, help="Random seed; same seed, same files (default 0).")
+    corpus.add_argument("--text-noise", type=float, default=0.1, help="Probability the text cue is wrong (0.1).")
+    corpus.add_argument("--audio-noise", type=float, default=0.25, help="Probability the audio cue is wrong (0.25).")
+    corpus.add_argument("--video-noise", type=float, default=0.25, help="Probability the video cue is wrong (0.25).")
+    corpus.add_argument("--overwrite", action="store_true", help="Replace an earlier synthetic corpus in DIR.")
+    corpus.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    corpus.set_defaults(handler=_make_corpus)
+
+    convert = commands.add_parser(
+        "convert-original", help="Convert the original TelME release checkpoints.",
+        description="Convert the authors' released TelME checkpoints (teacher.bin, the two total_student.bin, "
+        "total_fusion.bin) into a telme_hf checkpoint folder that reproduces the original behaviour.",
+        epilog="example:\n  telme convert-original --teacher teacher.bin --audio-student student_audio/total_student.bin "
+        "\\\n    --video-student student_video/total_student.bin --fusion total_fusion.bin --dataset meld "
+        "--output telme-meld-original", formatter_class=_ParagraphFormatter,
+    )
+    convert.add_argument("--teacher", required=True, help="The original teacher.bin.")
+    convert.add_argument("--audio-student", required=True, help="The original student_audio/total_student.bin.")
+    convert.add_argument("--video-student", required=True, help="The original student_video/total_student.bin.")
+    convert.add_argument("--fusion", required=True, help="The original total_fusion.bin.")
+    convert.add_argument("--dataset", required=True, choices=list(CONVERTIBLE), help="Which release the files come from.")
+    convert.add_argument("--output", required=True, help="The checkpoint folder to write.")
+    convert.add_argument("--config", help="A TelMEConfig JSON file or folder whose backbone sub-configs replace the "
+                         "preset's (labels, fusion and behaviours still come from --dataset).")
+    convert.add_argument("--tokenizer", help=f"Tokenizer Hub id or local folder (default: {TEXT_BACKBONE} from the "
+                         "Hub; pass a local copy offline).")
+    convert.add_argument("--iemocap-av-order", choices=AV_ORDER_CHOICES, default=None, metavar="ORDER",
+                         help="IEMOCAP only: the fusion's modality order, 'audio,video' (default: how the released "
+                         "weights were trained) or 'video,audio' (what the original IEMOCAP/inference.py feeds).")
+    convert.set_defaults(handler=_convert)
+
+    upgrade = commands.add_parser(
+        "upgrade-checkpoint", help="Move a telme_hf 0.1 checkpoint's preprocessing options into its processor.",
+        description="telme_hf 0.1 kept the preprocessing options (prompt, audio and frame decoding, speaker "
+        "indexing, duration limit) in config.json. Move them into processor_config.json, where this version reads "
+        "them; predictions do not change.",
+        epilog="example:\n  telme upgrade-checkpoint telme-demo/final", formatter_class=_ParagraphFormatter,
+    )
+    upgrade.add_argument("folder", help="The checkpoint folder.")
+    upgrade.set_defaults(handler=_upgrade)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .data.media import MediaError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if argv and argv[0] == "make-corpus":
-        return _make_corpus(argv[1:])
-    if argv and argv[0] == "convert-original":
-        return _convert(argv[1:])
+    if argv and argv[0] == "train":
+        return _train(argv[1:])
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    # Bad input (a missing file, a malformed dialogue, unusable media under --on-bad-media error) ends the command
+    # with its message and exit status 1 rather than a traceback.
+    try:
+        return args.handler(args)
+    except (MediaError, OSError, ValueError) as error:
+        print(f"telme {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ tokenizer on the fly for the demo and the tests, which run offline.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from tokenizers import AddedToken
@@ -15,7 +18,15 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, RobertaTokenize
 from transformers.models.videomae import VideoMAEImageProcessorPil
 
 from .modeling import TelMEConfig, TelMEProcessor
-from .modeling.processing_telme import PIXEL_STATISTICS, speaker_token
+from .modeling.processing_telme import (
+    PIXEL_STATISTICS,
+    PROCESSOR_PRESETS,
+    PROCESSOR_REFERENCE_BEHAVIOUR,
+    speaker_token,
+)
+
+
+logger = logging.getLogger("telme_hf")
 
 
 ROBERTA_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -91,26 +102,40 @@ def build_image_processor(size: int = 224, statistics: str = "kinetics") -> Vide
 
 
 def build_processor(
-    config: TelMEConfig, tokenizer: PreTrainedTokenizerBase | str | None = None, **tokenizer_kwargs: Any
+    config: TelMEConfig,
+    tokenizer: PreTrainedTokenizerBase | str | None = None,
+    tokenizer_kwargs: dict[str, Any] | None = None,
+    **options: Any,
 ) -> TelMEProcessor:
-    """The processor matching a config: tokenizer with speaker tokens, feature extractor, frame processor.
+    """The processor matching a config: tokenizer with speaker tokens, feature extractor, frame processor, and the
+    preprocessing contract.
+
+    The preprocessing options come, in increasing precedence, from the clean defaults or with
+    `config.reference_behaviour` the original's (`PROCESSOR_REFERENCE_BEHAVIOUR`), the config's preset
+    (`PROCESSOR_PRESETS`), a checkpoint of telme_hf 0.1 that kept them in its config (`legacy_preprocessing`), and
+    `options`. Frames are sized for the video backbone and audio is padded on the left when the model pools the
+    first frame.
 
     Args:
-        config: the model's configuration (prompt, lengths, image size and padding side come from it).
+        config: the model's configuration.
         tokenizer: a tokenizer object, a Hub id / folder to load one from, or None for the text backbone's own
             (`config.text_config.name_or_path`, e.g. `roberta-large`). Speaker tokens are added when missing.
+        tokenizer_kwargs: passed to `AutoTokenizer.from_pretrained` (e.g. `local_files_only=True`).
+        **options: any `TelMEProcessor` option, e.g. `max_text_length=256`.
 
     Example:
 
     ```python
     >>> processor = build_processor(TelMEConfig.from_preset("meld"))  # downloads roberta-large's tokenizer
+    >>> build_processor(TelMEConfig.from_preset("meld", reference_behaviour=True)).max_media_seconds  # doctest: +SKIP
+    30.0
     ```
     """
     if tokenizer is None or isinstance(tokenizer, str):
         source = tokenizer or config.text_config.name_or_path
         if not source:
             raise ValueError("The config names no text backbone; pass `tokenizer=` (an object or a Hub id/folder).")
-        tokenizer = AutoTokenizer.from_pretrained(source, **tokenizer_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **(tokenizer_kwargs or {}))
     if speaker_token(config.num_speaker_tokens - 1) not in tokenizer.get_vocab():
         add_speaker_tokens(tokenizer, config.num_speaker_tokens)
     if len(tokenizer) > config.text_config.vocab_size:
@@ -118,19 +143,114 @@ def build_processor(
             f"The tokenizer has {len(tokenizer)} tokens but the text backbone's embedding has "
             f"{config.text_config.vocab_size}; set `text_config.vocab_size` to at least {len(tokenizer)}."
         )
-    return TelMEProcessor(
+    resolved = processor_options(config, **options)
+    processor = TelMEProcessor(
         tokenizer=tokenizer,
-        feature_extractor=build_feature_extractor(config.audio_sampling_rate),
-        image_processor=build_image_processor(config.video_config.image_size, config.video_pixel_statistics),
-        prompt_template=config.prompt_template,
-        max_text_length=config.max_text_length,
-        num_speaker_tokens=config.num_speaker_tokens,
-        audio_padding_side="left" if config.audio_pooling == "first" else "right",
-        reference_tokenization=config.reference_tokenization,
-        audio_max_samples=config.audio_max_samples,
-        audio_keep=config.audio_keep,
-        audio_normalize_before_keep=config.audio_normalize_before_keep,
+        feature_extractor=build_feature_extractor(resolved.pop("audio_sampling_rate")),
+        image_processor=build_image_processor(config.video_config.image_size, resolved["video_pixel_statistics"]),
+        **resolved,
     )
+    positions = config.text_config.max_position_embeddings - config.text_config.pad_token_id - 1
+    if processor.max_text_length > positions:
+        raise ValueError(
+            f"`max_text_length={processor.max_text_length}` exceeds the {positions} positions of the text backbone; "
+            f"pass max_text_length={positions} or less."
+        )
+    return processor
 
 
-__all__ = ["add_speaker_tokens", "train_tokenizer", "build_feature_extractor", "build_image_processor", "build_processor"]
+def processor_options(config: TelMEConfig, **options: Any) -> dict[str, Any]:
+    """Every preprocessing option a model's processor gets (see `build_processor`), before any tokenizer exists:
+    the corpus loaders need some of them (speaker indexing, CSV text) to read the data a tokenizer is trained on.
+
+    Example:
+
+    ```python
+    >>> processor_options(TelMEConfig.from_preset("iemocap", reference_behaviour=True))["max_media_seconds"] is None
+    True
+    ```
+    """
+    resolved = {
+        **PROCESSOR_PRESETS.get(config.preset or "", {}),
+        **legacy_processor_options(config),
+        **options,
+    }
+    for name, (clean, original) in PROCESSOR_REFERENCE_BEHAVIOUR.items():
+        resolved.setdefault(name, original if config.reference_behaviour else clean)
+    resolved.setdefault("audio_sampling_rate", 16000)
+    resolved.setdefault("num_frames", config.video_config.num_frames)
+    resolved.setdefault("num_speaker_tokens", config.num_speaker_tokens)
+    resolved.setdefault("audio_padding_side", "left" if config.audio_pooling == "first" else "right")
+    resolved.setdefault("reference_behaviour", config.reference_behaviour)
+    return resolved
+
+
+def legacy_processor_options(config: TelMEConfig) -> dict[str, Any]:
+    """The preprocessing options a telme_hf 0.1 checkpoint kept in its config.json, as `TelMEProcessor` options.
+
+    Example:
+
+    ```python
+    >>> legacy_processor_options(TelMEConfig(max_text_length=64, video_num_frames=4))
+    {'max_text_length': 64, 'num_frames': 4}
+    ```
+    """
+    legacy = dict(getattr(config, "legacy_preprocessing", None) or {})
+    renamed = {"video_num_frames": "num_frames"}
+    return {renamed.get(name, name): value for name, value in legacy.items()}
+
+
+def apply_legacy_preprocessing(processor: TelMEProcessor, config: TelMEConfig, source: str = "") -> bool:
+    """Give a loaded processor the preprocessing options its checkpoint kept in config.json (telme_hf 0.1).
+
+    Returns whether there were any. A warning names the command that moves them into processor_config.json.
+    """
+    options = legacy_processor_options(config)
+    options.pop("audio_sampling_rate", None)  # the feature extractor's rate, saved with it already
+    if not options:
+        return False
+    for name, value in options.items():
+        setattr(processor, name, value)
+    processor.validate()
+    logger.warning(
+        "%s keeps its preprocessing options in config.json (a telme_hf 0.1 checkpoint); they are applied. Run "
+        "`telme upgrade-checkpoint %s` to move them into processor_config.json.", source or "This checkpoint",
+        source or "FOLDER",
+    )
+    return True
+
+
+def upgrade_checkpoint(folder: str | os.PathLike) -> list[str]:
+    """Move a telme_hf 0.1 checkpoint's preprocessing options from config.json into processor_config.json.
+
+    Returns the names of the options moved (empty when there were none). Predictions do not change: the same
+    options are applied, from their new place.
+    """
+    from transformers import AutoProcessor
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} holds no config.json: pass a checkpoint folder (e.g. a run's final/).")
+    config = TelMEConfig.from_pretrained(folder)
+    moved = sorted(legacy_processor_options(config))
+    if not moved:
+        return []
+    processor = AutoProcessor.from_pretrained(folder)
+    apply_legacy_preprocessing(processor, config, str(folder))
+    del config.legacy_preprocessing
+    config.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return moved
+
+
+__all__ = [
+    "add_speaker_tokens",
+    "apply_legacy_preprocessing",
+    "build_feature_extractor",
+    "build_image_processor",
+    "build_processor",
+    "legacy_processor_options",
+    "processor_options",
+    "train_tokenizer",
+    "upgrade_checkpoint",
+]

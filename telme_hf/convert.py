@@ -29,7 +29,6 @@ telme convert-original \\
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
@@ -37,7 +36,6 @@ import logging
 import os
 import pickle
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .components import build_processor
+from .data.registry import get_corpus
 from .modeling import TelMEConfig, TelMEForEmotionRecognition
 from .modeling.configuration_telme import TEXT_BACKBONE
 from .modeling.processing_telme import speaker_token
@@ -54,13 +53,12 @@ from .modeling.processing_telme import speaker_token
 
 logger = logging.getLogger(__name__)
 
+# The corpora the authors released weights for.
 DATASETS = ("meld", "iemocap")
 AV_ORDER_CHOICES = ("audio,video", "video,audio")
 # The released IEMOCAP fusion was trained by IEMOCAP/fusion.py, which feeds (audio, video); see
 # `convert_original_checkpoint` for why this is the default although IEMOCAP/inference.py feeds (video, audio).
 IEMOCAP_DEFAULT_AV_ORDER = ("audio", "video")
-PUBLISHED_WEIGHTED_F1 = {"meld": 67.37, "iemocap": 70.48}
-EVALUATE_DATA_ROOTS = {"meld": "MELD.Raw", "iemocap": "IEMOCAP_full_release"}
 _LIST_LIMIT = 20
 
 
@@ -500,25 +498,25 @@ def _check_speaker_token_ids(tokenizer: PreTrainedTokenizerBase, config: TelMECo
 
 # -------------------------------------------------------------------------------------------------------- card
 def render_conversion_card(
-    config: TelMEConfig, dataset: str, output_dir: str | os.PathLike, sources: Mapping[str, tuple[str, str]],
-    dropped: Mapping[str, int], av_order: Sequence[str],
+    config: TelMEConfig, processor: Any, dataset: str, output_dir: str | os.PathLike,
+    sources: Mapping[str, tuple[str, str]], dropped: Mapping[str, int], av_order: Sequence[str],
 ) -> str:
-    """README.md of a converted checkpoint: where it comes from, which original behaviours are on, how to check it.
+    """README.md of a converted checkpoint (`telme_hf.model_card`): where it comes from, which original behaviours
+    are on, how to check it.
 
     Args:
-        config: the converted configuration.
+        config, processor: the converted configuration and processor.
         dataset: `"meld"` or `"iemocap"`.
         output_dir: the checkpoint folder, shown in the commands.
         sources: per part, `(file, sha256)` of the original file (the file as it should be shown).
         dropped: per part, how many original keys were deliberately left out.
         av_order: the fusion's audio/video order.
     """
+    from .model_card import render_model_card
+
+    corpus = get_corpus(dataset)
     name = {"meld": "MELD", "iemocap": "IEMOCAP"}[dataset]
-    labels = ", ".join(f"`{i}: {config.id2label[i]}`" for i in range(config.num_labels))
-    behaviours = "\n".join(
-        f"- `{option}` = `{getattr(config, option)}`" + ("" if on else " (clean value; not the original's)")
-        for option, on in config.uses_reference_behaviour.items()
-    )
+    published = corpus.paper["weighted_f1"]
     files = "\n".join(
         f"| {ORIGINAL_PARTS[part].option} | `{file}` | `{digest[:16]}…` | {dropped.get(part, 0)} |"
         for part, (file, digest) in sources.items()
@@ -528,28 +526,19 @@ def render_conversion_card(
         order_note = (
             f"The fusion reads `[{order}]`. The released IEMOCAP fusion was trained by the original "
             f"`IEMOCAP/fusion.py`, which feeds (audio, video); the original `IEMOCAP/inference.py` feeds "
-            f"(video, audio). The default follows training. The published {PUBLISHED_WEIGHTED_F1['iemocap']} may have "
+            f"(video, audio). The default follows training. The published {published} may have "
             f"been measured either way (the training script prints test F1 with (audio, video)); convert with "
             f"`--iemocap-av-order video,audio` to reproduce the inference script."
         )
     else:
         order_note = f"The fusion reads `[{order}]`, as the original MELD training and inference scripts do."
     command = (
-        f"telme evaluate --model {output_dir} --data {dataset} --data-root {EVALUATE_DATA_ROOTS[dataset]} "
+        f"telme evaluate --model {output_dir} --data {dataset} --data-root {corpus.default_root} "
         f"--split test --batch-size 4"
     )
-    return f"""---
-library_name: transformers
-tags:
-- telme
-- emotion-recognition
-- multimodal
----
-
-# TelME — {name} (converted from the original release)
-
-The weights of the authors' released TelME checkpoints (NAACL 2024) for {name}, converted to `telme_hf` with
-`telme convert-original`. Nothing was retrained: every tensor is the original's, renamed.
+    origin = f"""The weights of the authors' released TelME checkpoints (NAACL 2024) for {name}, converted to `telme_hf` with
+`telme convert-original`. Nothing was retrained: every tensor is the original's, renamed. The checkpoint is
+converted from the original release.
 
 | option | original file | sha256 | keys left out |
 | --- | --- | --- | --- |
@@ -558,41 +547,25 @@ The weights of the authors' released TelME checkpoints (NAACL 2024) for {name}, 
 Left out: the text backbone's pooler (never used: the teacher reads the `<mask>` state) and any saved
 `position_ids` buffer.
 
-## Labels
-{labels}
+The configuration and the processor reproduce the original implementation, including its quirks, because the
+weights were trained with them (see "Behaviours"). The processor tokenises like the original
+(`reference_tokenization=True`: no spaces kept around the speaker tokens, `<mask>` appended to the last
+{processor.max_text_length - 1} tokens). Fusion attention runs across the utterances of a mini-batch
+(`fusion_attention_scope="batch"`), so predictions depend on the batch: evaluate with batch size 4 in CSV order,
+as the original did.
 
-## Reference behaviours
-The configuration reproduces the original implementation, including its quirks, because the weights were trained
-with them:
-
-{behaviours}
-
-The processor tokenises like the original (`reference_tokenization=True`: no spaces kept around the speaker tokens,
-`<mask>` appended to the last {config.max_text_length - 1} tokens).
-
-Fusion attention runs across the utterances of a mini-batch (`fusion_attention_scope="batch"`), so predictions depend
-on the batch: evaluate with batch size 4 in CSV order, as the original did.
-
-{order_note}
-
-## Check it
+{order_note}"""
+    results_text = f"""Not measured here. The paper reports a weighted F1 of {published} on the {name} test split. Check it:
 ```bash
 {command}
-```
-The paper reports a weighted F1 of {PUBLISHED_WEIGHTED_F1[dataset]} on the {name} test split.
-
-## Use
-```python
-import telme_hf
-from transformers import AutoModel, AutoProcessor
-
-model = AutoModel.from_pretrained("{output_dir}")
-processor = AutoProcessor.from_pretrained("{output_dir}")
-```
-
-## Licence
-The original code and weights were released without a licence; ask the authors before redistributing these weights.
-"""
+```"""
+    return render_model_card(
+        config, processor, dataset=dataset, repo=str(output_dir), origin=origin,
+        title=f"TelME — {name} (converted from the original release)", results_text=results_text,
+        training="Not trained with telme_hf: converted from the original release.",
+        extra="## Licence\nThe original code and weights were released without a licence; ask the authors before "
+        "redistributing these weights.",
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ convert
@@ -700,59 +673,10 @@ def convert_original_checkpoint(
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    card = render_conversion_card(telme_config, dataset, output_dir, file_info, dropped_counts, av_order)
+    card = render_conversion_card(telme_config, processor, dataset, output_dir, file_info, dropped_counts, av_order)
     (output_dir / "README.md").write_text(card, encoding="utf-8")
     logger.info("Wrote the converted %s checkpoint to %s.", dataset, output_dir)
     return output_dir
-
-
-# ---------------------------------------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="telme convert-original",
-        description="Convert the authors' released TelME checkpoints (teacher.bin, the two total_student.bin, "
-        "total_fusion.bin) into a telme_hf checkpoint folder that reproduces the original behaviour.",
-    )
-    parser.add_argument("--teacher", required=True, help="The original teacher.bin.")
-    parser.add_argument("--audio-student", required=True, help="The original student_audio/total_student.bin.")
-    parser.add_argument("--video-student", required=True, help="The original student_video/total_student.bin.")
-    parser.add_argument("--fusion", required=True, help="The original total_fusion.bin.")
-    parser.add_argument("--dataset", required=True, choices=DATASETS, help="Which release the files come from.")
-    parser.add_argument("--output", required=True, help="The checkpoint folder to write.")
-    parser.add_argument(
-        "--config", help="A TelMEConfig JSON file or folder whose backbone sub-configs replace the preset's "
-        "(labels, fusion and behaviours still come from --dataset).",
-    )
-    parser.add_argument(
-        "--tokenizer", help=f"Tokenizer Hub id or local folder (default: {TEXT_BACKBONE} from the Hub; pass a local "
-        "copy offline).",
-    )
-    parser.add_argument(
-        "--iemocap-av-order", choices=AV_ORDER_CHOICES, default=None, metavar="ORDER",
-        help="IEMOCAP only: the fusion's modality order, 'audio,video' (default: how the released weights were "
-        "trained) or 'video,audio' (what the original IEMOCAP/inference.py feeds).",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`telme convert-original …`: returns 0 on success, 1 with a message on stderr when the files do not fit."""
-    args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logger.setLevel(logging.INFO)
-    try:
-        folder = convert_original_checkpoint(
-            teacher=args.teacher, audio_student=args.audio_student, video_student=args.video_student,
-            fusion=args.fusion, dataset=args.dataset, output_dir=args.output, config=args.config,
-            tokenizer=args.tokenizer, iemocap_av_order=args.iemocap_av_order,
-        )
-    except (ConversionError, OSError, ValueError) as error:
-        print(f"telme convert-original: error: {error}", file=sys.stderr)
-        return 1
-    print(f"Converted checkpoint written to {folder}. Check it with:\n  telme evaluate --model {folder} --data "
-          f"{args.dataset} --data-root {EVALUATE_DATA_ROOTS[args.dataset]} --split test --batch-size 4")
-    return 0
 
 
 __all__ = [
@@ -763,7 +687,6 @@ __all__ = [
     "check_converted_state_dict",
     "convert_original_checkpoint",
     "load_original_state_dict",
-    "main",
     "reconcile_config_with_state_dict",
     "rename_original_state_dict",
     "render_conversion_card",

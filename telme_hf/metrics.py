@@ -28,7 +28,6 @@ import numpy as np
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from .modeling import IEMOCAP_LABELS, MELD_LABELS
 
 
 if TYPE_CHECKING:
@@ -36,9 +35,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
-    "DATASET_LABELS",
-    "PAPER_COLUMN_ORDER",
-    "PAPER_RESULTS",
+    "align_table",
     "compute_erc_metrics",
     "make_compute_metrics",
     "format_per_class_table",
@@ -50,29 +47,6 @@ __all__ = [
     "summarize_seed_runs",
     "format_seed_summary",
 ]
-
-# Label names of each dataset in index order (the original code's order, pinned in the model config).
-DATASET_LABELS: dict[str, list[str]] = {"meld": list(MELD_LABELS), "iemocap": list(IEMOCAP_LABELS)}
-
-# Column order of the paper's per-class MELD table (differs from the label index order above).
-PAPER_COLUMN_ORDER: dict[str, list[str]] = {
-    "meld": ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"],
-}
-
-# Published test results of the full TelME model (percent). IEMOCAP per-class F1 are not reproduced here.
-PAPER_RESULTS: dict[str, dict[str, float]] = {
-    "meld": {
-        "neutral": 80.22,
-        "surprise": 60.33,
-        "fear": 26.97,
-        "sadness": 43.45,
-        "joy": 65.67,
-        "disgust": 26.42,
-        "anger": 56.70,
-        "weighted_f1": 67.37,
-    },
-    "iemocap": {"weighted_f1": 70.48},
-}
 
 _ERC_METRIC_DIR = Path(__file__).resolve().parent / "erc_metric"
 
@@ -222,6 +196,26 @@ def make_compute_metrics(labels: Sequence[str]) -> Callable[[EvalPrediction], di
     return compute_metrics
 
 
+def align_table(rows: Sequence[Sequence[str]], rule: bool = False) -> str:
+    """Plain-text columns, left-aligned and two spaces apart; `rule` draws a line under the first row.
+
+    Example:
+
+    ```python
+    >>> print(align_table([["model", "F1"], ["fusion", "66.67"]], rule=True))
+    model   F1
+    -------------
+    fusion  66.67
+
+    ```
+    """
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    if rule:
+        lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
 def _is_metrics_dict(obj: Any) -> bool:
     """Whether ``obj`` is one metrics dict (nested from `compute_erc_metrics` or flat from the Trainer)."""
     return isinstance(obj, Mapping) and any(
@@ -258,7 +252,8 @@ def format_per_class_table(
     """Format per-class F1 and weighted F1 as a plain-text table, in percent with two decimals, like the paper.
 
     Columns are the classes followed by ``weighted F1``. For the MELD label set the columns default to the paper's
-    order (``neutral, surprise, fear, sadness, joy, disgust, anger``); for any other label set, to ``labels``.
+    order (``neutral, surprise, fear, sadness, joy, disgust, anger``, from the corpus registry); for any other label
+    set, to ``labels``.
 
     Args:
         results (`Mapping`): either one metrics dict (from :func:`compute_erc_metrics`, or the flat dict of
@@ -269,7 +264,7 @@ def format_per_class_table(
         order (`Sequence[str]`, *optional*): column order of the classes (a permutation of a subset of ``labels``).
         reference (`Mapping[str, float]`, *optional*): an extra last row of published numbers, **already in
             percent**, keyed by class name and ``"weighted_f1"``; missing entries print as ``-``. For example
-            ``PAPER_RESULTS["meld"]``.
+            ``CORPORA["meld"].paper`` (`telme_hf.data.registry`).
         reference_name (`str`, *optional*, defaults to `"TelME (paper)"`): name of the reference row.
 
     Returns:
@@ -287,9 +282,11 @@ def format_per_class_table(
 
     ```
     """
+    from .data.registry import paper_column_order
+
     labels = [str(label) for label in labels]
     if order is None:
-        order = PAPER_COLUMN_ORDER["meld"] if sorted(labels) == sorted(PAPER_COLUMN_ORDER["meld"]) else labels
+        order = paper_column_order(labels)
     order = [str(label) for label in order]
     unknown = [label for label in order if label not in labels]
     if unknown:
@@ -306,10 +303,7 @@ def format_per_class_table(
         cells = [_format_value(reference.get(label), 1.0) for label in order]
         table.append([reference_name, *cells, _format_value(reference.get("weighted_f1"), 1.0)])
 
-    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table]
-    lines.insert(1, "-" * max(len(line) for line in lines))
-    return "\n".join(lines)
+    return align_table(table, rule=True)
 
 
 def normalize_confusion_matrix(
@@ -475,17 +469,14 @@ def format_seed_summary(summary: Mapping[str, Any]) -> str:
         return f"{100 * spread['mean']:.2f} ± {100 * spread['std']:.2f}"
 
     stages = summary["stages"]
-    labels = list(next(iter(stages.values()))["test_f1"]) if stages else []
-    labels = [label for label in PAPER_COLUMN_ORDER["meld"] if label in labels] if sorted(labels) == sorted(
-        PAPER_COLUMN_ORDER["meld"]) else labels
+    from .data.registry import paper_column_order
+
+    labels = paper_column_order(list(next(iter(stages.values()))["test_f1"]) if stages else [])
     table = [["stage", "dev weighted F1", "test weighted F1", *[f"test {label}" for label in labels]]]
     for stage, entry in stages.items():
         table.append([stage, cell(entry["dev_weighted_f1"]), cell(entry["test_weighted_f1"]),
                       *[cell(entry["test_f1"][label]) for label in labels]])
-    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
-    lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() for row in table]
-    lines.insert(1, "-" * max(len(line) for line in lines))
-    return "\n".join(lines)
+    return align_table(table, rule=True)
 
 
 def _to_json_compatible(obj: Any) -> Any:

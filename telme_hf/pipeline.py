@@ -14,7 +14,7 @@
  {'turn': 1, 'speaker': 'Rachel', ...}]
 ```
 
-Preprocessing, the batched forward pass and the output format are those of `telme_hf.inference`, which
+Preprocessing, the batched forward pass and the output format are those of `telme_hf.prediction`, which
 `telme predict` uses too.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
-from .inference import DEFAULT_BATCH_SIZE, format_predictions, predict_logits, prepare_dialogue
+from .prediction import DEFAULT_BATCH_SIZE, format_predictions, predict_logits, prepare_dialogue
 
 
 PIPELINE_TASK = "emotion-recognition-in-conversation"
@@ -95,6 +95,9 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
                 "The emotion-recognition-in-conversation pipeline needs the model's TelMEProcessor: pass "
                 "`processor=` or a checkpoint folder/Hub id that holds processor_config.json."
             )
+        from .components import apply_legacy_preprocessing
+
+        apply_legacy_preprocessing(self.processor, self.model.config, str(self.model.name_or_path))
 
     def _sanitize_parameters(
         self,
@@ -131,7 +134,7 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
         return torch.inference_mode
 
     def preprocess(self, dialogue: _Dialogue, on_bad_media: str = "zeros", media_root=None) -> dict[str, Any]:
-        return {"utterances": prepare_dialogue(dialogue.turns, self.model.config, on_bad_media, media_root)}
+        return {"utterances": prepare_dialogue(dialogue.turns, self.processor, on_bad_media, media_root)}
 
     def _forward(self, model_inputs: dict[str, Any], batch_size: int | None = None) -> dict[str, Any]:
         utterances = model_inputs["utterances"]

@@ -39,8 +39,8 @@ ORIGINAL_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "meld": {
         "learning_rate": {"teacher": 1e-6, "audio": 1e-5, "video": 1e-5, "fusion": 1e-5},
         "epochs": {"teacher": 10, "audio": 10, "video": 10, "fusion": 10},
-        "batch_size": 4,
-        "eval_batch_size": 4,
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 4,
         "max_grad_norm": 10.0,
         "weight_decay": 0.01,
         "response_weight": 1.0,
@@ -51,8 +51,8 @@ ORIGINAL_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "iemocap": {
         "learning_rate": {"teacher": 1e-5, "audio": 1e-5, "video": 1e-5, "fusion": 1e-5},
         "epochs": {"teacher": 10, "audio": 10, "video": 10, "fusion": 8},
-        "batch_size": 4,
-        "eval_batch_size": 4,
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 4,
         "max_grad_norm": 10.0,
         "weight_decay": 0.01,
         "response_weight": 0.1,

@@ -16,64 +16,20 @@ parameter (`get_decay_parameter_names`), and gradient clipping on the loss-scale
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.nn import functional as F
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 
+from .arguments import STAGES, TelMETrainingArguments
 from .losses import student_distillation_loss
-from .recipe import RECIPES, original_linear_schedule
 from .modeling import TelMEForEmotionRecognition
+from .recipe import original_linear_schedule
 
 
-STAGES = ("teacher", "audio", "video", "fusion")
 STAGE_PARTS = {"teacher": "text_teacher", "audio": "audio_student", "video": "video_student", "fusion": "fusion"}
 STAGE_MODALITIES = {"teacher": ("text",), "audio": ("audio",), "video": ("video",), "fusion": ("text", "audio", "video")}
-
-
-@dataclass
-class TelMETrainingArguments(TrainingArguments):
-    r"""
-    `TrainingArguments` for one TelME stage.
-
-    Args:
-        stage (`str`, *optional*, defaults to `"teacher"`):
-            Which part is trained: `"teacher"`, `"audio"`, `"video"` or `"fusion"`.
-        response_weight (`float`, *optional*, defaults to 1.0):
-            α, weight of the DIST response loss in the student stages (original code: MELD 1, IEMOCAP 0.1).
-        response_temperature (`float`, *optional*, defaults to 4.0):
-            τ of the response loss (original code: MELD 4, IEMOCAP 2; the paper states the reverse).
-        feature_weight (`float`, *optional*, defaults to 1.0):
-            β, weight of the feature loss.
-        feature_temperature (`float`, *optional*, defaults to 1.0):
-            Temperature of the feature loss's similarity softmax.
-        recipe (`str`, *optional*, defaults to `"clean"`):
-            `"reference"` reproduces the original optimisation loop (see the module docstring); `"clean"` is the
-            `Trainer`'s own.
-    """
-
-    stage: str = field(default="teacher", metadata={"help": "Part to train: teacher, audio, video or fusion."})
-    response_weight: float = field(default=1.0, metadata={"help": "α: weight of the DIST response loss."})
-    response_temperature: float = field(default=4.0, metadata={"help": "τ: temperature of the response loss."})
-    feature_weight: float = field(default=1.0, metadata={"help": "β: weight of the feature loss."})
-    feature_temperature: float = field(default=1.0, metadata={"help": "Temperature of the feature loss."})
-    recipe: str = field(
-        default="clean",
-        metadata={"help": "clean (Trainer's schedule, no weight decay on biases and norms, clip after unscaling) or "
-                  "reference (the original loop: sample-counted schedule stepped per batch, weight decay on every "
-                  "parameter, clip on the loss-scaled gradients)."},
-    )
-    # Rows carry dialogue context and media paths that the collator reads: keep every column.
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
-
-    def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise ValueError(f"`stage` must be one of {STAGES}, got {self.stage!r}.")
-        if self.recipe not in RECIPES:
-            raise ValueError(f"`recipe` must be one of {RECIPES}, got {self.recipe!r}.")
-        super().__post_init__()
 
 
 def freeze_all_but(model: TelMEForEmotionRecognition, stage: str) -> None:

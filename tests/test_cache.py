@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from telme_hf.data.cache import PLACEHOLDER_AUDIO_SAMPLES, MediaCache, MediaLoader, prepare_media
+from telme_hf.data.bad_media import PLACEHOLDER_AUDIO_SAMPLES
+from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media
 from telme_hf.data.collator import TelMEDataCollator
 from telme_hf.data.media import (
     AudioDecodeOptions,
@@ -71,8 +72,9 @@ def test_skip_policy_drops_and_reports(case, clips, caplog):
     name, _, max_seconds = BAD[case]
     loader = MediaLoader(AUDIO, VIDEO, on_bad_media="skip", max_media_seconds=max_seconds)
     with caplog.at_level(logging.WARNING, logger="telme_hf.data"):
-        assert loader.load(row(clips[name], key=f"bad_{case}")) is None
-    assert list(loader.report.affected) == [f"bad_{case}"]
+        outcome = loader.load(row(clips[name], key=f"bad_{case}"))
+    assert outcome.skipped and outcome.audio is None and outcome.video is None
+    assert loader.report.keys() == [f"bad_{case}"]
     assert f"bad_{case}" in caplog.text and "dropped" in caplog.text
 
 
@@ -81,20 +83,23 @@ def test_zeros_policy_substitutes_placeholders(case, clips):
     name, _, max_seconds = BAD[case]
     loader = MediaLoader(AUDIO, VIDEO, on_bad_media="zeros", max_media_seconds=max_seconds,
                          pixel_mean=(0.485, 0.456, 0.406))
-    audio, video = loader.load(row(clips[name]))
+    outcome = loader.load(row(clips[name]))
+    audio, video = outcome.audio, outcome.video
     assert audio.shape == (PLACEHOLDER_AUDIO_SAMPLES,) and not audio.any()
     assert video.shape == (4, 32, 32, 3) and video.dtype == np.uint8
     assert (video == np.array([124, 116, 104], np.uint8)).all()  # round(255 × the given mean)
-    assert "zeros" in loader.report.summary() and len(loader.report.affected) == 1
+    assert "zeros" in loader.report.summary() and len(loader.report) == 1
+    assert outcome.note.endswith(": used zeros")
 
 
+@pytest.mark.parametrize("order", ["rgb", "bgr"])
 @pytest.mark.parametrize("statistics", ["kinetics", "imagenet"])
-def test_zero_placeholder_frames_reach_the_model_as_zeros(statistics, tiny_config, tiny_tokenizer):
+def test_zero_placeholder_frames_reach_the_model_as_zeros(statistics, order, tiny_config, tiny_tokenizer):
     from telme_hf import build_processor
 
-    tiny_config.video_pixel_statistics = statistics
-    processor = build_processor(tiny_config, tiny_tokenizer)
-    collator = TelMEDataCollator(processor, ("video",), None, VIDEO, on_bad_media="zeros")
+    processor = build_processor(tiny_config, tiny_tokenizer, video_pixel_statistics=statistics,
+                                video_channel_order=order)
+    collator = TelMEDataCollator(processor, ("video",), on_bad_media="zeros")
     pixel_values = collator([row("/does/not/exist.mp4")])["pixel_values"]
     assert pixel_values.abs().max() < 0.01
 
@@ -107,7 +112,8 @@ def test_window_cuts_the_dialogue_video_but_not_a_separate_utterance_wav(tmp_pat
     wav = write_media(tmp_path / "utterance.wav", None, np.full((1, 16000 * 2), 0.1, np.float32), sample_rate=16000)
     loader = MediaLoader(AUDIO, VideoDecodeOptions(num_frames=4, size=None))
     iemocap_row = row(str(wav)) | {"video_path": str(video), "start": 5.5, "end": 7.25}
-    audio, clip = loader.load(iemocap_row)
+    outcome = loader.load(iemocap_row)
+    audio, clip = outcome.audio, outcome.video
     assert abs(audio.size - 32000) <= 1024  # the whole 2 s wav, although the window starts at 5.5 s
     picked = clip[:, 0, 0, 0].astype(int) // 2
     # lossy coding blurs the brightness code by a level or two: allow 3 frames (a quarter second)
@@ -117,25 +123,26 @@ def test_window_cuts_the_dialogue_video_but_not_a_separate_utterance_wav(tmp_pat
 def test_good_clip_is_decoded_and_cached(clips, tmp_path):
     cache = MediaCache(tmp_path)
     loader = MediaLoader(AUDIO, VIDEO, cache=cache)
-    audio, video = loader.load(row(clips["good"]))
+    first = loader.load(row(clips["good"]))
+    audio, video = first.audio, first.video
     assert video.shape == (4, 32, 32, 3) and audio.dtype == np.float32 and audio.size >= 2048 * 8
-    assert cache.decode_calls == 1
+    assert cache.decode_calls == 1 and not first.entries
     again = loader.load(row(clips["good"]))
     assert cache.decode_calls == 1
-    assert np.array_equal(again[0], audio) and np.array_equal(again[1], video)
+    assert np.array_equal(again.audio, audio) and np.array_equal(again.video, video)
     # other decode options are another cache entry
     MediaLoader(AUDIO, VideoDecodeOptions(num_frames=2, size=32, center_crop=True), cache=cache).load(row(clips["good"]))
     assert cache.decode_calls == 2
 
 
 def test_collator_skips_bad_rows_and_keeps_labels_aligned(clips, tiny_processor):
-    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), AUDIO, VIDEO, on_bad_media="skip")
+    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), on_bad_media="skip")
     rows = [row(clips["good"], "a") | {"label": 1}, row(clips["corrupt"], "b") | {"label": 2},
             row(clips["good"], "c") | {"label": 5}]
     batch = collator(rows)
     assert batch["labels"].tolist() == [1, 5]
     assert batch["pixel_values"].shape[0] == 2 and batch["input_ids"].shape[0] == 2
-    assert list(collator.bad_media_report.affected) == ["b"]
+    assert collator.bad_media_report.keys() == ["b"]
 
 
 def test_prepare_media_drops_skipped_rows_from_the_dataset(clips, tmp_path):

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["demo"], ["train"], ["predict"], ["evaluate"], ["make-corpus"], ["convert-original"]]
+    "command", [[], ["demo"], ["train"], ["predict"], ["evaluate"], ["make-corpus"], ["convert-original"],
+                ["upgrade-checkpoint"]]
 )
 def test_every_help_works(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -55,18 +56,27 @@ def test_readme_telme_commands_and_flags_exist():
     subcommands = parser._subparsers._group_actions[0].choices
     for words in telme:
         assert words[1] in subcommands, words
-        if words[1] in ("demo", "train"):
-            parser.parse_args(words[1:] + ([] if words[1] == "demo" or "--config" in words else ["--config", "x"]))
-        if words[1] in ("predict", "evaluate"):
+        if words[1] == "demo":
+            parser.parse_args(words[1:])
+        if words[1] == "train":
+            check_recipe_overrides(words[2:])
+        if words[1] in ("predict", "evaluate", "convert-original", "upgrade-checkpoint"):
             # Every flag and value must parse as written: the README's commands run without extra arguments.
             args = parser.parse_args(words[1:])
-            assert args.handler.__name__ == f"_{words[1]}"
-        if words[1] == "convert-original":
-            from telme_hf.convert import build_parser as convert_parser
+            assert args.handler.__name__ == {"convert-original": "_convert", "upgrade-checkpoint": "_upgrade"}.get(
+                words[1], f"_{words[1]}")
 
-            known = {option for action in convert_parser()._actions for option in action.option_strings}
-            for flag in [w for w in words[2:] if w.startswith("--")]:
-                assert flag in known, flag
+
+def check_recipe_overrides(words):
+    """Every option a README recipe command sets exists (`--config` aside, which is checked for its file)."""
+    from telme_hf.arguments import override_tokens, resolve_config
+
+    if "--config" in words:
+        position = words.index("--config")
+        name = words[position + 1]
+        resolve_config(ROOT / name if (ROOT / name).exists() else name)  # a file, or a packaged config's name
+        words = words[:position] + words[position + 2:]
+    override_tokens(words)  # raises on an unknown option
 
 
 def test_readme_shows_predict_and_evaluate():
@@ -77,7 +87,7 @@ def test_readme_shows_predict_and_evaluate():
 
 
 def test_readme_dialogue_csv_is_what_predict_reads(tmp_path):
-    from telme_hf.inference import read_dialogue
+    from telme_hf.dialogue_files import read_dialogue
 
     blocks = re.findall(r"```csv\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     assert blocks, "the README shows no dialogue CSV"
@@ -92,8 +102,10 @@ def test_readme_recipe_commands_name_existing_configs():
         if "recipes/distill.py" in words:
             config = words[words.index("--config") + 1]
             assert (ROOT / config).exists(), config
-            stage = words[words.index("--stage") + 1] if "--stage" in words else "all"
-            assert stage in ("teacher", "audio", "video", "fusion", "all")
+            check_recipe_overrides(words[words.index("recipes/distill.py") + 1:])
+            for flag in ("--stage", "--stages"):
+                if flag in words:
+                    assert words[words.index(flag) + 1] in ("teacher", "audio", "video", "fusion")
         if words[0] == "python" and words[1].startswith("benchmarks/"):
             assert (ROOT / words[1]).exists(), words[1]
 

@@ -7,6 +7,7 @@ state-dict layout. The converted checkpoint must give the same logits.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +28,13 @@ from transformers import (
 )
 
 from telme_hf import REFERENCE_BEHAVIOUR, TelMEConfig, TelMEForEmotionRecognition
+from telme_hf.modeling import MODEL_REFERENCE_BEHAVIOUR
 from telme_hf.convert import (
     ConversionError,
     _check_speaker_token_ids,
     _load_tokenizer,
     build_reference_config,
     convert_original_checkpoint,
-    main,
 )
 
 
@@ -233,16 +234,21 @@ def test_converted_logits_equal_the_original_forward_pass(release, batch_size):
 
 def test_converted_config_uses_the_dataset_preset_and_the_original_behaviours(release):
     config = TelMEConfig.from_pretrained(release.converted)
+    processor = AutoProcessor.from_pretrained(release.converted)
     for name, (clean, original) in REFERENCE_BEHAVIOUR.items():
         # The original zeroes clips over 30 s in its MELD code only.
         expected = clean if (release.dataset, name) == ("iemocap", "max_media_seconds") else original
-        assert getattr(config, name) == expected, name
+        # What the network computes is in config.json, what it is fed in processor_config.json.
+        holder = config if name in MODEL_REFERENCE_BEHAVIOUR else processor
+        assert getattr(holder, name) == expected, name
+    saved = json.loads((release.converted / "processor_config.json").read_text())
+    assert saved["speaker_index_carryover"] is True and saved["video_channel_order"] == "bgr"
+    assert "speaker_index_carryover" not in json.loads((release.converted / "config.json").read_text())
     assert config.fusion_num_heads == HYPER[release.dataset]["heads"]
     assert config.fusion_shift_weight == HYPER[release.dataset]["theta"]
     assert config.num_labels == HYPER[release.dataset]["labels"]
     assert config.fusion_attention_width == 2 * WIDTH and config.fusion_modality_order == ["audio", "video"]
     assert config.text_config.hidden_size == 64 and config.audio_config.conv_bias is True
-    processor = AutoProcessor.from_pretrained(release.converted)
     assert processor.reference_tokenization is True and processor.audio_padding_side == "left"
     card = (release.converted / "README.md").read_text()
     assert "converted from the original release" in card and "fusion_attention_scope" in card
@@ -361,6 +367,9 @@ def test_cli_converts_and_logs_the_dropped_pooler(meld_release, tmp_path, tiny_t
     )}
     argv = [*(item for pair in files.items() for item in pair), "--dataset", "meld", "--output", str(tmp_path / "cli"),
             "--config", str(meld_release.config_dir / "config.json"), "--tokenizer", str(tokenizer_dir)]
+    from telme_hf.cli import main
+
+    argv = ["convert-original", *argv]
     with caplog.at_level(logging.INFO, logger="telme_hf.convert"):
         assert main(argv) == 0
     dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]

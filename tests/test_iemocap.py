@@ -89,14 +89,14 @@ def test_actor_from_utterance_id():
 
 
 def test_paths_are_rerooted_from_the_csv(parent_root):
-    iemocap = load_iemocap(parent_root, splits=("train",))
+    iemocap, report = load_iemocap(parent_root, splits=("train",), return_report=True)
     train = iemocap["train"]
     release = parent_root / "IEMOCAP_full_release"
     assert train[0]["audio_path"] == str(release / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav")
     assert train[0]["video_path"] == str(release / "Session1/dialog/avi/DivX/Ses01F_impro01.avi")
     assert train[6]["audio_path"].endswith("Ses01M_script01_1/Ses01M_script01_1_M001.wav")
     assert all(Path(p).is_file() for p in [*train["audio_path"], *train["video_path"]])
-    assert not iemocap.bad_media_report
+    assert not report
 
 
 def test_root_may_be_the_release_folder_itself(parent_root):
@@ -183,24 +183,24 @@ def test_missing_wav_policies(tmp_path, caplog):
     assert "on_bad_media='skip'" in message
 
     with caplog.at_level(logging.WARNING, logger="telme_hf.data"):
-        skipped = load_iemocap(tmp_path, splits=("train",), on_bad_media="skip")
+        skipped, report = load_iemocap(tmp_path, splits=("train",), on_bad_media="skip", return_report=True)
     assert skipped["train"]["utterance_key"] == [r[1] for r in TRAIN if r[1] != "Ses01F_impro01_F001"]
-    assert skipped.bad_media_report.keys("train") == ["Ses01F_impro01_F001"]
+    assert report.keys("train") == ["Ses01F_impro01_F001"]
     assert any("Ses01F_impro01_F001" in record.getMessage() for record in caplog.records)
     # Video only: the wav is not needed, so nothing is missing.
     assert load_iemocap(tmp_path, splits=("train",), modalities=("text", "video"))["train"].num_rows == 7
 
-    zeros = load_iemocap(tmp_path, splits=("train",), on_bad_media="zeros")
-    assert zeros["train"].num_rows == 7 and zeros.bad_media_report.keys() == ["Ses01F_impro01_F001"]
+    zeros, report = load_iemocap(tmp_path, splits=("train",), on_bad_media="zeros", return_report=True)
+    assert zeros["train"].num_rows == 7 and report.keys() == ["Ses01F_impro01_F001"]
 
 
 def test_missing_dialogue_video_affects_all_its_rows(tmp_path):
     (tmp_path / "IEMOCAP_train.csv").write_bytes(csv_bytes(TRAIN))
     missing = avi_rel("Ses01M_script01_1_M000", "Ses01M_script01_1")
     make_release(tmp_path / "IEMOCAP_full_release", TRAIN, skip=(missing,))
-    iemocap = load_iemocap(tmp_path, splits=("train",), on_bad_media="skip")
+    iemocap, report = load_iemocap(tmp_path, splits=("train",), on_bad_media="skip", return_report=True)
     assert iemocap["train"]["dialogue_id"] == ["Ses01F_impro01"] * 4
-    assert len(iemocap.bad_media_report) == 3
+    assert len(report) == 3
 
 
 def test_malformed_rows(tmp_path):

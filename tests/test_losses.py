@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from telme_hf.losses import (
     feature_distillation_loss,

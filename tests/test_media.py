@@ -23,11 +23,11 @@ from telme_hf.data.media import (
 )
 from telme_hf.data.synthetic import write_media
 
+from frame_index import HEIGHT, WIDTH, indexed_frames, read_indices
 
-WIDTH, HEIGHT = 64, 48
+
 # A whole number of AAC frames (1024 samples): PyAV zero-pads the last frame, which would lengthen the clip.
 STEREO_SAMPLES = 94 * 1024  # 2.005 s at 48 kHz
-INDEX_BITS = 8  # frame index written as 8 black/white vertical stripes: survives any lossy codec
 
 
 # ------------------------------------------------------------------------------------------------ media builders
@@ -36,28 +36,6 @@ INDEX_BITS = 8  # frame index written as 8 black/white vertical stripes: survive
 def tone(frequency, seconds, sample_rate, amplitude=0.5):
     t = np.arange(int(round(seconds * sample_rate))) / sample_rate
     return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
-
-
-def indexed_frames(num_frames):
-    """Frame i shows i in binary, most significant bit on the left, one 8-px stripe per bit."""
-    frames = np.zeros((num_frames, HEIGHT, WIDTH, 3), dtype=np.uint8)
-    stripe = WIDTH // INDEX_BITS
-    for i in range(num_frames):
-        for bit in range(INDEX_BITS):
-            if (i >> (INDEX_BITS - 1 - bit)) & 1:
-                frames[i, :, bit * stripe : (bit + 1) * stripe] = 255
-    return frames
-
-
-def read_indices(video):
-    """Inverse of `indexed_frames` for decoded `(n, H, W, 3)` frames (any width: stripes scale with it)."""
-    stripe = video.shape[2] / INDEX_BITS
-    indices = []
-    for frame in video:
-        # Sample the middle of each stripe, away from edges blurred by chroma subsampling and resizing.
-        bits = [frame[:, int((b + 0.5) * stripe)].mean() > 127 for b in range(INDEX_BITS)]
-        indices.append(int("".join("1" if b else "0" for b in bits), 2))
-    return indices
 
 
 def peak_frequency(signal, sample_rate):

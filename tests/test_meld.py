@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from telme_hf import MELD_LABELS
+from telme_hf.data.bad_media import BadMediaReport
 from telme_hf.data.dialogues import (
-    MissingMediaReport,
     assign_speaker_indices,
     decode_csv_bytes,
     normalize_text,
@@ -249,9 +249,9 @@ def media_root(tmp_path, missing: str | None = "dia3_utt2") -> Path:
 
 def test_text_only_needs_no_media_folder(tmp_path):
     root = write_meld(tmp_path, {"train": UTF8_CSV})
-    meld = load_meld(root, splits=("train",), modalities=("text",))
+    meld, report = load_meld(root, splits=("train",), modalities=("text",), return_report=True)
     assert set(meld["train"]["audio_path"]) == {""} and set(meld["train"]["video_path"]) == {""}
-    assert not meld.bad_media_report
+    assert not report
     with pytest.raises(FileNotFoundError, match=r"train_splits.*modalities=\('text',\)"):
         load_meld(root, splits=("train",))
 
@@ -281,11 +281,11 @@ def test_missing_clip_error_names_file_row_and_fix(tmp_path):
 def test_missing_clip_skip_drops_exactly_that_row_and_logs_it(tmp_path, caplog):
     root = media_root(tmp_path)
     with caplog.at_level(logging.WARNING, logger="telme_hf.data"):
-        meld = load_meld(root, splits=("train",), on_bad_media="skip")
+        meld, report = load_meld(root, splits=("train",), on_bad_media="skip", return_report=True)
     train = meld["train"]
     assert train["utterance_key"] == [key for key in EXPECTED_KEYS if key != "dia3_utt2"]
-    assert meld.bad_media_report.keys("train") == ["dia3_utt2"]
-    assert meld.bad_media_report.policy == "skip"
+    assert report.keys("train") == ["dia3_utt2"]
+    assert report.policy == "skip" and report.by_split()["train"]["dia3_utt2"].endswith(": dropped")
     logged = [record.getMessage() for record in caplog.records if record.name == "telme_hf.data"]
     assert any("dia3_utt2" in message for message in logged)
     assert any("1 utterance(s)" in message for message in logged)  # the summary
@@ -297,14 +297,14 @@ def test_missing_clip_skip_drops_exactly_that_row_and_logs_it(tmp_path, caplog):
 def test_missing_clip_zeros_keeps_the_row_and_logs_it(tmp_path, caplog):
     root = media_root(tmp_path)
     with caplog.at_level(logging.WARNING, logger="telme_hf.data"):
-        meld = load_meld(root, splits=("train",), on_bad_media="zeros")
+        meld, report = load_meld(root, splits=("train",), on_bad_media="zeros", return_report=True)
     assert meld["train"]["utterance_key"] == EXPECTED_KEYS
     assert meld["train"][15]["video_path"] == str(root / "train_splits" / "dia3_utt2.mp4")
-    assert meld.bad_media_report.keys() == ["dia3_utt2"]
+    assert report.keys() == ["dia3_utt2"]
     assert any("dia3_utt2" in record.getMessage() for record in caplog.records)
     # The scan can be re-run on the loaded dataset (e.g. after moving files).
     again = scan_missing_media(meld)
-    assert isinstance(again, MissingMediaReport) and again.keys("train") == ["dia3_utt2"]
+    assert isinstance(again, BadMediaReport) and again.keys("train") == ["dia3_utt2"]
     (root / "train_splits" / "dia3_utt2.mp4").touch()
     assert not scan_missing_media(meld)
 

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from telme_hf.data.registry import CORPORA, PAPER_CORPUS_LABELS
 from telme_hf.metrics import (
-    DATASET_LABELS,
-    PAPER_RESULTS,
     compute_erc_metrics,
     format_per_class_table,
     load_erc_metric,
@@ -131,7 +130,7 @@ PAPER_ORDER = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "ange
 
 def test_table_uses_paper_column_order_and_two_decimals():
     teacher, fusion = _meld_metrics(0), _meld_metrics(1)
-    table = format_per_class_table({"teacher": teacher, "fusion": fusion}, MELD, reference=PAPER_RESULTS["meld"])
+    table = format_per_class_table({"teacher": teacher, "fusion": fusion}, MELD, reference=CORPORA["meld"].paper)
     lines = table.splitlines()
     assert lines[0].split() == ["model", *PAPER_ORDER, "weighted", "F1"]
     assert set(lines[1]) == {"-"}
@@ -153,7 +152,7 @@ def test_table_accepts_single_and_trainer_flat_dicts():
     flat = make_compute_metrics(LABELS3)(EvalPrediction(predictions=np.array(Y_PRED), label_ids=np.array(Y_TRUE)))
     logged = {f"eval_{key}": value for key, value in flat.items()}  # as returned by Trainer.evaluate()
     table = format_per_class_table(
-        {"audio": logged}, LABELS3, order=["sad", "ang"], reference=PAPER_RESULTS["iemocap"]
+        {"audio": logged}, LABELS3, order=["sad", "ang"], reference=CORPORA["iemocap"].paper
     )
     lines = table.splitlines()
     assert lines[0].split() == ["model", "sad", "ang", "weighted", "F1"]
@@ -162,10 +161,10 @@ def test_table_accepts_single_and_trainer_flat_dicts():
 
 
 def test_paper_results_constant():
-    meld = PAPER_RESULTS["meld"]
-    assert meld["weighted_f1"] == 67.37 and PAPER_RESULTS["iemocap"]["weighted_f1"] == 70.48
+    meld = CORPORA["meld"].paper
+    assert meld["weighted_f1"] == 67.37 and CORPORA["iemocap"].paper["weighted_f1"] == 70.48
     assert set(meld) == set(MELD) | {"weighted_f1"}
-    assert DATASET_LABELS["meld"] == MELD
+    assert PAPER_CORPUS_LABELS["meld"] == MELD
 
 
 def test_normalize_confusion_matrix():

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel
 
 from telme_hf import REFERENCE_BEHAVIOUR, TelMEConfig, TelMEForEmotionRecognition
+from telme_hf.modeling import MODEL_REFERENCE_BEHAVIOUR, PROCESSOR_REFERENCE_BEHAVIOUR
 from telme_hf.modeling.modeling_telme import TelMEFusion, last_token_positions
 
 
@@ -37,7 +38,7 @@ def test_auto_config_for_model_builds_sub_configs_from_dicts():
     assert isinstance(config, TelMEConfig)
     assert config.text_config.hidden_size == 48 and config.text_config.vocab_size == 321
     assert config.audio_config.hidden_size == 40
-    assert config.video_num_frames == 2
+    assert config.video_config.num_frames == 2
     assert config.num_labels == 6
 
 
@@ -55,8 +56,11 @@ def test_presets_follow_the_original_code():
 
 def test_reference_switch_sets_every_original_behaviour_and_explicit_args_win():
     config = TelMEConfig.from_preset("tiny", reference_behaviour=True)
-    for name, (_, original) in REFERENCE_BEHAVIOUR.items():
+    for name, (_, original) in MODEL_REFERENCE_BEHAVIOUR.items():
         assert getattr(config, name) == original, name
+    # The network's behaviours are the config's; what it is fed is the processor's (test_processing).
+    assert set(REFERENCE_BEHAVIOUR) == set(MODEL_REFERENCE_BEHAVIOUR) | set(PROCESSOR_REFERENCE_BEHAVIOUR)
+    assert not set(MODEL_REFERENCE_BEHAVIOUR) & set(PROCESSOR_REFERENCE_BEHAVIOUR)
     mixed = TelMEConfig.from_preset("tiny", reference_behaviour=True, fusion_attention_scope="modalities")
     assert mixed.fusion_attention_scope == "modalities" and mixed.audio_pooling == "first"
     clean = TelMEConfig.from_preset("tiny")
@@ -68,8 +72,6 @@ def test_reference_switch_sets_every_original_behaviour_and_explicit_args_win():
     [
         ({"fusion_attention_scope": "sideways"}, "fusion_attention_scope"),
         ({"fusion_num_heads": 5}, "not divisible"),
-        ({"prompt_template": "{mask} says {speaker}"}, "end exactly with"),
-        ({"prompt_template": "Now {speaker} feels {mask} "}, "end exactly with"),
         ({"fusion_modality_order": ["audio", "text"]}, "fusion_modality_order"),
     ],
 )

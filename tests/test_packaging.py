@@ -1,4 +1,4 @@
-"""A non-editable install carries the model code, the card template and the demo config as real files."""
+"""A non-editable install carries the model code, the card template, the recipe and its configs as real files."""
 
 from __future__ import annotations
 
@@ -27,10 +27,12 @@ def test_wheel_holds_the_modeling_package_and_data_files(tmp_path):
         "telme_hf/modeling/configuration_telme.py",
         "telme_hf/modeling/processing_telme.py",
         "telme_hf/erc_metric/erc_metric.py",
+        "telme_hf/recipes/distill.py",
     ):
         assert name in names, name
     # the symlinked data files arrive with their content, identical to the sources
     assert wheel.read("telme_hf/model_card.md") == (ROOT / "model_card.md").read_bytes()
-    assert wheel.read("telme_hf/demo.yaml") == (ROOT / "recipes/configs/tiny.yaml").read_bytes()
+    for name in ("tiny", "meld", "iemocap"):  # `telme train --config meld` finds them after a pip install
+        assert wheel.read(f"telme_hf/recipes/configs/{name}.yaml") == (ROOT / f"recipes/configs/{name}.yaml").read_bytes()
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "telme = telme_hf.cli:main" in wheel.read(entry_points).decode()

@@ -10,7 +10,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 import telme_hf
 from telme_hf import EmotionRecognitionInConversationPipeline
-from telme_hf.data.collator import decode_options_from_config
+from telme_hf.data.cache import media_options
 from telme_hf.data.media import decode_clip
 from telme_hf.data.synthetic import write_media
 
@@ -42,7 +42,7 @@ def direct_probabilities(model, processor, turns, clips=None):
     contexts = [turns[: k + 1] for k in range(len(turns))]
     media = {}
     if clips is not None:
-        audio_options, video_options = decode_options_from_config(model.config)
+        audio_options, video_options = media_options(processor)
         decoded = [decode_clip(clip, audio_options, video_options) for clip in clips]
         media = dict(audio=[d.audio for d in decoded], videos=[d.video for d in decoded],
                      sampling_rate=audio_options.sampling_rate)

@@ -97,8 +97,7 @@ def test_each_waveform_is_normalised_on_its_own_whatever_the_padding_side(tiny_p
 def test_frame_colours_survive_normalisation(statistics, mean, std, tiny_config, tiny_tokenizer):
     from telme_hf import build_processor
 
-    tiny_config.video_pixel_statistics = statistics
-    processor = build_processor(tiny_config, tiny_tokenizer)
+    processor = build_processor(tiny_config, tiny_tokenizer, video_pixel_statistics=statistics)
     red = np.zeros((4, 32, 32, 3), np.uint8)
     red[..., 0] = 255
     pixels = processor(videos=[red])["pixel_values"][0]
@@ -112,8 +111,8 @@ def test_errors_are_clear(tiny_processor):
         tiny_processor()
     with pytest.raises(ValueError, match="empty"):
         tiny_processor(audio=[np.zeros(0, np.float32)])
-    with pytest.raises(ValueError, match="same number of frames"):
-        tiny_processor(videos=[np.zeros((4, 8, 8, 3), np.uint8), np.zeros((3, 8, 8, 3), np.uint8)])
+    with pytest.raises(ValueError, match=r"\(num_frames, height, width, 3\)"):
+        tiny_processor(videos=[np.zeros((4, 8, 8), np.uint8)])
     for template in ("{mask} said {speaker}", "Now {speaker} feels {mask} "):
         with pytest.raises(ValueError, match="end exactly with"):
             TelMEProcessor(tiny_processor.tokenizer, tiny_processor.feature_extractor, tiny_processor.image_processor,
@@ -136,3 +135,70 @@ def test_save_load_round_trip_gives_identical_tensors(tmp_path, tiny_processor, 
     assert set(original) == set(reloaded)
     for key in original:
         assert torch.equal(original[key], reloaded[key]), key
+
+
+def test_clips_of_any_length_are_picked_to_the_models_frames(tiny_processor):
+    frames = np.stack([np.full((32, 32, 3), 10 * i, np.uint8) for i in range(9)])  # frame i is grey 10*i
+    pixels = tiny_processor(videos=[frames, frames[:2]])["pixel_values"]
+    assert pixels.shape[:2] == (2, tiny_processor.num_frames)
+    mean, std = tiny_processor.image_processor.image_mean[0], tiny_processor.image_processor.image_std[0]
+    grey = (pixels[:, :, 0, 16, 16] * std + mean) * 255
+    # uniform picks of 4 out of 9: 0, 3, 5, 8 (round half up); 2 frames are stretched to 0, 0, 1, 1
+    assert torch.allclose(grey[0], torch.tensor([0.0, 30.0, 50.0, 80.0]), atol=0.5)
+    assert torch.allclose(grey[1], torch.tensor([0.0, 0.0, 10.0, 10.0]), atol=0.5)
+
+
+def test_reference_processor_sets_every_original_behaviour_and_explicit_args_win(tiny_processor):
+    from telme_hf.modeling import PROCESSOR_REFERENCE_BEHAVIOUR
+
+    parts = (tiny_processor.tokenizer, tiny_processor.feature_extractor, tiny_processor.image_processor)
+    reference = TelMEProcessor(*parts, reference_behaviour=True)
+    for name, (_, original) in PROCESSOR_REFERENCE_BEHAVIOUR.items():
+        assert getattr(reference, name) == original, name
+    mixed = TelMEProcessor(*parts, reference_behaviour=True, video_channel_order="rgb", max_media_seconds=None)
+    assert mixed.video_channel_order == "rgb" and mixed.max_media_seconds is None and mixed.audio_keep == "last"
+    assert not any(TelMEProcessor(*parts).uses_reference_behaviour.values())
+    with pytest.raises(ValueError, match="video_frame_sampling"):
+        TelMEProcessor(*parts, video_frame_sampling="random")
+    with pytest.raises(ValueError, match="max_media_seconds"):
+        TelMEProcessor(*parts, max_media_seconds=-3)
+
+
+def test_bgr_processor_reverses_the_channels_of_rgb_frames(tiny_config, tiny_tokenizer):
+    from telme_hf import build_processor
+
+    red = np.zeros((4, 32, 32, 3), np.uint8)
+    red[..., 0] = 255
+    rgb = build_processor(tiny_config, tiny_tokenizer, video_pixel_statistics="kinetics")(videos=[red])
+    bgr = build_processor(tiny_config, tiny_tokenizer, video_pixel_statistics="kinetics",
+                          video_channel_order="bgr")(videos=[red])
+    # kinetics statistics are the same for every channel, so BGR is the RGB tensor with its channels reversed
+    assert torch.allclose(bgr["pixel_values"], rgb["pixel_values"].flip(2))
+
+
+def test_a_telme_hf_01_checkpoint_keeps_its_preprocessing(tmp_path, tiny_model, tiny_processor, dialogue):
+    """Checkpoints of telme_hf 0.1 kept the preprocessing options in config.json: they still load and predict the
+    same, and `telme upgrade-checkpoint` moves them into processor_config.json."""
+    import json
+
+    from telme_hf.cli import main
+    from telme_hf.prediction import load_model_and_processor
+
+    folder = tmp_path / "old"
+    tiny_model.save_pretrained(folder)
+    tiny_processor.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(max_text_length=8, speaker_index_carryover=True, video_channel_order="bgr", audio_sampling_rate=16000)
+    (folder / "config.json").write_text(json.dumps(config))
+    model, processor = load_model_and_processor(folder, "cpu")
+    assert processor.max_text_length == 8 and processor.video_channel_order == "bgr"
+    assert processor.speaker_index_carryover is True
+    before = processor(conversations=[dialogue])["input_ids"]
+    assert before.shape[1] == 8
+    assert main(["upgrade-checkpoint", str(folder)]) == 0
+    assert "max_text_length" not in json.loads((folder / "config.json").read_text())
+    saved = json.loads((folder / "processor_config.json").read_text())
+    assert saved["max_text_length"] == 8 and saved["video_channel_order"] == "bgr"
+    _, upgraded = load_model_and_processor(folder, "cpu")
+    assert torch.equal(upgraded(conversations=[dialogue])["input_ids"], before)
+    assert main(["upgrade-checkpoint", str(folder)]) == 0  # nothing left to move

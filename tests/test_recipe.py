@@ -20,9 +20,10 @@ from torch.nn import functional as F
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition
 from telme_hf.caching import TEACHER_COLUMNS, add_frozen_outputs
 from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media
-from telme_hf.data.collator import TelMEDataCollator, decode_options_from_config
+from telme_hf.data.collator import TelMEDataCollator
 from telme_hf.data.meld import load_meld
-from telme_hf.distill import DistillConfig, run_distillation
+from telme_hf.arguments import parse_recipe_args, stage_value
+from telme_hf.distill import run_distillation
 from telme_hf.recipe import original_hyperparameters, reset_heads_to_pytorch_defaults
 from telme_hf.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
 
@@ -49,11 +50,10 @@ def without_dropout(config: TelMEConfig) -> TelMEConfig:
 
 
 @pytest.fixture
-def reference_rows(tiny_corpus, tiny_config, tmp_path):
+def reference_rows(tiny_corpus, tiny_processor, tmp_path):
     data = load_meld(tiny_corpus, splits=("train",), on_bad_media="skip")
-    audio, video = decode_options_from_config(tiny_config)
     cache = MediaCache(tmp_path / "media")
-    train = prepare_media(data["train"], MediaLoader(audio, video, cache, on_bad_media="skip"))
+    train = prepare_media(data["train"], MediaLoader.for_processor(tiny_processor, cache, on_bad_media="skip"))
     return train.select(range(NUM_ROWS)), cache
 
 
@@ -132,8 +132,7 @@ def test_reference_recipe_equals_the_original_training_loop(stage, max_grad_norm
     model = TelMEForEmotionRecognition(without_dropout(tiny_config)).eval()
     reset_heads_to_pytorch_defaults(model)
     plain, initial = copy.deepcopy(model), copy.deepcopy(model)
-    audio, video = decode_options_from_config(tiny_config)
-    collator = TelMEDataCollator(tiny_processor, STAGE_MODALITIES[stage], audio, video, cache=cache)
+    collator = TelMEDataCollator(tiny_processor, STAGE_MODALITIES[stage], cache=cache)
     teacher_collator = TelMEDataCollator(tiny_processor, ("text",))
     if stage == "audio":
         train = add_frozen_outputs(train, model, teacher_collator, TEACHER_COLUMNS, tmp_path / "frozen",
@@ -143,7 +142,8 @@ def test_reference_recipe_equals_the_original_training_loop(stage, max_grad_norm
         output_dir=str(tmp_path / stage), stage=stage, recipe="reference", optim="adamw_torch",
         num_train_epochs=EPOCHS, learning_rate=LEARNING_RATE, per_device_train_batch_size=BATCH,
         weight_decay=WEIGHT_DECAY, max_grad_norm=max_grad_norm, response_weight=1.0, response_temperature=4.0,
-        feature_weight=1.0, eval_strategy="no", save_strategy="no", logging_steps=1, report_to="none",
+        feature_weight=1.0, eval_strategy="no", save_strategy="no", load_best_model_at_end=False, logging_steps=1,
+        report_to="none",
         disable_tqdm=True, dataloader_pin_memory=False, seed=0,
     )
     trainer = trainer_for_stage(stage)(model=model, args=args, train_dataset=train, data_collator=recording)
@@ -181,7 +181,7 @@ def test_clean_recipe_differs_from_the_original_loop(reference_rows, tiny_config
     args = TelMETrainingArguments(
         output_dir=str(tmp_path / "clean"), stage="teacher", num_train_epochs=EPOCHS, learning_rate=LEARNING_RATE,
         per_device_train_batch_size=BATCH, weight_decay=WEIGHT_DECAY, max_grad_norm=10.0, eval_strategy="no",
-        save_strategy="no", logging_steps=1, report_to="none", disable_tqdm=True, dataloader_pin_memory=False,
+        save_strategy="no", load_best_model_at_end=False, warmup_steps=0, logging_steps=1, report_to="none", disable_tqdm=True, dataloader_pin_memory=False,
     )
     trainer = trainer_for_stage("teacher")(model=model, args=args, train_dataset=train, data_collator=recording)
     trainer.train()
@@ -193,18 +193,18 @@ def test_clean_recipe_differs_from_the_original_loop(reference_rows, tiny_config
 
 
 def run_teacher_only(tiny_corpus, tmp_path, name, *overrides):
-    config = DistillConfig.from_yaml(None, [
-        f"output_dir={tmp_path / name}", f"data_root={tiny_corpus}", "stages=[teacher]", "epochs.teacher=3",
-        "batch_size=4", "eval_batch_size=16", "logging_steps=1", "learning_rate.teacher=0.003", "on_bad_media=skip",
-        *overrides,
+    arguments = parse_recipe_args([
+        f"output_dir={tmp_path / name}", f"data_root={tiny_corpus}", "stages=[teacher]", "teacher_epochs=3",
+        "per_device_train_batch_size=4", "per_device_eval_batch_size=16", "logging_steps=1",
+        "teacher_learning_rate=0.003", "on_bad_media=skip", *overrides,
     ])
-    return config, run_distillation(config, announce_next_step=False)
+    return arguments, run_distillation(*arguments, announce_next_step=False)
 
 
 def test_learning_rates_in_trainer_state_follow_the_recipe(tiny_corpus, tmp_path):
     rates = {}
     for recipe in ("reference", "clean"):
-        config, _ = run_teacher_only(tiny_corpus, tmp_path, recipe, f"recipe={recipe}")
+        run_teacher_only(tiny_corpus, tmp_path, recipe, f"recipe={recipe}")
         # Kept although the epoch checkpoints are removed (keep_checkpoints is false).
         state = json.loads((tmp_path / recipe / "teacher" / "trainer_state.json").read_text())
         assert not list((tmp_path / recipe / "teacher").glob("checkpoint-*"))
@@ -221,7 +221,7 @@ def test_multi_seed_run_writes_every_seed_and_the_mean_and_spread(tiny_corpus, t
     results = {seed: json.loads((tmp_path / "seeds" / f"seed-{seed}" / "results.json").read_text())
                for seed in (1, 2)}
     assert all((tmp_path / "seeds" / f"seed-{seed}" / "final" / "config.json").exists() for seed in (1, 2))
-    assert results[1]["config"]["seed"] == 1 and results[2]["config"]["seed"] == 2
+    assert results[1]["config"]["training"]["seed"] == 1 and results[2]["config"]["training"]["seed"] == 2
     written = json.loads((tmp_path / "seeds" / "summary.json").read_text())
     assert written["seeds"] == [1, 2]
     for split in ("dev", "test"):
@@ -238,19 +238,22 @@ def test_multi_seed_run_writes_every_seed_and_the_mean_and_spread(tiny_corpus, t
 
 
 def test_original_hyperparameters_only_for_the_paper_corpora():
-    config = DistillConfig(dataset="meld", data_root="x", recipe="reference", learning_rate={"teacher": 1e-5})
-    assert config.stage_value("learning_rate", "teacher") == 1e-6
-    assert config.stage_value("epochs", "fusion") == 10 and config.stage_value("batch_size") == 4
-    iemocap = DistillConfig(dataset="iemocap", data_root="x", recipe="reference")
-    assert iemocap.stage_value("epochs", "fusion") == 8 and iemocap.stage_value("response_weight") == 0.1
-    tiny = DistillConfig(dataset="synthetic", recipe="reference", batch_size=16)
-    assert tiny.stage_value("batch_size") == 16 and original_hyperparameters("reference", "synthetic") == {}
-    clean = DistillConfig(dataset="meld", data_root="x", learning_rate={"teacher": 1e-5})
-    assert clean.stage_value("learning_rate", "teacher") == 1e-5
-    with pytest.raises(ValueError, match="recipe"):
-        DistillConfig.from_yaml(None, ["recipe=original"])
+    args = TelMETrainingArguments(output_dir="x", recipe="reference", teacher_learning_rate=1e-5)
+    assert stage_value(args, "meld", "learning_rate", "teacher") == 1e-6
+    assert stage_value(args, "meld", "epochs", "fusion") == 10 and stage_value(args, "meld", "per_device_train_batch_size") == 4
+    assert stage_value(args, "iemocap", "epochs", "fusion") == 8
+    assert stage_value(args, "iemocap", "response_weight") == 0.1
+    tiny = TelMETrainingArguments(output_dir="x", recipe="reference", per_device_train_batch_size=16,
+                                  teacher_learning_rate=3e-3)
+    assert stage_value(tiny, "synthetic", "learning_rate", "teacher") == 3e-3
+    assert original_hyperparameters("reference", "synthetic") == {}
+    clean = TelMETrainingArguments(output_dir="x", teacher_learning_rate=1e-5)
+    assert stage_value(clean, "meld", "learning_rate", "teacher") == 1e-5
+    assert stage_value(clean, "meld", "epochs", "audio") == clean.num_train_epochs
+    with pytest.raises(SystemExit):  # argparse refuses a recipe that is not a choice
+        parse_recipe_args(["recipe=original"])
     with pytest.raises(ValueError, match="seeds"):
-        DistillConfig.from_yaml(None, ["seeds=[1,1]"])
+        parse_recipe_args(["seeds=[1,1]"])
 
 
 def test_heads_get_pytorch_default_initialisation(tiny_config):
@@ -306,7 +309,8 @@ def test_reference_clip_acts_on_the_gradients_as_they_are(reference_rows, tiny_c
     for recipe in ("reference", "clean"):
         model = TelMEForEmotionRecognition(tiny_config)
         args = TelMETrainingArguments(output_dir=str(tmp_path / recipe), stage="teacher", recipe=recipe,
-                                      max_grad_norm=10.0, report_to="none", disable_tqdm=True)
+                                      max_grad_norm=10.0, report_to="none", disable_tqdm=True, eval_strategy="no",
+                                      save_strategy="no", load_best_model_at_end=False)
         trainer = trainer_for_stage("teacher")(model=model, args=args, train_dataset=train,
                                                data_collator=TelMEDataCollator(tiny_processor, ("text",)))
         calls = []

@@ -21,6 +21,7 @@ from telme_hf.data.registry import load_corpus
 
 sys.path.insert(0, str(Path(__file__).parent / "parity"))
 import original_teacher_inputs as original  # noqa: E402
+from frame_index import indexed_frames, read_indices  # noqa: E402
 
 
 HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime"
@@ -53,16 +54,16 @@ def write_meld_csvs(root: Path, encoding: str = "utf-8") -> None:
 
 
 def our_tokens(root, processor, config, split="train"):
-    rows = load_corpus("meld", root, config, splits=split, modalities=("text",))[split]
+    rows = load_corpus("meld", root, processor, config.label_names, splits=split, modalities=("text",))[0][split]
     ids = [processor.encode_prompt(processor.build_prompt(row["context"])) for row in rows]
     return [processor.tokenizer.convert_ids_to_tokens(sequence) for sequence in ids], rows
 
 
-def reference_setup(texts, max_text_length):
+def reference_setup(texts, max_text_length, **options):
     tokenizer = train_tokenizer(texts, vocab_size=500)
-    config = TelMEConfig.from_preset("meld", reference_behaviour=True, max_text_length=max_text_length)
+    config = TelMEConfig.from_preset("meld", reference_behaviour=True)
     config.text_config.vocab_size = len(tokenizer)
-    return config, build_processor(config, tokenizer)
+    return config, build_processor(config, tokenizer, max_text_length=max_text_length, **options)
 
 
 @pytest.mark.parametrize("max_text_length", [512, 24])  # 24 tokens: the oldest context is cut
@@ -83,10 +84,8 @@ def test_reference_inputs_equal_the_restated_original_on_rows_with_c1_characters
     if max_text_length == 24:
         assert max(len(tokens) for tokens in ours) == 24
     # Clean mode would feed other text: the check above can fail.
-    clean = TelMEConfig.from_preset("meld", reference_behaviour=True, max_text_length=max_text_length,
-                                    text_normalization="cp1252")
-    clean.text_config.vocab_size = config.text_config.vocab_size
-    cleaned, _ = our_tokens(tmp_path, processor, clean)
+    clean = build_processor(config, processor.tokenizer, max_text_length=max_text_length, text_normalization="cp1252")
+    cleaned, _ = our_tokens(tmp_path, clean, config)
     assert cleaned[0] != expected[0]
     # MELD.Raw's cp1252 bytes give the same reference text as the authors' UTF-8 files with C1 characters.
     raw = tmp_path / "raw"
@@ -125,23 +124,6 @@ def test_every_meld_teacher_input_equals_the_original_on_the_authors_csvs():
 IEMOCAP_HEADER = "Utterance,Speaker,Dialogue_ID,Start_Time,End_Time,Wav_Path,Video_Path,Emotion"
 
 
-def indexed_frames(num_frames, width=64, height=48, bits=8):
-    """Frame i shows i in binary as 8-px black/white stripes (as in test_media)."""
-    frames = np.zeros((num_frames, height, width, 3), dtype=np.uint8)
-    stripe = width // bits
-    for i in range(num_frames):
-        for bit in range(bits):
-            if (i >> (bits - 1 - bit)) & 1:
-                frames[i, :, bit * stripe:(bit + 1) * stripe] = 255
-    return frames
-
-
-def read_indices(video, bits=8):
-    stripe = video.shape[2] / bits
-    return [int("".join("1" if frame[:, int((b + 0.5) * stripe)].mean() > 127 else "0" for b in range(bits)), 2)
-            for frame in video]
-
-
 @pytest.fixture
 def iemocap_release(tmp_path):
     """A 10 s dialogue AVI at 10 fps (frame i shows i), an utterance wav, and a CSV cutting [4 s, 6 s] and [0, 31 s]."""
@@ -164,45 +146,56 @@ def iemocap_release(tmp_path):
     return tmp_path
 
 
-def loader_for(config):
+def processor_for(preset, tokenizer, **config_kwargs):
+    return build_processor(TelMEConfig.from_preset(preset, **config_kwargs), tokenizer)
+
+
+def loader_for(processor):
     from dataclasses import replace
 
-    from telme_hf.data.cache import MediaLoader
-    from telme_hf.data.collator import decode_options_from_config
+    from telme_hf.data.cache import MediaLoader, media_options
 
-    audio, video = decode_options_from_config(config)
-    # Native frame size, so the index stripes survive (the config's 224-px centre crop would cut the outer ones).
+    audio, video = media_options(processor)
+    # Native frame size, so the index stripes survive (the preset's 224-px centre crop would cut the outer ones).
     return MediaLoader(audio, replace(video, size=None, center_crop=False), on_bad_media="zeros",
-                       max_media_seconds=config.max_media_seconds)
+                       max_media_seconds=processor.max_media_seconds)
 
 
-def test_iemocap_reference_video_window_has_the_one_second_margin(iemocap_release):
-    reference = TelMEConfig.from_preset("iemocap", reference_behaviour=True)
-    clean = TelMEConfig.from_preset("iemocap")
-    row = load_corpus("iemocap", iemocap_release, reference, splits="test")["test"][0]
-    waveform, frames = loader_for(reference).load(row)
+def first_rows(root, processor):
+    return load_corpus("iemocap", root, processor, splits="test")[0]["test"]
+
+
+def test_iemocap_reference_video_window_has_the_one_second_margin(iemocap_release, tiny_tokenizer):
+    reference = processor_for("iemocap", tiny_tokenizer, reference_behaviour=True)
+    clean = processor_for("iemocap", tiny_tokenizer)
+    outcome = loader_for(reference).load(first_rows(iemocap_release, reference)[0])
+    waveform, frames = outcome.audio, outcome.video
     # Window [max(4 - 1, 0), 6 + 1] = [3, 7] s; the original's rule: step = (10 fps * 4 s) // 8 = 5 over the frames
     # numbered 30..70 (1-based, frames 29..69): counts 5, 10, ..., 40.
     assert read_indices(frames) == [33, 38, 43, 48, 53, 58, 63, 68]
     # The audio is the utterance's own 2 s wav, read whole (no margin), at librosa's 22050 Hz (declared 16 kHz).
     assert len(waveform) == 2 * 22050
-    _, frames = loader_for(clean).load(load_corpus("iemocap", iemocap_release, clean, splits="test")["test"][0])
+    frames = loader_for(clean).load(first_rows(iemocap_release, clean)[0]).video
     assert read_indices(frames) == [40, 43, 46, 49, 51, 54, 57, 60]  # uniform over the 21 frames of [4 s, 6 s]
 
 
-def test_the_30_second_rule_is_melds_only(iemocap_release):
-    assert TelMEConfig.from_preset("meld", reference_behaviour=True).max_media_seconds == 30.0
-    reference = TelMEConfig.from_preset("iemocap", reference_behaviour=True)
+def test_the_30_second_rule_is_melds_only(iemocap_release, tiny_tokenizer, tmp_path):
+    from transformers import AutoProcessor
+
+    meld = processor_for("meld", tiny_tokenizer, reference_behaviour=True)
+    assert meld.max_media_seconds == 30.0
+    reference = processor_for("iemocap", tiny_tokenizer, reference_behaviour=True)
     assert reference.max_media_seconds is None
-    long_row = load_corpus("iemocap", iemocap_release, reference, splits="test")["test"][1]
+    long_row = first_rows(iemocap_release, reference)[1]
     loader = loader_for(reference)
     loader.load(long_row)  # a 31 s utterance keeps its media, as in the original's IEMOCAP code
-    assert not loader.report.affected
-    meld_rule = loader_for(TelMEConfig.from_preset("meld", reference_behaviour=True))
-    meld_rule.load(long_row)
-    assert list(meld_rule.report.affected) == ["Ses01F_impro01_M000"]
-    # A saved reference config keeps its explicit None (it is not re-defaulted to 30 s on loading).
-    assert TelMEConfig.from_dict(reference.to_dict()).max_media_seconds is None
+    assert not loader.report
+    meld_rule = loader_for(meld)
+    assert meld_rule.load(long_row).video is not None  # zeros stand in for it
+    assert meld_rule.report.keys() == ["Ses01F_impro01_M000"] and "too long" in meld_rule.report.entries[0].note
+    # A saved reference processor keeps its explicit None (it is not re-defaulted to 30 s on loading).
+    reference.save_pretrained(tmp_path / "saved")
+    assert AutoProcessor.from_pretrained(tmp_path / "saved").max_media_seconds is None
 
 
 # ---------------------------------------------------------------------------------------------------------- audio
@@ -214,13 +207,16 @@ def test_reference_audio_is_normalised_whole_then_cut_to_the_last_samples(tiny_t
     def normalise(x):  # Wav2Vec2FeatureExtractor's zero-mean unit-variance
         return (x - x.mean()) / np.sqrt(x.var() + 1e-7)
 
+    config = TelMEConfig.from_preset("tiny", reference_behaviour=True)
+    config.text_config.vocab_size = len(tiny_tokenizer)
     for reference, expected in ((True, normalise(wave)[-1000:]), (False, normalise(wave[-1000:]))):
-        config = TelMEConfig.from_preset("tiny", reference_behaviour=True, audio_max_samples=1000,
-                                         audio_normalize_before_keep=reference)
-        config.text_config.vocab_size = len(tiny_tokenizer)
-        values = build_processor(config, tiny_tokenizer)(audio=[wave])["input_values"][0].numpy()
+        processor = build_processor(config, tiny_tokenizer, audio_max_samples=1000,
+                                    audio_normalize_before_keep=reference)
+        values = processor(audio=[wave])["input_values"][0].numpy()
         assert values.shape == (1000,)
         np.testing.assert_allclose(values, expected, rtol=1e-4, atol=1e-4)
     assert not np.allclose(normalise(wave)[-1000:], normalise(wave[-1000:]), atol=0.1)
-    clean = TelMEConfig.from_preset("tiny", audio_max_samples=1000)
+    config = TelMEConfig.from_preset("tiny")
+    config.text_config.vocab_size = len(tiny_tokenizer)
+    clean = build_processor(config, tiny_tokenizer)
     assert clean.audio_keep == "first" and clean.audio_normalize_before_keep is False

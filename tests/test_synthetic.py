@@ -22,7 +22,6 @@ from telme_hf.data.synthetic import (
     MELD_SPLITS,
     TEXT_GROUPS,
     VIDEO_CUES,
-    main,
     make_synthetic_corpus,
 )
 
@@ -191,14 +190,16 @@ def test_refuses_to_overwrite(tmp_path, corpora):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_main_writes_a_corpus_and_has_help(tmp_path, capsys):
+def test_make_corpus_command_writes_a_corpus_and_has_help(tmp_path, capsys):
+    from telme_hf.cli import main
+
     with pytest.raises(SystemExit) as info:
-        main(["--help"])
+        main(["make-corpus", "--help"])
     assert info.value.code == 0 and "telme make-corpus" in capsys.readouterr().out
     root = tmp_path / "corpus"
-    assert main([str(root), "--dialogues", "3", "--seed", "7", "--no-progress"]) == 0
+    assert main(["make-corpus", str(root), "--dialogues", "3", "--seed", "7", "--no-progress"]) == 0
     assert manifest(root)["seed"] == 7
-    assert main([str(root), "--dialogues", "4", "--overwrite", "--no-progress"]) == 0
+    assert main(["make-corpus", str(root), "--dialogues", "4", "--overwrite", "--no-progress"]) == 0
     assert sum(s["dialogues"] for s in manifest(root)["splits"].values()) == 4
 
 

@@ -11,31 +11,30 @@ import torch
 
 from telme_hf import TelMEForEmotionRecognition
 from telme_hf.caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
+from telme_hf.arguments import parse_recipe_args, precision_flags, starting_checkpoint
 from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media
-from telme_hf.data.collator import TelMEDataCollator, decode_options_from_config
+from telme_hf.data.collator import TelMEDataCollator
 from telme_hf.data.meld import load_meld
-from telme_hf.distill import DistillConfig, _selected_epoch, push_folder_to_hub, run_distillation
+from telme_hf.distill import _selected_epoch, push_folder_to_hub, run_distillation
 from telme_hf.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
 
 
 @pytest.fixture
-def splits(tiny_corpus, tiny_model, tmp_path):
+def splits(tiny_corpus, tiny_processor, tmp_path):
     data = load_meld(tiny_corpus, on_bad_media="skip")
-    audio, video = decode_options_from_config(tiny_model.config)
     cache = MediaCache(tmp_path / "media")
     out = {}
     for name in ("train", "dev"):
-        out[name] = prepare_media(data[name], MediaLoader(audio, video, cache, on_bad_media="skip"))
+        out[name] = prepare_media(data[name], MediaLoader.for_processor(tiny_processor, cache, on_bad_media="skip"))
     return out, cache
 
 
 def make_trainer(stage, model, processor, train, dev, cache, tmp_path, **kwargs):
-    audio, video = decode_options_from_config(model.config)
-    collator = TelMEDataCollator(processor, STAGE_MODALITIES[stage], audio, video, cache=cache)
+    collator = TelMEDataCollator(processor, STAGE_MODALITIES[stage], cache=cache)
     defaults = dict(
         output_dir=str(tmp_path / stage), stage=stage, per_device_train_batch_size=4, per_device_eval_batch_size=8,
         learning_rate=1e-2, report_to="none", max_steps=2, save_strategy="no", eval_strategy="no",
-        dataloader_pin_memory=False, disable_tqdm=True,
+        load_best_model_at_end=False, dataloader_pin_memory=False, disable_tqdm=True,
     )
     defaults.update(kwargs)
     args = TelMETrainingArguments(**defaults)
@@ -51,7 +50,7 @@ def test_two_steps_change_only_the_stage_part(stage, splits, tiny_model, tiny_pr
     (data, cache) = splits
     train, dev = data["train"], data["dev"]
     if stage == "fusion":
-        collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), *decode_options_from_config(tiny_model.config), cache=cache)
+        collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), cache=cache)
         train = add_frozen_outputs(train, tiny_model, collator, FEATURE_COLUMNS, tmp_path / "frozen",
                                    ["text_teacher", "audio_student", "video_student"])
     if stage in ("audio", "video"):
@@ -93,9 +92,8 @@ def test_student_distillation_uses_cached_teacher_outputs(splits, tiny_model, ti
 
 def test_second_epoch_decodes_nothing(tiny_corpus, tiny_model, tiny_processor, tmp_path):
     data = load_meld(tiny_corpus, splits=("test",), on_bad_media="skip")["test"]
-    audio, video = decode_options_from_config(tiny_model.config)
     cache = MediaCache(tmp_path / "media")
-    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), audio, video, cache=cache)
+    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), cache=cache)
     rows = [data[i] for i in range(len(data))]
     first = collator(rows)
     calls = cache.decode_calls
@@ -139,7 +137,7 @@ def test_best_dev_epoch_is_selected_from_a_scripted_metric_sequence(splits, tiny
 def test_resume_from_a_saved_checkpoint(splits, tiny_model, tiny_processor, tmp_path):
     (data, cache) = splits
     trainer = make_trainer("teacher", tiny_model, tiny_processor, data["train"], data["dev"], cache, tmp_path,
-                           max_steps=4, save_strategy="steps", save_steps=2)
+                           max_steps=4, save_strategy="steps", save_steps=2, save_total_limit=None)
     trainer.train()
     checkpoint = tmp_path / "teacher" / "checkpoint-2"
     assert (checkpoint / "model.safetensors").exists()
@@ -152,16 +150,25 @@ def test_resume_from_a_saved_checkpoint(splits, tiny_model, tiny_processor, tmp_
 
 def test_config_overrides_and_errors(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("dataset: synthetic\nbatch_size: 4\nepochs: {teacher: 3}\n")
-    config = DistillConfig.from_yaml(path, ["epochs.fusion=2", "batch_size=8", "stages=[teacher]"])
-    assert config.batch_size == 8 and config.epochs == {"teacher": 3, "fusion": 2} and config.stages == ["teacher"]
-    with pytest.raises(ValueError, match="unknown option"):
+    path.write_text("dataset: synthetic\nper_device_train_batch_size: 4\nteacher_epochs: 3\n")
+    model_args, data_args, args = parse_recipe_args(
+        ["--config", str(path), "fusion_epochs=2", "per_device_train_batch_size=8", "stages=[teacher]"])
+    assert args.per_device_train_batch_size == 8 and (args.teacher_epochs, args.fusion_epochs) == (3, 2)
+    assert args.stages == ["teacher"] and data_args.dataset == "synthetic"
+    # `--flag value` works as well, and every TrainingArguments option is reachable.
+    _, _, args = parse_recipe_args(["--config", str(path), "--report_to", "tensorboard", "--dataloader_num_workers", "2"])
+    assert args.report_to == ["tensorboard"] and args.dataloader_num_workers == 2
+    with pytest.raises(ValueError, match=r"unknown option 'datset'.*dataset"):
         path.write_text("datset: synthetic\n")
-        DistillConfig.from_yaml(path)
-    with pytest.raises(ValueError, match="key=value"):
-        DistillConfig.from_yaml(None, ["batch_size"])
+        parse_recipe_args(["--config", str(path)])
     with pytest.raises(ValueError, match="data_root"):
-        DistillConfig.from_yaml(None, ["dataset=meld"])
+        parse_recipe_args(["dataset=meld"])
+    with pytest.raises(FileNotFoundError, match="packaged configs"):
+        parse_recipe_args(["--config", "nowhere"])
+    with pytest.raises(SystemExit):  # argparse: a value of the wrong type
+        parse_recipe_args(["per_device_train_batch_size=many"])
+    _, _, args = parse_recipe_args(["--config", "meld", f"data_root={tmp_path}"])  # a packaged config by name
+    assert args.per_device_train_batch_size == 4 and args.output_dir == "outputs/telme-meld"
 
 
 def test_push_to_hub_uploads_the_final_folder(tmp_path, monkeypatch, tiny_model, tiny_processor):
@@ -173,7 +180,7 @@ def test_push_to_hub_uploads_the_final_folder(tmp_path, monkeypatch, tiny_model,
     tiny_model.save_pretrained(folder)
     tiny_processor.save_pretrained(folder)
     metrics = {"weighted_f1": 0.5, "accuracy": 0.6, "f1": {}}
-    write_model_card(folder, tiny_model.config, DistillConfig(), {"fusion": {"test": metrics}}, repo="someone/telme-tiny")
+    write_model_card(folder, tiny_model.config, tiny_processor, {}, {"fusion": {"test": metrics}}, repo="someone/telme-tiny")
     sent = {}
 
     class Repo(str):
@@ -190,11 +197,10 @@ def test_push_to_hub_uploads_the_final_folder(tmp_path, monkeypatch, tiny_model,
 
 @pytest.mark.slow
 def test_distillation_run_writes_every_artefact(tmp_path, tiny_corpus):
-    config = DistillConfig.from_yaml(Path("recipes/configs/tiny.yaml") if Path("recipes/configs/tiny.yaml").exists() else None, [
-        f"output_dir={tmp_path / 'run'}", f"data_root={tiny_corpus}", "epochs.teacher=1", "epochs.audio=1",
-        "epochs.video=1", "epochs.fusion=1",
-    ])
-    results = run_distillation(config)
+    results = run_distillation(*parse_recipe_args([
+        "--config", "tiny", f"output_dir={tmp_path / 'run'}", f"data_root={tiny_corpus}", "num_train_epochs=1",
+        "teacher_epochs=1", "fusion_epochs=1",
+    ]))
     out = tmp_path / "run"
     saved = json.loads((out / "results.json").read_text())
     assert set(saved["stages"]) == {"teacher", "audio", "video", "fusion"}
@@ -202,7 +208,12 @@ def test_distillation_run_writes_every_artefact(tmp_path, tiny_corpus):
         assert {"selected_epoch", "dev", "test"} <= set(stage)
         assert 0 <= stage["test"]["weighted_f1"] <= 1 and "f1" in stage["test"]
     assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "predictions.csv").exists()
+    # The last stage's test predictions, with the gold label as `telme evaluate` writes them.
+    import csv
+
+    with open(out / "predictions.csv", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == saved["stages"]["fusion"]["test"]["num_samples"] and {"label", "prediction"} <= set(rows[0])
     assert not list(out.glob("*/checkpoint-*"))  # each stage's epoch checkpoints go once its best epoch is loaded
     card = (out / "final" / "README.md").read_text()
     assert "model-index" in card and "weighted F1" in card
@@ -213,27 +224,25 @@ def test_distillation_run_writes_every_artefact(tmp_path, tiny_corpus):
 
 
 def test_precision_comes_from_accelerate_then_the_config(monkeypatch):
-    from telme_hf.distill import precision_flags
-
-    config = DistillConfig()
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    args = TelMETrainingArguments(output_dir="x")
     expected_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    assert precision_flags(config) == {"bf16": expected_bf16, "fp16": False}
-    config.mixed_precision = "fp16"
-    assert precision_flags(config) == {"bf16": False, "fp16": True}
+    assert precision_flags(args) == {"bf16": expected_bf16, "fp16": False}
+    args.precision = "fp16"
+    assert precision_flags(args) == {"bf16": False, "fp16": True}
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
-    assert precision_flags(config) == {"bf16": True, "fp16": False}
+    assert precision_flags(args) == {"bf16": True, "fp16": False}
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "int3")
-    with pytest.raises(ValueError, match="mixed_precision"):
-        precision_flags(config)
+    with pytest.raises(ValueError, match="mixed precision"):
+        precision_flags(args)
 
 
 def test_a_later_stage_alone_needs_a_trained_checkpoint(tmp_path, tiny_model):
     with pytest.raises(ValueError, match="init_from"):
-        DistillConfig.from_yaml(None, [f"output_dir={tmp_path}", "stages=[fusion]"])
+        parse_recipe_args([f"output_dir={tmp_path}", "stages=[fusion]"])
     tiny_model.save_pretrained(tmp_path / "final")
-    config = DistillConfig.from_yaml(None, [f"output_dir={tmp_path}", "stages=[fusion]"])
-    assert config.starting_checkpoint == str(tmp_path / "final") and config.init_from is None
+    model_args, _, args = parse_recipe_args([f"output_dir={tmp_path}", "--stage", "fusion"])
+    assert starting_checkpoint(model_args, args) == str(tmp_path / "final") and model_args.init_from is None
 
 
 def test_feature_cache_is_invalidated_by_a_replaced_clip_or_a_changed_config(splits, tiny_model, tiny_processor, tmp_path):
@@ -241,7 +250,7 @@ def test_feature_cache_is_invalidated_by_a_replaced_clip_or_a_changed_config(spl
 
     (data, cache) = splits
     dev = data["dev"]
-    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), *decode_options_from_config(tiny_model.config), cache=cache)
+    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), cache=cache)
     parts = ["text_teacher", "audio_student", "video_student"]
     add_frozen_outputs(dev, tiny_model, collator, FEATURE_COLUMNS, tmp_path / "frozen", parts)
     files = set((tmp_path / "frozen").glob("*.arrow"))

@@ -2,12 +2,13 @@
 """Data: MELD and IEMOCAP from raw files, PyAV decoding, the decoded-media cache, collation, a synthetic corpus.
 
 A batch flows one way: CSV row → dataset row (paths, dialogue context) → `TelMEDataCollator` (decode or read the
-cache) → `TelMEProcessor` → model.
+cache, through the bad-media policy) → `TelMEProcessor` → model.
 """
 
-from .cache import BadMediaReport, MediaCache, MediaLoader, placeholder_media, prepare_media
-from .collator import TelMEDataCollator, decode_options_from_config
-from .dialogues import MissingMediaReport, normalize_text, scan_missing_media
+from .bad_media import BAD_MEDIA_POLICIES, BadMediaEntry, BadMediaReport, MediaOutcome, resolve_bad_media
+from .cache import MediaCache, MediaLoader, media_options, prepare_media
+from .collator import TelMEDataCollator, to_model
+from .dialogues import normalize_text, scan_missing_media
 from .iemocap import load_iemocap
 from .media import (
     AudioDecodeOptions,
@@ -17,6 +18,7 @@ from .media import (
     MediaError,
     MissingMediaError,
     NoStreamError,
+    TooLongMediaError,
     VideoDecodeOptions,
     decode_audio,
     decode_clip,
@@ -24,33 +26,41 @@ from .media import (
     media_duration,
 )
 from .meld import load_meld
+from .registry import CORPORA, CORPUS_NAMES, load_corpus
 from .synthetic import make_synthetic_corpus
 
 
 __all__ = [
     "AudioDecodeOptions",
+    "BAD_MEDIA_POLICIES",
+    "BadMediaEntry",
     "BadMediaReport",
+    "CORPORA",
+    "CORPUS_NAMES",
     "CorruptMediaError",
     "DecodedClip",
     "EmptyMediaError",
     "MediaCache",
     "MediaError",
     "MediaLoader",
+    "MediaOutcome",
     "MissingMediaError",
-    "MissingMediaReport",
     "NoStreamError",
     "TelMEDataCollator",
+    "TooLongMediaError",
     "VideoDecodeOptions",
     "decode_audio",
     "decode_clip",
-    "decode_options_from_config",
     "decode_video",
+    "load_corpus",
     "load_iemocap",
     "load_meld",
     "make_synthetic_corpus",
     "media_duration",
+    "media_options",
     "normalize_text",
-    "placeholder_media",
     "prepare_media",
+    "resolve_bad_media",
     "scan_missing_media",
+    "to_model",
 ]

@@ -1,5 +1,5 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
-"""Decode each clip once: a disk cache of decoded media, and the bad-media policy applied while filling it.
+"""Decode each clip once: a disk cache of decoded media, and the loader that fills it through the bad-media policy.
 
 Format: one `.npy` file per clip and modality, named by a hash of (resolved path, size, mtime, decode options,
 window). `.npy` is the cheapest thing to read back (0.1–9 ms per clip against ~150 ms to decode a 720p MELD clip,
@@ -11,31 +11,33 @@ about 16 GB for all of MELD) rather than at source resolution (22 MB per clip).
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from .media import (
-    BAD_MEDIA_POLICIES,
-    AudioDecodeOptions,
+from .bad_media import (
     BadMediaPolicy,
+    BadMediaReport,
+    MediaOutcome,
+    check_policy,
+    log_report,
+    placeholder_media,
+    resolve_bad_media,
+)
+from .media import (
+    AudioDecodeOptions,
     MediaError,
+    MissingMediaError,
+    TooLongMediaError,
     VideoDecodeOptions,
     decode_clip,
     media_duration,
 )
-
-
-logger = logging.getLogger("telme_hf.data")
-
-# The original's placeholder: 1412 samples are exactly 4 data2vec frames.
-PLACEHOLDER_AUDIO_SAMPLES = 1412
 
 
 def _file_stamp(path: str) -> str:
@@ -111,53 +113,55 @@ class MediaCache:
         return found.get("audio"), found.get("video")
 
 
-@dataclass
-class BadMediaReport:
-    """Every utterance whose media could not be used, and what was done about it."""
+def media_options(processor: Any) -> tuple[AudioDecodeOptions, VideoDecodeOptions]:
+    """The decode options a checkpoint's processor asks for (`TelMEProcessor.media_options`).
 
-    policy: str
-    affected: dict[str, str] = field(default_factory=dict)  # utterance_key -> reason
-
-    def add(self, key: str, reason: str) -> None:
-        self.affected[key] = reason
-        action = "dropped" if self.policy == "skip" else "replaced with zeros"
-        logger.warning("bad media for %s (%s): %s", key, action, reason)
-
-    def summary(self) -> str:
-        action = "dropped" if self.policy == "skip" else "replaced with zeros"
-        return f"{len(self.affected)} utterance(s) with bad media {action} (on_bad_media={self.policy!r})"
-
-
-def placeholder_media(
-    audio: AudioDecodeOptions | None,
-    video: VideoDecodeOptions | None,
-    pixel_mean: Sequence[float] = (0.5, 0.5, 0.5),
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Stand-ins for unusable media that reach the model as zeros, like the original's placeholders.
-
-    Audio: 1412 zero samples (per-utterance normalisation keeps them zero). Frames: filled with `pixel_mean` (the
-    frame processor's normalisation mean, in [0, 1]), which its normalisation maps to ~0 (|x| < 0.01), because the
-    original put `zeros(8, 3, 224, 224)` directly in as pixel values; black frames would arrive as about -2.
+    Frames are resized (shortest edge) and centre-cropped to the image processor's sizes while they are converted,
+    so its own resize and crop are no-ops and the cache stores only what is used. They are decoded in RGB: the
+    processor applies its channel order. Waveforms are decoded whole: the processor keeps `audio_max_samples` of
+    them, before or after normalising as it says (the original normalises the whole clip first).
     """
-    waveform = np.zeros(PLACEHOLDER_AUDIO_SAMPLES, np.float32) if audio is not None else None
-    frames = None
-    if video is not None:
-        side = video.size or 224
-        mean_colour = np.round(255 * np.asarray(pixel_mean, dtype=np.float64)).astype(np.uint8)
-        frames = np.broadcast_to(mean_colour, (video.num_frames, side, side, 3)).copy()
-    return waveform, frames
+    options = processor.media_options()
+    audio = AudioDecodeOptions(sampling_rate=options["sampling_rate"], reference_rate=options["audio_reference_rate"])
+    video = VideoDecodeOptions(
+        num_frames=options["num_frames"],
+        size=options["frame_size"],
+        center_crop=options["frame_crop"] and options["frame_size"] is not None,
+        sampling=options["video_frame_sampling"],
+        window_margin=options["video_window_margin"],
+    )
+    return audio, video
+
+
+def placeholder_colour(processor: Any) -> tuple[float, ...]:
+    """The decoded colour the processor normalises to zero: its mean, in decoded (RGB) order."""
+    mean = tuple(getattr(processor.image_processor, "image_mean", None) or (0.5, 0.5, 0.5))
+    # The processor reverses the channels of BGR models before normalising: the stand-in must come out as the mean.
+    return mean[::-1] if getattr(processor, "video_channel_order", "rgb") == "bgr" else mean
+
+
+def _window(row: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    start, end = row.get("start"), row.get("end")
+    start = None if start is None or np.isnan(start) else float(start)
+    end = None if end is None or np.isnan(end) else float(end)
+    return start, end
 
 
 class MediaLoader:
-    """Decode (through an optional cache) the media of dataset rows, applying the bad-media policy.
+    """Decode (through an optional cache) the media of dataset rows or turns, through the bad-media policy.
+
+    Build it for a checkpoint with :meth:`for_processor`. Each bad file is decoded once: a failure is remembered, so
+    later epochs neither decode nor log it again.
 
     Args:
-        audio, video: decode options, or `None` for a modality the stage does not need.
+        audio, video: decode options, or `None` for a modality that is never needed.
         cache: a `MediaCache`, or `None` to decode every time.
-        on_bad_media: `"error"` (raise, naming the file and utterance), `"skip"` (the caller drops the row) or
-            `"zeros"` (zeros in place of the media). Every affected utterance is logged and kept in `report`.
-        max_media_seconds: media longer than this is treated as bad (the original zeroes MELD clips over 30 s).
-        pixel_mean: the frame processor's normalisation mean, so placeholder frames reach the model as zeros.
+        on_bad_media: `"error"`, `"skip"` or `"zeros"` (see `telme_hf.data.bad_media`).
+        max_media_seconds: media (or a window) longer than this is bad media.
+        pixel_mean: the decoded colour that reaches the model as zeros (see `placeholder_colour`).
+        split: recorded with the report's entries.
+        skip: what `"skip"` means for the caller: `"drop"`, `"evaluate"` or `"predict"` (text alone).
+        cli: spell hints with the CLI's flags.
     """
 
     def __init__(
@@ -168,15 +172,28 @@ class MediaLoader:
         on_bad_media: BadMediaPolicy = "error",
         max_media_seconds: float | None = None,
         pixel_mean: Sequence[float] = (0.5, 0.5, 0.5),
+        split: str = "",
+        skip: str = "drop",
+        cli: bool = False,
     ) -> None:
-        if on_bad_media not in BAD_MEDIA_POLICIES:
-            raise ValueError(f"on_bad_media must be one of {BAD_MEDIA_POLICIES}, got {on_bad_media!r}.")
+        check_policy(on_bad_media)
         self.audio, self.video, self.cache = audio, video, cache
         self.on_bad_media = on_bad_media
         self.max_media_seconds = max_media_seconds
         self.pixel_mean = tuple(pixel_mean)
+        self.split, self.skip, self.cli = split, skip, cli
         self.report = BadMediaReport(on_bad_media)
         self._durations: dict[str, float] = {}
+        self._failures: dict[tuple, MediaError] = {}
+
+    @classmethod
+    def for_processor(cls, processor: Any, cache: MediaCache | str | os.PathLike | None = None, **kwargs: Any):
+        """The loader a checkpoint's processor asks for: its decode options, duration limit and placeholder colour."""
+        audio, video = media_options(processor)
+        if cache is not None and not isinstance(cache, MediaCache):
+            cache = MediaCache(cache)
+        kwargs.setdefault("max_media_seconds", processor.max_media_seconds)
+        return cls(audio, video, cache=cache, pixel_mean=placeholder_colour(processor), **kwargs)
 
     def _decode(self, path: str, audio, video, start, end):
         if self.cache is not None:
@@ -184,62 +201,76 @@ class MediaLoader:
         clip = decode_clip(path, audio, video, start=start, end=end)
         return clip.audio, clip.video
 
-    def _too_long(self, path: str, start: float | None, end: float | None) -> bool:
+    def _check_length(self, path: str, start: float | None, end: float | None) -> None:
         if self.max_media_seconds is None:
-            return False
+            return
         if start is not None and end is not None:
-            return end - start > self.max_media_seconds
-        # Remembered per file, so the check does not reopen every clip in every epoch.
-        if path not in self._durations:
-            self._durations[path] = media_duration(path)
-        return self._durations[path] > self.max_media_seconds
+            seconds = end - start
+        else:
+            # Remembered per file, so the check does not reopen every clip in every epoch.
+            if path not in self._durations:
+                self._durations[path] = media_duration(path)
+            seconds = self._durations[path]
+        if seconds > self.max_media_seconds:
+            raise TooLongMediaError(path, f"{seconds:.1f} s, longer than max_media_seconds={self.max_media_seconds:g}",
+                                    "Cut the clip, or raise max_media_seconds")
+
+    def _load_group(self, path: str, kinds: tuple[str, ...], window: tuple[float | None, float | None]):
+        key = (path, kinds, window)
+        if key in self._failures:
+            raise self._failures[key]
+        audio = self.audio if "audio" in kinds else None
+        video = self.video if "video" in kinds else None
+        try:
+            if not path:
+                raise MissingMediaError("", "no file given", "Give the file")
+            self._check_length(path, *window)
+            return self._decode(path, audio, video, *window)
+        except MediaError as error:
+            self._failures[key] = error
+            raise
 
     def load(
-        self, row: Mapping[str, Any], audio: bool = True, video: bool = True
-    ) -> tuple[np.ndarray | None, np.ndarray | None] | None:
-        """(audio, video) of one row; `None` when the row must be skipped under `on_bad_media="skip"`.
+        self, row: Mapping[str, Any], audio: bool = True, video: bool = True, where: str = ""
+    ) -> MediaOutcome:
+        """The media of one row (`audio_path`/`video_path`, `start`/`end`; or `audio`/`video` arrays), after the
+        bad-media policy.
 
-        `audio`/`video` = False leaves out a modality this loader decodes but the row does not need (e.g. one
-        whose features are precomputed). The row's `start`/`end` window cuts the file that holds the video (a
-        dialogue-level recording, as in IEMOCAP) and the audio only when it comes from that same file: a separate
-        audio file (IEMOCAP's per-utterance wav) is the utterance already and is read whole.
+        `audio`/`video` = False leaves out a modality the row does not need (e.g. one whose features are
+        precomputed). The window cuts the file that holds the video (a dialogue-level recording, as in IEMOCAP) and
+        the audio only when it comes from that same file: a separate audio file (IEMOCAP's per-utterance wav) is the
+        utterance already and is read whole. A bad modality does not spoil the other when they come from separate
+        files.
         """
-        audio_options = self.audio if audio else None
-        video_options = self.video if video else None
-        if audio_options is None and video_options is None:
-            return None, None
-        start, end = row.get("start"), row.get("end")
-        start = None if start is None or np.isnan(start) else float(start)
-        end = None if end is None or np.isnan(end) else float(end)
-        audio_path, video_path = row.get("audio_path") or "", row.get("video_path") or ""
-        shared_file = audio_path == video_path
-        key = row.get("utterance_key") or audio_path or video_path
-        try:
-            if audio_options is not None and video_options is not None and shared_file:
-                if self._too_long(audio_path, start, end):
-                    raise MediaError(audio_path, f"longer than max_media_seconds={self.max_media_seconds}")
-                return self._decode(audio_path, audio_options, video_options, start, end)
-            waveform = frames = None
-            if audio_options is not None:
-                audio_window = (start, end) if shared_file else (None, None)
-                if self._too_long(audio_path, *audio_window):
-                    raise MediaError(audio_path, f"longer than max_media_seconds={self.max_media_seconds}")
-                waveform = self._decode(audio_path, audio_options, None, *audio_window)[0]
-            if video_options is not None:
-                if self._too_long(video_path, start, end):
-                    raise MediaError(video_path, f"longer than max_media_seconds={self.max_media_seconds}")
-                frames = self._decode(video_path, None, video_options, start, end)[1]
-            return waveform, frames
-        except MediaError as error:
-            if self.on_bad_media == "error":
-                raise type(error)(
-                    error.path,
-                    f"{error.reason} (utterance {key}, row {row.get('row_index', '?')}). To drop such utterances "
-                    "pass on_bad_media='skip'; to feed zeros instead pass on_bad_media='zeros'.",
-                ) from error
-            self.report.add(key, str(error))
-            return None if self.on_bad_media == "skip" else placeholder_media(audio_options, video_options, self.pixel_mean)
-
+        wanted = [kind for kind, on in (("audio", audio and self.audio is not None),
+                                        ("video", video and self.video is not None)) if on]
+        decoded: dict[str, np.ndarray | None] = {kind: None for kind in wanted}
+        arrays = {kind: row[kind] for kind in wanted if isinstance(row.get(kind), np.ndarray)}
+        decoded.update(arrays)
+        paths = {kind: str(row.get(f"{kind}_path") or "") for kind in wanted if kind not in arrays}
+        start, end = _window(row)
+        # One decode for both streams when they come from the same file (a MELD clip); else one per file.
+        if len(paths) == 2 and paths["audio"] and paths["audio"] == paths["video"]:
+            groups = [(("audio", "video"), paths["audio"], (start, end))]
+        else:
+            groups = [((kind,), path, (start, end) if kind == "video" or path == row.get("video_path") else (None, None))
+                      for kind, path in paths.items()]
+        problems = []
+        for kinds, path, window in groups:
+            try:
+                loaded_audio, loaded_video = self._load_group(path, kinds, window)
+            except MediaError as error:
+                problems.append(("+".join(kinds), error))
+                continue
+            decoded.update({kind: array for kind, array in (("audio", loaded_audio), ("video", loaded_video))
+                            if kind in kinds})
+        key = str(row.get("utterance_key") or row.get("audio_path") or row.get("video_path") or "?")
+        if not where and row.get("row_index") is not None:
+            where = f"row {row['row_index']}"
+        zero_audio, zero_video = placeholder_media("audio" in wanted, self.video if "video" in wanted else None,
+                                                   self.pixel_mean)
+        return resolve_bad_media(problems, decoded, self.on_bad_media, key, where, self.split,
+                                 {"audio": zero_audio, "video": zero_video}, self.skip, self.cli, self.report)
 
 
 def prepare_media(dataset, loader: MediaLoader, desc: str = "decoding media"):
@@ -252,11 +283,10 @@ def prepare_media(dataset, loader: MediaLoader, desc: str = "decoding media"):
 
     kept = []
     for index in tqdm(range(len(dataset)), desc=desc, unit="clip", leave=False):
-        if loader.load(dataset[index]) is not None:
+        if not loader.load(dataset[index]).skipped:
             kept.append(index)
-    if loader.report.affected:
-        logger.warning(loader.report.summary())
+    log_report(loader.report, desc)
     return dataset if len(kept) == len(dataset) else dataset.select(kept)
 
 
-__all__ = ["MediaCache", "MediaLoader", "BadMediaReport", "placeholder_media", "prepare_media", "BAD_MEDIA_POLICIES"]
+__all__ = ["MediaCache", "MediaLoader", "media_options", "placeholder_colour", "prepare_media"]

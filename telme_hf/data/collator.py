@@ -1,5 +1,5 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
-"""Dataset rows → model inputs, decoding only the modalities a stage needs."""
+"""Dataset rows (or turns) → model inputs, decoding only the modalities a stage needs."""
 
 from __future__ import annotations
 
@@ -10,46 +10,32 @@ import numpy as np
 import torch
 from transformers import BatchFeature
 
-from ..modeling import TelMEConfig, TelMEProcessor
+from ..modeling import TelMEProcessor
+from .bad_media import BadMediaPolicy
 from .cache import MediaCache, MediaLoader
-from .media import MODALITIES, AudioDecodeOptions, BadMediaPolicy, VideoDecodeOptions
+from .media import MODALITIES
 
 
 # Columns of precomputed tensors (stage-2 teacher outputs, stage-3 frozen features) passed straight through.
 PASSTHROUGH_COLUMNS = ("text_features", "audio_features", "video_features", "teacher_logits", "teacher_features")
 
 
-def decode_options_from_config(config: TelMEConfig) -> tuple[AudioDecodeOptions, VideoDecodeOptions]:
-    """The decode options a model expects, from its config (clean or reference behaviour).
-
-    Frames are resized (shortest edge) and centre-cropped to the video backbone's input size while they are
-    converted, so the image processor's own resize and crop are no-ops and the cache stores only what is used.
-    Waveforms are decoded whole: the processor keeps `audio_max_samples` of them, before or after normalising as
-    the config says (the original normalises the whole clip first).
-    """
-    audio = AudioDecodeOptions(sampling_rate=config.audio_sampling_rate, reference_rate=config.audio_reference_rate)
-    video = VideoDecodeOptions(
-        num_frames=config.video_num_frames,
-        size=config.video_config.image_size,
-        center_crop=True,
-        sampling=config.video_frame_sampling,
-        channel_order=config.video_channel_order,
-        window_margin=float(config.video_window_margin),
-    )
-    return audio, video
-
-
 class TelMEDataCollator:
-    """Build a batch for `TelMEForEmotionRecognition` from dataset rows (see `telme_hf.data.load_meld`).
+    """Build a batch for `TelMEForEmotionRecognition` from dataset rows (see `telme_hf.data.load_meld`) or turns.
+
+    Media is decoded as the processor says (`MediaLoader.for_processor`), through the bad-media policy. Rows that
+    already carry `audio`/`video` arrays (decoded upstream, e.g. by DataLoader workers) are not decoded again.
 
     Args:
-        processor: the model's `TelMEProcessor`.
+        processor: the model's `TelMEProcessor`; it decides how media is decoded and fed.
         modalities: what the stage needs; the teacher stage passes `("text",)` and touches no media.
-        audio_options, video_options: decode options; pass `decode_options_from_config(model.config)` so frames
-            and audio match the model (the fallback is the clean 8-frame, 224-pixel, 16 kHz decoding).
-        cache: a `MediaCache` so each clip is decoded once across epochs, stages and runs.
-        on_bad_media: `"error"`, `"skip"` (the row is left out of the batch and logged) or `"zeros"`.
-        max_media_seconds: longer media is treated as bad (the original zeroes MELD clips over 30 s).
+        cache: a `MediaCache` (or its folder) so each clip is decoded once across epochs, stages and runs.
+        on_bad_media: `"error"`, `"skip"` or `"zeros"`; see `telme_hf.data.bad_media`.
+        skipped: what happens to a row that `"skip"` leaves out: `"drop"` it from the batch (training,
+            evaluation), or keep it with its text alone (`"text"`, prediction: `media_rows` then lists the rows
+            that have media).
+        loader: a ready `MediaLoader` instead of `cache`/`on_bad_media` (to share its report and memory of bad
+            files).
 
     Rows that carry precomputed `text_features`/`audio_features`/`video_features` skip that modality's inputs,
     and `teacher_logits`/`teacher_features` are passed through for distillation.
@@ -68,24 +54,21 @@ class TelMEDataCollator:
         self,
         processor: TelMEProcessor,
         modalities: Sequence[str] = MODALITIES,
-        audio_options: AudioDecodeOptions | None = None,
-        video_options: VideoDecodeOptions | None = None,
-        cache: MediaCache | None = None,
+        cache: MediaCache | str | None = None,
         on_bad_media: BadMediaPolicy = "error",
-        max_media_seconds: float | None = None,
+        skipped: str = "drop",
+        loader: MediaLoader | None = None,
     ) -> None:
         unknown = set(modalities) - set(MODALITIES)
         if unknown:
             raise ValueError(f"Unknown modalities {sorted(unknown)}; choose from {MODALITIES}.")
+        if skipped not in ("drop", "text"):
+            raise ValueError(f"`skipped` must be 'drop' or 'text', got {skipped!r}.")
         self.processor = processor
         self.modalities = tuple(modalities)
-        self.loader = MediaLoader(
-            audio_options or AudioDecodeOptions() if "audio" in modalities else None,
-            video_options or VideoDecodeOptions() if "video" in modalities else None,
-            cache=cache,
-            on_bad_media=on_bad_media,
-            max_media_seconds=max_media_seconds,
-            pixel_mean=processor.image_processor.image_mean,
+        self.skipped = skipped
+        self.loader = loader or MediaLoader.for_processor(
+            processor, cache, on_bad_media=on_bad_media, skip="drop" if skipped == "drop" else "predict"
         )
 
     @property
@@ -96,19 +79,23 @@ class TelMEDataCollator:
         return modality in self.modalities and row.get(f"{modality}_features") is None
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> BatchFeature:
-        conversations, waves, clips, kept = [], [], [], []
+        conversations, waves, clips, kept, media_rows = [], [], [], [], []
         for row in rows:
             need_audio, need_video = self._needs("audio", row), self._needs("video", row)
-            loaded = self.loader.load(row, audio=need_audio, video=need_video)
-            if loaded is None:  # on_bad_media="skip": the row is left out (and was logged)
-                continue
+            if self.skipped == "text" and not _names_media(row):
+                need_audio = need_video = False  # a turn without media: its text alone
+            outcome = self.loader.load(row, audio=need_audio, video=need_video) if need_audio or need_video else None
+            if outcome is not None and outcome.skipped and self.skipped == "drop":
+                continue  # logged and reported by the loader
             kept.append(row)
             if self._needs("text", row):
                 conversations.append(row["context"])
-            if need_audio:
-                waves.append(loaded[0])
-            if need_video:
-                clips.append(loaded[1])
+            if outcome is not None and not outcome.skipped:
+                media_rows.append(len(kept) - 1)
+                if need_audio:
+                    waves.append(outcome.audio)
+                if need_video:
+                    clips.append(outcome.video)
         if not kept:
             raise ValueError("Every row of this batch had bad media and on_bad_media='skip' dropped them all.")
         batch = BatchFeature({})
@@ -125,7 +112,32 @@ class TelMEDataCollator:
                 batch[column] = torch.as_tensor(np.asarray(values, dtype=np.float32))
         if all(row.get("label") is not None for row in kept):
             batch["labels"] = torch.tensor([int(row["label"]) for row in kept], dtype=torch.long)
+        if self.skipped == "text":
+            batch["media_rows"] = torch.tensor(media_rows, dtype=torch.long)
         return batch
 
 
-__all__ = ["TelMEDataCollator", "decode_options_from_config", "MODALITIES", "PASSTHROUGH_COLUMNS"]
+def _names_media(row: Mapping[str, Any]) -> bool:
+    return any(isinstance(row.get(kind), np.ndarray) or row.get(f"{kind}_path") for kind in ("audio", "video"))
+
+
+def to_model(batch: Mapping[str, Any], model: torch.nn.Module) -> dict[str, Any]:
+    """A batch on the model's device, float tensors in its dtype (a bf16-loaded model), ids and masks as they are.
+
+    Example:
+
+    ```python
+    >>> outputs = model(**to_model(collator(rows), model))  # doctest: +SKIP
+    ```
+    """
+    parameter = next(model.parameters())
+    moved = {}
+    for name, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(parameter.device)
+            value = value.to(parameter.dtype) if value.is_floating_point() else value
+        moved[name] = value
+    return moved
+
+
+__all__ = ["TelMEDataCollator", "MODALITIES", "PASSTHROUGH_COLUMNS", "to_model"]

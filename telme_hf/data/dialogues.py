@@ -29,14 +29,23 @@ import logging
 import math
 import os
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Union
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from ..modeling.configuration_telme import TEXT_NORMALIZATIONS
-from .media import BAD_MEDIA_POLICIES, MODALITIES, BadMediaPolicy, MissingMediaError
+from ..modeling.processing_telme import TEXT_NORMALIZATIONS, first_appearance_indices
+from .bad_media import (
+    BAD_MEDIA_POLICIES,
+    BadMediaEntry,
+    BadMediaPolicy,
+    BadMediaReport,
+    check_policy,
+    log_report,
+    resolve_bad_media,
+)
+from .media import MODALITIES, MissingMediaError
 
 
 __all__ = [
@@ -44,8 +53,6 @@ __all__ = [
     "MODALITIES",
     "BAD_MEDIA_POLICIES",
     "CsvRow",
-    "MissingMediaEntry",
-    "MissingMediaReport",
     "add_dialogue_structure",
     "assign_speaker_indices",
     "build_context",
@@ -53,6 +60,7 @@ __all__ = [
     "normalize_text",
     "read_csv_rows",
     "row_features",
+    "missing_media_problems",
     "scan_missing_media",
 ]
 
@@ -339,7 +347,7 @@ def assign_speaker_indices(dialogues: Sequence[Sequence[Hashable]], carryover: b
     ```
     """
     if not carryover:
-        return [_first_appearance(speakers) for speakers in dialogues]
+        return [first_appearance_indices(speakers) for speakers in dialogues]
     running: list[Hashable] = []
     result = []
     for number, speakers in enumerate(dialogues):
@@ -353,11 +361,6 @@ def assign_speaker_indices(dialogues: Sequence[Sequence[Hashable]], carryover: b
                 running = []
         result.append(indices)
     return result
-
-
-def _first_appearance(speakers: Sequence[Hashable]) -> list[int]:
-    seen: dict[Hashable, int] = {}
-    return [seen.setdefault(speaker, len(seen)) for speaker in speakers]
 
 
 def build_context(speakers: Sequence[str], indices: Sequence[int], texts: Sequence[str]) -> list[list[dict]]:
@@ -441,8 +444,7 @@ def check_options(modalities: Sequence[str], on_bad_media: str, splits: Sequence
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown:
         raise ValueError(f"Unknown modalities {unknown}; choose among {list(MODALITIES)}.")
-    if on_bad_media not in BAD_MEDIA_POLICIES:
-        raise ValueError(f"on_bad_media must be one of {list(BAD_MEDIA_POLICIES)}, got {on_bad_media!r}.")
+    check_policy(on_bad_media)
     bad_splits = [s for s in splits if s not in known]
     if bad_splits or not splits:
         raise ValueError(f"Unknown splits {bad_splits or list(splits)}; choose among {list(known)}.")
@@ -453,88 +455,6 @@ def check_options(modalities: Sequence[str], on_bad_media: str, splits: Sequence
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MissingMediaEntry:
-    """One media file that a row points to and that does not exist.
-
-    Attributes:
-        split: the split of the row.
-        utterance_key: the row's `utterance_key`.
-        path: the missing file.
-        modality: `"audio"`, `"video"` or `"audio+video"` (one file serving both, as in MELD).
-        row_index: the row's 0-based data row in its CSV.
-        source: the CSV file, when known.
-        line: the row's 1-based line in `source`, when known.
-    """
-
-    split: str
-    utterance_key: str
-    path: str
-    modality: str
-    row_index: int
-    source: str = ""
-    line: int | None = None
-
-    def where(self) -> str:
-        """`'<csv>, line N (data row i, utterance k)'`, as precise as what is known."""
-        place = self.source or f"split {self.split!r}"
-        if self.line is not None:
-            place += f", line {self.line}"
-        return f"{place} (data row {self.row_index}, utterance {self.utterance_key})"
-
-
-@dataclass
-class MissingMediaReport:
-    """Which rows point to media files that do not exist, and what the loader did with them.
-
-    Loaders attach it to the returned `DatasetDict` as `bad_media_report` and log it on the `telme_hf.data`
-    logger. Only *missing* files are found here (a cheap `stat` per file); unreadable or corrupt files are found
-    when they are decoded (see `telme_hf.data.media`).
-
-    Attributes:
-        policy: `"error"`, `"skip"` (rows dropped), `"zeros"` (rows kept; decoding substitutes zeros) or `None`
-            (a bare scan, nothing done).
-        entries: one per missing file per row.
-    """
-
-    policy: str | None = None
-    entries: list[MissingMediaEntry] = field(default_factory=list)
-
-    def keys(self, split: str | None = None) -> list[str]:
-        """Affected `utterance_key`s (each once per split, in row order), of one split or of all."""
-        pairs = [(entry.split, entry.utterance_key) for entry in self.entries if split in (None, entry.split)]
-        return [key for _, key in dict.fromkeys(pairs)]
-
-    def by_split(self) -> dict[str, list[str]]:
-        """Affected `utterance_key`s grouped by split."""
-        return {name: self.keys(name) for name in dict.fromkeys(entry.split for entry in self.entries)}
-
-    def __len__(self) -> int:
-        # Utterances, not files: an IEMOCAP row may miss both its wav and its AVI.
-        return len({(entry.split, entry.utterance_key) for entry in self.entries})
-
-    def __bool__(self) -> bool:
-        return bool(self.entries)
-
-    def summary(self) -> str:
-        """One line: how many utterances per split, and what was done."""
-        if not self.entries:
-            return "no missing media files"
-        per_split = ", ".join(f"{split}: {len(keys)}" for split, keys in self.by_split().items())
-        action = {"skip": "dropped", "zeros": "kept (zeros at decode time)"}.get(self.policy or "", "found")
-        return f"{len(self)} utterance(s) with missing media {action} ({per_split})"
-
-    def merge(self, other: MissingMediaReport) -> MissingMediaReport:
-        self.entries.extend(other.entries)
-        return self
-
-
-_FIX_HINT = (
-    "Restore the file (re-extract or re-download the media), or pass on_bad_media='skip' to drop such "
-    "utterances or on_bad_media='zeros' to keep them with zero audio/video."
-)
-
-
 def _row_paths(row: Mapping[str, Any]) -> list[tuple[str, str]]:
     audio, video = row.get("audio_path") or "", row.get("video_path") or ""
     if audio and audio == video:
@@ -542,23 +462,32 @@ def _row_paths(row: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(path, kind) for path, kind in ((audio, "audio"), (video, "video")) if path]
 
 
-def scan_missing_media(
-    rows: Dataset | DatasetDict | Iterable[Mapping[str, Any]],
-    split: str = "",
-    lines: Sequence[int] | None = None,
-    source: str = "",
-) -> MissingMediaReport:
+def missing_media_problems(
+    rows: Iterable[Mapping[str, Any]], exists: dict[str, bool] | None = None
+) -> list[list[tuple[str, MissingMediaError]]]:
+    """For each row, `(modality, MissingMediaError)` of each media file it names that does not exist.
+
+    It only `stat`s files (each distinct path once, remembered in `exists`), so it is cheap to run again.
+    """
+    exists = {} if exists is None else exists
+    result = []
+    for row in rows:
+        problems = []
+        for path, modality in _row_paths(row):
+            if path not in exists:
+                exists[path] = os.path.isfile(path)
+            if not exists[path]:
+                problems.append((modality, MissingMediaError(path, "file not found",
+                                                             "Restore the file (re-extract or re-download the media)")))
+        result.append(problems)
+    return result
+
+
+def scan_missing_media(rows: Dataset | DatasetDict | Iterable[Mapping[str, Any]], split: str = "") -> BadMediaReport:
     """List the rows whose `audio_path`/`video_path` (when non-empty) name files that do not exist.
 
     Works on anything with the row schema's path columns: a `DatasetDict` (every split), a `Dataset`, or an
-    iterable of row dicts. It only `stat`s files (each distinct path once), so it is cheap to run again, e.g. after
-    moving the media or on a dataset loaded with `on_bad_media="zeros"`.
-
-    Args:
-        rows: the rows to check.
-        split: the split name to record (a `DatasetDict` records its own).
-        lines: 1-based CSV line of each row, when known (loaders pass it for their error messages).
-        source: the CSV file the rows come from, when known.
+    iterable of row dicts; e.g. after moving the media, or on a dataset loaded with `on_bad_media="zeros"`.
 
     Example:
 
@@ -569,7 +498,7 @@ def scan_missing_media(
     ```
     """
     if isinstance(rows, DatasetDict):
-        report = MissingMediaReport()
+        report = BadMediaReport()
         for name, dataset in rows.items():
             report.merge(scan_missing_media(dataset, split=name))
         return report
@@ -577,51 +506,33 @@ def scan_missing_media(
         split = split or str(rows.split or "")
         # Avoid materialising the (large) context column.
         rows = rows.select_columns(["utterance_key", "audio_path", "video_path", "row_index"])
-    exists: dict[str, bool] = {}
-    entries = []
-    for position, row in enumerate(rows):
-        for path, modality in _row_paths(row):
-            if path not in exists:
-                exists[path] = os.path.isfile(path)
-            if not exists[path]:
-                entries.append(
-                    MissingMediaEntry(
-                        split=split,
-                        utterance_key=str(row.get("utterance_key", "")),
-                        path=path,
-                        modality=modality,
-                        row_index=int(row.get("row_index", position)),
-                        source=source,
-                        line=None if lines is None else lines[position],
-                    )
-                )
-    return MissingMediaReport(entries=entries)
+    rows = list(rows)
+    report = BadMediaReport()
+    for row, problems in zip(rows, missing_media_problems(rows)):
+        for modality, error in problems:
+            report.add(BadMediaEntry(str(row.get("utterance_key", "")), modality, error.path, "missing", error.reason,
+                                     "found", split))
+    return report
 
 
 def apply_missing_media_policy(
-    rows: list[dict], report: MissingMediaReport, policy: BadMediaPolicy
+    rows: list[dict], policy: BadMediaPolicy, split: str, lines: Sequence[int], source: str,
+    report: BadMediaReport,
 ) -> list[dict]:
-    """Raise, drop or keep the rows of `report` (one split) according to `policy`, logging every affected key."""
-    report.policy = policy
-    if not report:
-        return rows
-    if policy == "error":
-        first = report.entries[0]
-        others = len(report) - 1
-        more = f" ({others} more utterance(s) of this split have missing media too)" if others else ""
-        raise MissingMediaError(
-            first.path, f"missing {first.modality} file of {first.where()}{more}. {_FIX_HINT}"
-        )
-    action = "dropped" if policy == "skip" else "kept, zeros will stand in for its media"
-    for entry in report.entries:
-        logger.warning(
-            "Missing %s file %s for %s: %s (on_bad_media=%r).", entry.modality, entry.path, entry.utterance_key,
-            action, policy,
-        )
-    if policy == "zeros":
-        return rows
-    dropped = set(report.keys())
-    return [row for row in rows if row["utterance_key"] not in dropped]
+    """Raise, drop or keep the rows whose media files are missing, through the bad-media policy; every affected
+    utterance goes to `report` (and the log)."""
+    kept = []
+    per_row = missing_media_problems(rows)
+    others = sum(1 for problems in per_row if problems) - 1
+    for row, problems, line in zip(rows, per_row, lines):
+        where = f"{source}, line {line}, data row {row.get('row_index')}" if source else f"row {row.get('row_index')}"
+        if policy == "error" and others > 0:
+            where += f"; {others} more utterance(s) of this split have missing media too"
+        # Under "zeros" the row stays and decoding substitutes zeros later; no placeholder is made here.
+        outcome = resolve_bad_media(problems, {}, policy, str(row["utterance_key"]), where, split, report=report)
+        if not outcome.skipped:
+            kept.append(row)
+    return kept
 
 
 def build_split(
@@ -631,22 +542,19 @@ def build_split(
     on_bad_media: BadMediaPolicy,
     lines: Sequence[int],
     source: str,
-) -> tuple[Dataset, MissingMediaReport]:
-    """Scan one split's rows for missing media, apply the policy and build the `Dataset`."""
-    report = scan_missing_media(rows, split=split, lines=lines, source=source)
-    rows = apply_missing_media_policy(rows, report, on_bad_media)
+    report: BadMediaReport,
+) -> Dataset:
+    """Apply the bad-media policy to one split's missing files (into `report`) and build its `Dataset`."""
+    rows = apply_missing_media_policy(rows, on_bad_media, split, lines, source, report)
     features = row_features(label_names)
     columns = {name: [row[name] for row in rows] for name in features}
-    return Dataset.from_dict(columns, features=features, split=split), report
+    return Dataset.from_dict(columns, features=features, split=split)
 
 
-def finish(datasets: dict[str, Dataset], reports: Iterable[MissingMediaReport], policy: str, name: str) -> DatasetDict:
-    """Wrap the splits in a `DatasetDict`, attach the merged report as `bad_media_report` and log its summary."""
-    report = MissingMediaReport(policy=policy)
-    for part in reports:
-        report.merge(part)
-    if report:
-        logger.warning("%s: %s.", name, report.summary())
+def finish(
+    datasets: dict[str, Dataset], report: BadMediaReport, name: str, return_report: bool
+) -> DatasetDict | tuple[DatasetDict, BadMediaReport]:
+    """Wrap the splits in a `DatasetDict`, log the report's summary, and return the report too when asked."""
+    log_report(report, name)
     result = DatasetDict(datasets)
-    result.bad_media_report = report
-    return result
+    return (result, report) if return_report else result

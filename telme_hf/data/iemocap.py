@@ -37,6 +37,7 @@ from typing import Literal
 from datasets import DatasetDict
 
 from ..modeling.configuration_telme import IEMOCAP_LABELS
+from .bad_media import BadMediaReport
 from .dialogues import (
     BadMediaPolicy,
     CsvRow,
@@ -278,7 +279,8 @@ def load_iemocap(
     speaker_source: Literal["actor", "utterance_id"] | None = None,
     csv_dir: str | os.PathLike | None = None,
     text_normalization: str = "cp1252",
-) -> DatasetDict:
+    return_report: bool = False,
+) -> DatasetDict | tuple[DatasetDict, BadMediaReport]:
     """Load TelME's IEMOCAP splits (6 classes, Session 5 = test), one row per utterance, with dialogue context.
 
     Args:
@@ -302,9 +304,10 @@ def load_iemocap(
         csv_dir: folder of the split CSVs, when they are not in `root`.
         text_normalization: `"cp1252"` (clean) or `"none"` (each cell as the original's `csv.reader` read it),
             as in `load_meld`.
+        return_report: also return the `BadMediaReport` of the missing wavs/AVIs (see `load_meld`).
 
     Returns:
-        A `DatasetDict` keyed by split, with a `bad_media_report` attribute (see `load_meld`).
+        A `DatasetDict` keyed by split, or `(DatasetDict, BadMediaReport)` with `return_report=True`.
 
     Raises:
         FileNotFoundError: a CSV is missing, or audio/video is requested and no `SessionN` folder is found.
@@ -333,13 +336,12 @@ def load_iemocap(
                 "text only with modalities=('text',)."
             )
         resolver = IemocapPathResolver(release_root)
-    datasets, reports = {}, []
+    datasets, report = {}, BadMediaReport(on_bad_media)
     for split in splits:
         csv_path = csv_root / IEMOCAP_SPLIT_FILES[split]
         records, rows = read_iemocap_split(
             csv_path, resolver, modalities, speaker_index_carryover, speaker_source, label_names, text_normalization
         )
         lines = [row.line for row in rows]
-        datasets[split], report = build_split(records, label_names, split, on_bad_media, lines, str(csv_path))
-        reports.append(report)
-    return finish(datasets, reports, on_bad_media, "IEMOCAP")
+        datasets[split] = build_split(records, label_names, split, on_bad_media, lines, str(csv_path), report)
+    return finish(datasets, report, "IEMOCAP", return_report)

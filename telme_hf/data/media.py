@@ -41,6 +41,8 @@ from typing import Literal, Union
 import av
 import numpy as np
 
+from ..modeling.processing_telme import sample_frame_indices
+
 
 __all__ = [
     "MediaError",
@@ -48,6 +50,7 @@ __all__ = [
     "CorruptMediaError",
     "NoStreamError",
     "EmptyMediaError",
+    "TooLongMediaError",
     "AudioDecodeOptions",
     "VideoDecodeOptions",
     "DecodedClip",
@@ -82,9 +85,6 @@ _SEEK_MARGIN_SECONDS = 0.5
 
 
 MODALITIES = ("text", "audio", "video")
-BAD_MEDIA_POLICIES = ("error", "skip", "zeros")
-BadMediaPolicy = Literal["error", "skip", "zeros"]
-"""What to do with an utterance whose media is missing, unreadable or unusable: raise, drop it, or feed zeros."""
 
 
 class MediaError(Exception):
@@ -92,17 +92,29 @@ class MediaError(Exception):
 
     Attributes:
         path (`str`): the file concerned.
-        reason (`str`): what went wrong and what to do about it.
+        reason (`str`): what went wrong (`"file not found"`, `"PyAV cannot open it (...)"`, ...).
+        hint (`str`): what to do about it.
+        where (`str`): which utterance the file belongs to, when known.
     """
 
-    def __init__(self, path: PathLike, reason: str):
+    def __init__(self, path: PathLike, reason: str, hint: str = "", where: str = ""):
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        self.hint = hint
+        self.where = where
+        context = f" ({where})" if where else ""
+        prefix = f"{self.path}: " if self.path else ""
+        super().__init__(f"{prefix}{reason}{context}." + (f" {hint}" if hint else ""))
+
+    def with_context(self, where: str, hint: str) -> MediaError:
+        """The same error, naming the utterance and ending with `hint` (the policy's advice)."""
+        error = type(self)(self.path, self.reason, hint, where)
+        error.__cause__ = self
+        return error
 
     def __reduce__(self):
         # Keeps the error picklable, so it crosses DataLoader worker processes intact.
-        return (type(self), (self.path, self.reason))
+        return (type(self), (self.path, self.reason, self.hint, self.where))
 
 
 class MissingMediaError(MediaError):
@@ -121,10 +133,11 @@ class EmptyMediaError(MediaError):
     """The requested stream (or time window) decodes to zero samples or frames."""
 
 
-_BAD_MEDIA_HINT = (
-    "Re-extract or re-download this file, or choose a bad-media policy (on_bad_media='skip' or 'zeros') "
-    "to leave it out."
-)
+class TooLongMediaError(MediaError):
+    """The media (or its window) is longer than the model accepts (`max_media_seconds`)."""
+
+
+_REDOWNLOAD = "Re-extract or re-download this file"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -310,34 +323,6 @@ class DecodedClip:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def sample_frame_indices(num_available: int, num_frames: int, sampling: str = "uniform") -> list[int]:
-    """0-based indices of the frames to keep out of `num_available`, in order (repeats allowed).
-
-    Example:
-
-    ```python
-    >>> sample_frame_indices(77, 8, "uniform")
-    [0, 11, 22, 33, 43, 54, 65, 76]
-    >>> sample_frame_indices(77, 8, "strided")  # the original implementation's rule
-    [8, 17, 26, 35, 44, 53, 62, 71]
-    >>> sample_frame_indices(5, 8, "strided")  # too short: all frames, last one repeated
-    [0, 1, 2, 3, 4, 4, 4, 4]
-    ```
-    """
-    if num_available <= 0:
-        raise ValueError(f"num_available must be positive, got {num_available}.")
-    if sampling == "uniform":
-        # Round half up (not numpy's half-to-even) so the picks are symmetric and easy to state.
-        positions = np.linspace(0, num_available - 1, num_frames)
-        return [int(i) for i in np.floor(positions + 0.5)]
-    if sampling == "strided":
-        if num_available < num_frames:
-            return list(range(num_available)) + [num_available - 1] * (num_frames - num_available)
-        step = num_available // num_frames
-        return [step * k - 1 for k in range(1, num_frames + 1)]
-    raise ValueError(f"sampling must be 'uniform' or 'strided', got {sampling!r}.")
-
-
 def strided_window_picks(
     times: list[float], fps: float, start: float, end: float, num_frames: int
 ) -> list[int]:
@@ -512,13 +497,11 @@ class _AudioCollector:
 
 def _open(path: PathLike) -> av.container.InputContainer:
     if not os.path.isfile(path):
-        raise MissingMediaError(
-            path, "file not found. Check the media root and split folder, or use on_bad_media='skip'/'zeros'."
-        )
+        raise MissingMediaError(path, "file not found", "Check the media root and the split folder")
     try:
         return av.open(os.fspath(path), mode="r")
     except av.FFmpegError as error:
-        raise CorruptMediaError(path, f"PyAV cannot open it ({error}). {_BAD_MEDIA_HINT}") from error
+        raise CorruptMediaError(path, f"PyAV cannot open it ({error})", _REDOWNLOAD) from error
 
 
 def _container_duration(container: av.container.InputContainer) -> float | None:
@@ -536,9 +519,8 @@ def _pick_stream(container, path: PathLike, kind: Literal["audio", "video"]):
     streams = container.streams.audio if kind == "audio" else container.streams.video
     if not streams:
         found = ", ".join(sorted({s.type for s in container.streams})) or "none"
-        raise NoStreamError(
-            path, f"no {kind} stream (streams found: {found}). Pass {kind}=None to skip this modality."
-        )
+        raise NoStreamError(path, f"no {kind} stream (streams found: {found})",
+                            f"Give a file with {kind}, or leave the {kind} out")
     return streams[0]
 
 
@@ -610,7 +592,7 @@ def _decode_pass(
             if not active:
                 break
     except av.FFmpegError as error:
-        raise CorruptMediaError(path, f"decoding failed ({error}). {_BAD_MEDIA_HINT}") from error
+        raise CorruptMediaError(path, f"decoding failed ({error})", _REDOWNLOAD) from error
     return collector, picker
 
 
@@ -689,9 +671,9 @@ def decode_clip(
     if collector is not None:
         waveform = collector.result(start, end)
         if waveform.size == 0:
-            raise EmptyMediaError(path, f"the audio stream decodes to zero samples{window}. {_BAD_MEDIA_HINT}")
+            raise EmptyMediaError(path, f"the audio stream decodes to zero samples{window}", _REDOWNLOAD)
     if video is not None and frames is None:
-        raise EmptyMediaError(path, f"the video stream decodes to zero frames{window}. {_BAD_MEDIA_HINT}")
+        raise EmptyMediaError(path, f"the video stream decodes to zero frames{window}", _REDOWNLOAD)
     return DecodedClip(audio=waveform, video=frames, duration=duration)
 
 
@@ -747,5 +729,5 @@ def media_duration(path: PathLike) -> float:
     with _open(path) as container:
         duration = _container_duration(container)
     if duration is None:
-        raise CorruptMediaError(path, f"the container declares no duration. {_BAD_MEDIA_HINT}")
+        raise CorruptMediaError(path, "the container declares no duration", _REDOWNLOAD)
     return duration

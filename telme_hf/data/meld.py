@@ -38,6 +38,7 @@ from pathlib import Path
 from datasets import DatasetDict
 
 from ..modeling.configuration_telme import MELD_LABELS
+from .bad_media import BadMediaReport
 from .dialogues import (
     BadMediaPolicy,
     CsvRow,
@@ -157,7 +158,8 @@ def load_meld(
     speaker_index_carryover: bool = False,
     label_names: Sequence[str] = MELD_LABELS,
     text_normalization: str = "cp1252",
-) -> DatasetDict:
+    return_report: bool = False,
+) -> DatasetDict | tuple[DatasetDict, BadMediaReport]:
     """Load MELD's official splits, one row per utterance, with each utterance's dialogue context.
 
     Args:
@@ -177,14 +179,13 @@ def load_meld(
         text_normalization: `"cp1252"` (clean) maps the Windows-1252 leftovers of the release's CSVs (`\x92`,
             `\x85`, ... read as C1 control characters) to `’`, `…`, ... and strips every cell, so the archive's and
             GitHub's copies give the same text. `"none"` keeps each cell exactly as the original implementation's
-            `csv.reader` read it: the teacher of a converted checkpoint was trained on those characters.
+            `csv.reader` read it: the teacher of a converted checkpoint was trained on those characters. The model's
+            processor says which (`telme_hf.data.registry.load_corpus` passes it).
+        return_report: also return the `BadMediaReport` of every utterance whose clip is missing and what was
+            done with it (under `"skip"` those rows are gone from the data, so only the report names them).
 
     Returns:
-        A `DatasetDict` keyed by split. Its `bad_media_report` attribute is a `MissingMediaReport` listing every
-        utterance whose clip is missing and what was done with it. It is an attribute (not a column or
-        `info.description`) because it describes the load rather than any row that remains: under `"skip"` the
-        affected rows are gone. Like any Python attribute it does not survive `DatasetDict.map` or
-        `save_to_disk`; `dialogues.scan_missing_media(dataset)` computes it again from the path columns.
+        A `DatasetDict` keyed by split, or `(DatasetDict, BadMediaReport)` with `return_report=True`.
 
     Raises:
         FileNotFoundError: a CSV, or (with audio/video) a media folder, is missing.
@@ -195,8 +196,8 @@ def load_meld(
     Example:
 
     ```python
-    >>> meld = load_meld("MELD.Raw", splits=("dev",), on_bad_media="skip")  # doctest: +SKIP
-    >>> meld.bad_media_report.keys("dev")  # doctest: +SKIP
+    >>> meld, report = load_meld("MELD.Raw", splits=("dev",), on_bad_media="skip", return_report=True)  # doctest: +SKIP
+    >>> report.keys("dev")  # doctest: +SKIP
     ['dia110_utt7']
     >>> meld["dev"].features["label"].int2str(meld["dev"][0]["label"])  # doctest: +SKIP
     'neutral'
@@ -206,13 +207,12 @@ def load_meld(
     check_options(modalities, on_bad_media, splits, tuple(MELD_SPLIT_FILES))
     root = Path(root).expanduser().absolute()
     needs_media = any(m in modalities for m in ("audio", "video"))
-    datasets, reports = {}, []
+    datasets, report = {}, BadMediaReport(on_bad_media)
     for split in splits:
         csv_path = root / MELD_SPLIT_FILES[split][0]
         media_dir = _media_folder(root, split) if needs_media else None
         records, rows = read_meld_split(csv_path, media_dir, modalities, speaker_index_carryover, label_names,
                                         text_normalization)
         lines = [row.line for row in rows]
-        datasets[split], report = build_split(records, label_names, split, on_bad_media, lines, str(csv_path))
-        reports.append(report)
-    return finish(datasets, reports, on_bad_media, "MELD")
+        datasets[split] = build_split(records, label_names, split, on_bad_media, lines, str(csv_path), report)
+    return finish(datasets, report, "MELD", return_report)

@@ -2,8 +2,8 @@
 """The corpora telme_hf knows, in one table: how each is loaded, its labels, its folder, the paper's numbers.
 
 Training, `telme evaluate`, the converter and the CLI all read this table, and every load for a model goes through
-:func:`load_corpus`, which takes the data-side behaviours (speaker indexing, CSV text) from the model's
-configuration: a converted original checkpoint is always fed the inputs it was trained on.
+:func:`load_corpus`, which takes the data-side behaviours (speaker indexing, CSV text) from the model's processor:
+a converted original checkpoint is always fed the inputs it was trained on.
 
 Example:
 
@@ -24,9 +24,11 @@ from typing import Any
 from datasets import DatasetDict
 
 from ..modeling.configuration_telme import IEMOCAP_LABELS, MELD_LABELS
+from .bad_media import BadMediaReport
 
 
-__all__ = ["CORPORA", "CORPUS_NAMES", "Corpus", "corpus_options", "get_corpus", "load_corpus"]
+__all__ = ["CORPORA", "CORPUS_NAMES", "PAPER_CORPUS_LABELS", "Corpus", "corpus_options", "get_corpus", "load_corpus",
+           "paper_column_order"]
 
 
 def _load_meld(*args: Any, **kwargs: Any) -> DatasetDict:
@@ -87,6 +89,17 @@ CORPORA: dict[str, Corpus] = {
     )
 }
 CORPUS_NAMES = tuple(CORPORA)
+# The label lists of the paper's corpora, by name.
+PAPER_CORPUS_LABELS = {name: list(CORPORA[name].labels) for name in ("meld", "iemocap")}
+
+
+def paper_column_order(labels: Sequence[str]) -> list[str]:
+    """The column order of the paper's per-class table for a corpus with these labels (MELD's differs from its
+    label order), else `labels` as they are."""
+    for corpus in CORPORA.values():
+        if corpus.paper_column_order and sorted(labels) == sorted(corpus.labels):
+            return list(corpus.paper_column_order)
+    return list(labels)
 
 
 def get_corpus(name: str) -> Corpus:
@@ -97,47 +110,61 @@ def get_corpus(name: str) -> Corpus:
         raise ValueError(f"Unknown corpus {name!r}; choose one of {list(CORPORA)}.") from None
 
 
-def corpus_options(config: Any) -> dict[str, Any]:
-    """The loader arguments a model's configuration decides: speaker indexing and the text of the CSVs.
+def corpus_options(preprocessing: Any) -> dict[str, Any]:
+    """The loader arguments a model's preprocessing decides: speaker indexing and the text of the CSVs.
+
+    Args:
+        preprocessing: the model's `TelMEProcessor`, or its options as a mapping
+            (`telme_hf.components.processor_options`, before a processor exists).
 
     Example:
 
     ```python
     >>> from telme_hf import TelMEConfig
-    >>> corpus_options(TelMEConfig.from_preset("meld", reference_behaviour=True))
+    >>> from telme_hf.components import processor_options
+    >>> corpus_options(processor_options(TelMEConfig.from_preset("meld", reference_behaviour=True)))
     {'speaker_index_carryover': True, 'text_normalization': 'none'}
     ```
     """
+    def get(name: str, default: Any) -> Any:
+        if isinstance(preprocessing, Mapping):
+            return preprocessing.get(name, default)
+        return getattr(preprocessing, name, default)
+
     return {
-        "speaker_index_carryover": bool(getattr(config, "speaker_index_carryover", False)),
-        "text_normalization": getattr(config, "text_normalization", "cp1252"),
+        "speaker_index_carryover": bool(get("speaker_index_carryover", False)),
+        "text_normalization": get("text_normalization", "cp1252"),
     }
 
 
 def load_corpus(
     name: str,
     root: str | os.PathLike,
-    config: Any,
+    preprocessing: Any,
+    labels: Sequence[str] | None = None,
     splits: Sequence[str] | str = ("train", "dev", "test"),
     modalities: Sequence[str] = ("text", "audio", "video"),
     on_bad_media: str = "error",
-) -> DatasetDict:
-    """Load a corpus the way a model expects it: its labels (in the model's order) and its data-side behaviours.
+) -> tuple[DatasetDict, BadMediaReport]:
+    """Load a corpus the way a model expects it: in its label order, with its data-side behaviours.
 
     Args:
         name: a key of `CORPORA`.
         root: the corpus folder.
-        config: the model's `TelMEConfig`: `id2label` orders the labels, `speaker_index_carryover` and
-            `text_normalization` decide the teacher's text (see :func:`corpus_options`).
+        preprocessing: the model's `TelMEProcessor` (or its options): speaker indexing and CSV text follow it.
+        labels: the model's label names in id order (`config.label_names`); default: the corpus's.
         splits, modalities, on_bad_media: as for `load_meld` / `load_iemocap`.
+
+    Returns:
+        `(DatasetDict, BadMediaReport)`: the splits and the utterances whose media files are missing.
 
     Example:
 
     ```python
-    >>> test = load_corpus("meld", "/data/MELD.Raw", model.config, splits="test")["test"]  # doctest: +SKIP
+    >>> data, report = load_corpus("meld", "/data/MELD.Raw", processor, model.config.label_names)  # doctest: +SKIP
     ```
     """
     corpus = get_corpus(name)
-    labels = [config.id2label[i] for i in range(config.num_labels)]
-    return corpus.loader(root, splits=splits, modalities=modalities, on_bad_media=on_bad_media, label_names=labels,
-                         **corpus_options(config))
+    return corpus.loader(root, splits=splits, modalities=modalities, on_bad_media=on_bad_media,
+                         label_names=list(labels or corpus.labels), return_report=True,
+                         **corpus_options(preprocessing))

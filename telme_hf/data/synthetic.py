@@ -37,7 +37,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 import csv
 import json
@@ -61,7 +60,6 @@ __all__ = [
     "H264_ENCODER",
     "make_synthetic_corpus",
     "write_media",
-    "main",
 ]
 
 GENERATOR_VERSION = 1
@@ -664,39 +662,3 @@ def make_synthetic_corpus(
 
 def _clip_record(u: _Utterance) -> dict:
     return {"split": u.split, "Dialogue_ID": u.dialogue_id, "Utterance_ID": u.utterance_id, "path": u.relative_path}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`telme make-corpus DIR [--dialogues N] [--seed S]`: write the synthetic MELD-layout corpus."""
-    parser = argparse.ArgumentParser(
-        prog="telme make-corpus",
-        description=(
-            "Write a small synthetic corpus laid out exactly like an unpacked MELD.Raw (3 CSVs + mp4 clips with "
-            "H.264 video and AAC stereo audio), where text, audio and video each signal the emotion with noise. "
-            "It includes one missing dev clip and one corrupt train clip, listed in DIR/corpus.json."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("root", metavar="DIR", help="output folder (must be empty or absent, see --overwrite)")
-    parser.add_argument("--dialogues", type=int, default=DEFAULT_NUM_DIALOGUES,
-                        help="total dialogues, split 2/3 train, 2/15 dev, 1/5 test (~5 utterances each)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
-    parser.add_argument("--text-noise", type=float, default=0.1, help="probability the text cue is wrong")
-    parser.add_argument("--audio-noise", type=float, default=0.25, help="probability the audio cue is wrong")
-    parser.add_argument("--video-noise", type=float, default=0.25, help="probability the video cue is wrong")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier synthetic corpus in DIR")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = parser.parse_args(argv)
-    root = make_synthetic_corpus(
-        args.root, num_dialogues=args.dialogues, seed=args.seed, text_noise=args.text_noise,
-        audio_noise=args.audio_noise, video_noise=args.video_noise, overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
-    manifest = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
-    counts = ", ".join(f"{split} {info['utterances']}" for split, info in manifest["splits"].items())
-    print(f"Wrote a synthetic MELD corpus to {root} ({counts} utterances; seed {args.seed}).")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,7 +14,7 @@ import evaluate
 
 # `evaluate` reads the text after "From:" on an import line as the install hint it prints when the import fails
 # (and any other trailing comment on an import line as a URL): keep these comments exactly in this form.
-from telme_hf.metrics import DATASET_LABELS  # From: -e <root of the telme_hf repository>
+from telme_hf.data.registry import PAPER_CORPUS_LABELS  # From: -e <root of the telme_hf repository>
 from telme_hf.metrics import compute_erc_metrics  # From: -e <root of the telme_hf repository>
 
 
@@ -67,10 +67,10 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class ErcMetric(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        if self.config_name not in ("default", *DATASET_LABELS):
+        if self.config_name not in ("default", *PAPER_CORPUS_LABELS):
             raise ValueError(
                 f"Unknown configuration {self.config_name!r}; use one of "
-                f"{['default', *DATASET_LABELS]} (with 'default', pass `labels=[...]` to `compute`)."
+                f"{['default', *PAPER_CORPUS_LABELS]} (with 'default', pass `labels=[...]` to `compute`)."
             )
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
@@ -90,10 +90,10 @@ class ErcMetric(evaluate.Metric):
 
     def _compute(self, predictions, references, labels=None):
         if labels is None:
-            if self.config_name not in DATASET_LABELS:
+            if self.config_name not in PAPER_CORPUS_LABELS:
                 raise ValueError(
                     "The 'default' configuration needs the class names: call `compute(..., labels=[...])` or load "
-                    f"a configuration among {list(DATASET_LABELS)}."
+                    f"a configuration among {list(PAPER_CORPUS_LABELS)}."
                 )
-            labels = DATASET_LABELS[self.config_name]
+            labels = PAPER_CORPUS_LABELS[self.config_name]
         return compute_erc_metrics(y_true=references, y_pred=predictions, labels=labels)

@@ -1,4 +1,5 @@
-"""`telme predict`, `telme evaluate` and the notebook API of `telme_hf.inference`, against direct model forwards."""
+"""`telme predict`, `telme evaluate` and the notebook API (`telme_hf.prediction`, `telme_hf.evaluation`), against
+direct model forwards."""
 
 from __future__ import annotations
 
@@ -13,18 +14,13 @@ import torch
 from sklearn.metrics import f1_score
 
 from telme_hf.cli import main
-from telme_hf.data.collator import decode_options_from_config
+from telme_hf.data.cache import media_options
 from telme_hf.data.media import decode_clip
 from telme_hf.data.meld import load_meld
 from telme_hf.data.synthetic import write_media
-from telme_hf.inference import (
-    evaluate_split,
-    load_evaluation_split,
-    predict_command,
-    predict_dialogue,
-    read_dialogue,
-    write_example_dialogue,
-)
+from telme_hf.dialogue_files import predict_command, read_dialogue, write_example_dialogue
+from telme_hf.evaluation import evaluate_split, load_evaluation_split
+from telme_hf.prediction import predict_dialogue
 
 
 TURNS = [
@@ -66,7 +62,7 @@ def direct_probabilities(model, processor, turns, clips=None):
     if clips is None:
         batch = processor(conversations=contexts)
     else:
-        audio_options, video_options = decode_options_from_config(model.config)
+        audio_options, video_options = media_options(processor)
         decoded = [decode_clip(clip, audio_options, video_options) for clip in clips]
         batch = processor(conversations=contexts, audio=[d.audio for d in decoded], videos=[d.video for d in decoded],
                           sampling_rate=audio_options.sampling_rate)
@@ -189,12 +185,17 @@ def test_predict_dialogue_api_and_arrays(tiny_model, tiny_processor, dialogue_di
     got = torch.tensor([[r["scores"][label] for label in labels] for r in results])
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
     # Decoded arrays in place of paths give the same prediction.
-    audio_options, video_options = decode_options_from_config(tiny_model.config)
+    audio_options, video_options = media_options(tiny_processor)
     clip = decode_clip(dialogue_dir / CLIPS[0], audio_options, video_options)
     from_arrays = predict_dialogue(tiny_model, tiny_processor, [{**TURNS[0], "audio": clip.audio, "video": clip.video}])
     assert abs(from_arrays[0]["score"] - results[0]["score"]) < 1e-5
-    with pytest.raises(ValueError, match="num_frames"):
-        predict_dialogue(tiny_model, tiny_processor, [{**TURNS[0], "audio": clip.audio, "video": clip.video[:1]}])
+    # Frames of any length are picked like a decoded clip's: one frame is repeated to the model's frames.
+    one_frame = predict_dialogue(tiny_model, tiny_processor, [{**TURNS[0], "audio": clip.audio, "video": clip.video[:1]}])
+    repeated = np.repeat(clip.video[:1], tiny_processor.num_frames, axis=0)
+    same = predict_dialogue(tiny_model, tiny_processor, [{**TURNS[0], "audio": clip.audio, "video": repeated}])
+    assert one_frame[0]["scores"] == pytest.approx(same[0]["scores"], abs=1e-6)
+    with pytest.raises(ValueError, match="uint8 RGB frames"):
+        predict_dialogue(tiny_model, tiny_processor, [{**TURNS[0], "audio": clip.audio, "video": clip.video[..., 0]}])
 
 
 def test_example_dialogue_and_the_printed_command(tiny_corpus, tiny_checkpoint, tmp_path, capsys):
@@ -224,7 +225,7 @@ def test_evaluate_matches_sklearn_on_a_direct_forward(tiny_corpus, tiny_checkpoi
     assert (output_dir / "predictions.csv").exists()
 
     test = load_meld(tiny_corpus, splits="test")["test"]
-    audio_options, video_options = decode_options_from_config(tiny_model.config)
+    audio_options, video_options = media_options(tiny_processor)
     fused, text, gold = [], [], []
     for start in range(0, len(test), 4):
         rows = [test[i] for i in range(start, min(start + 4, len(test)))]
@@ -262,11 +263,13 @@ def test_evaluate_split_skip_drops_bad_media_and_zeros_keeps_it(tiny_corpus, tin
     assert "left out" in skip["bad_media"][key]
     with pytest.raises(Exception, match=key):
         evaluate_split(tiny_model, tiny_processor, subset, on_bad_media="error", progress=False)
-    # Under "skip" the loader already drops the row; the evaluation still lists it.
-    dev = load_evaluation_split("synthetic", tiny_corpus, "dev", tiny_model.config, on_bad_media="skip")
+    # Under "skip" the loader already drops the row; the evaluation still lists it, from the load's report.
+    dev, report = load_evaluation_split("synthetic", tiny_corpus, "dev", tiny_processor, tiny_model.config,
+                                        on_bad_media="skip")
     assert key not in dev["utterance_key"]
-    results = evaluate_split(tiny_model, tiny_processor, dev, on_bad_media="skip", progress=False)
-    assert results["num_samples"] == len(dev) and "left out" in results["bad_media"][key]
+    results = evaluate_split(tiny_model, tiny_processor, dev, on_bad_media="skip", progress=False, report=report,
+                             split="dev")
+    assert results["num_samples"] == len(dev) and "missing" in results["bad_media"][key]
 
 
 def test_batch_attention_checkpoints_are_evaluated_in_csv_order_batches(tiny_corpus, tiny_config, tiny_tokenizer):
@@ -277,7 +280,7 @@ def test_batch_attention_checkpoints_are_evaluated_in_csv_order_batches(tiny_cor
     model = TelMEForEmotionRecognition(tiny_config).eval()
     processor = build_processor(tiny_config, tiny_tokenizer)
     test = load_meld(tiny_corpus, splits="test")["test"].select(range(6))
-    audio_options, video_options = decode_options_from_config(model.config)
+    audio_options, video_options = media_options(processor)
     expected = []
     for start in (0, 4):  # batches of 4 in CSV order: rows 0-3, then 4-5
         rows = [test[i] for i in range(start, min(start + 4, len(test)))]
@@ -288,6 +291,6 @@ def test_batch_attention_checkpoints_are_evaluated_in_csv_order_batches(tiny_cor
             expected.append(model(**batch).logits)
     expected = torch.cat(expected).numpy()
     results = evaluate_split(model, processor, test, batch_size=4, progress=False)
-    np.testing.assert_allclose(results["logits"], expected, atol=1e-5)
+    np.testing.assert_allclose(results["logits"]["fusion"], expected, atol=1e-5)
     other = evaluate_split(model, processor, test, batch_size=3, progress=False)
-    assert not np.allclose(other["logits"], expected, atol=1e-5)  # the batch matters for such checkpoints
+    assert not np.allclose(other["logits"]["fusion"], expected, atol=1e-5)  # the batch matters for such checkpoints

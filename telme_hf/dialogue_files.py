@@ -1,0 +1,169 @@
+# Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
+"""Dialogue files: reading the CSV/JSON dialogues `telme predict` takes, writing an example one, and rendering
+predictions as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .data.dialogues import read_csv_rows
+from .metrics import align_table
+from .prediction import MEDIA_FIELDS
+
+
+__all__ = ["predict_command", "read_dialogue", "render_predictions", "write_example_dialogue"]
+
+# `utterance` is accepted for `text`, as in MELD's CSVs; column names are case-insensitive.
+_COLUMN_ALIASES = {"utterance": "text"}
+
+
+def read_dialogue(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a dialogue file (CSV or JSON) into turns for :func:`predict_dialogue`.
+
+    CSV: a header with `speaker` and `text` (or `utterance`), optionally `media` (one file with both streams),
+    `audio`, `video`, `start`, `end` (seconds); one row per turn, in order; column names are case-insensitive.
+    JSON: a list of turn objects with the same keys, or `{"turns": [...]}`. Empty media cells mean "no media for
+    this turn". Relative media paths are resolved against the file's folder.
+
+    Example:
+
+    ```python
+    >>> read_dialogue("telme-demo/example_dialogue.csv")[0]  # doctest: +SKIP
+    {'speaker': 'Tag', 'text': 'So, that is ridiculous, Chandler.', 'media': '/.../dia0_utt0.mp4'}
+    ```
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"Dialogue file {path} not found.")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}). Write a list of turns, e.g. "
+                             '[{"speaker": "Ross", "text": "Hi.", "media": "dia0_utt0.mp4"}].') from None
+        if isinstance(data, Mapping):
+            data = data.get("turns")
+        if not isinstance(data, list) or not all(isinstance(turn, Mapping) for turn in data):
+            raise ValueError(f"{path}: expected a JSON list of turn objects (or {{\"turns\": [...]}}), each with "
+                             "'speaker' and 'text'.")
+        rows = [({str(k).strip().lower(): v for k, v in turn.items()}, f"turn {i}") for i, turn in enumerate(data)]
+    elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        rows = [({name.lower(): value for name, value in row.values.items()}, f"line {row.line}")
+                for row in read_csv_rows(path, ())]
+    else:
+        raise ValueError(f"{path}: unknown dialogue format {path.suffix!r}; use a .csv or .json file.")
+    turns = []
+    for values, where in rows:
+        values = {_COLUMN_ALIASES.get(name, name): value for name, value in values.items()}
+        missing = [name for name in ("speaker", "text") if name not in values]
+        if missing:
+            raise ValueError(f"{path}, {where}: no {' or '.join(missing)} column. Each turn needs 'speaker' and "
+                             "'text', and optionally 'media' (or 'audio'/'video'), 'start', 'end'.")
+        turn = {"speaker": str(values["speaker"] or ""), "text": str(values["text"] or "")}
+        for name in (*MEDIA_FIELDS, "start", "end"):
+            value = values.get(name)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            if name in MEDIA_FIELDS:
+                media = Path(str(value).strip()).expanduser()
+                turn[name] = os.path.normpath(media if media.is_absolute() else path.absolute().parent / media)
+            else:
+                try:
+                    turn[name] = float(value)
+                except (TypeError, ValueError):
+                    raise ValueError(f"{path}, {where}: {name} must be a number of seconds, got {value!r}.") from None
+        turns.append(turn)
+    if not turns:
+        raise ValueError(f"{path} has no turns.")
+    return turns
+
+
+def write_example_dialogue(dataset, path: str | os.PathLike) -> Path | None:
+    """Write the first dialogue of a split (rows of `load_meld`/`load_iemocap`) as a `telme predict` dialogue CSV.
+
+    Media paths are written relative to the file's folder. Returns `None` when the split is empty.
+
+    Example:
+
+    ```python
+    >>> write_example_dialogue(load_meld("MELD.Raw", splits="test")["test"], "example_dialogue.csv")  # doctest: +SKIP
+    ```
+    """
+    if len(dataset) == 0:
+        return None
+    path = Path(path)
+    first = dataset[0]["dialogue_id"]
+    rows = []
+    for row in dataset:
+        if row["dialogue_id"] != first:
+            break
+        rows.append(row)
+
+    def relative(value: str) -> str:
+        return os.path.relpath(value, path.parent.absolute()) if value else ""
+
+    shared = all(row.get("audio_path") == row.get("video_path") for row in rows)
+    media = ["media"] if shared else ["audio", "video"]
+    if not any(row.get("audio_path") or row.get("video_path") for row in rows):
+        media = []
+    window = any(row.get("start") is not None and not math.isnan(row["start"]) for row in rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["speaker", "text", *media, *(["start", "end"] if window else [])])
+        for row in rows:
+            cells = [row["speaker"], row["text"]]
+            if media == ["media"]:
+                cells.append(relative(row.get("video_path") or row.get("audio_path") or ""))
+            elif media:
+                cells += [relative(row.get("audio_path") or ""), relative(row.get("video_path") or "")]
+            if window:
+                cells += [row["start"], row["end"]]
+            writer.writerow(cells)
+    return path
+
+
+def _table(results: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
+    def clip(text: str, width: int = 40) -> str:
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    header = ["turn", "speaker", "text", "emotion", "score", *labels, "from", "note"]
+    table = [header]
+    for result in results:
+        table.append([
+            str(result["turn"]), result["speaker"], clip(result["text"]), result["label"], f"{result['score']:.3f}",
+            *[f"{result['scores'][label]:.3f}" for label in labels], "+".join(result["modalities"]), result["note"],
+        ])
+    return align_table(table)
+
+
+def render_predictions(results: Sequence[Mapping[str, Any]], labels: Sequence[str], output_format: str) -> str:
+    """Text of `telme predict`'s output: `"table"`, `"json"` (a list, one utterance per line) or `"csv"`."""
+    if output_format == "table":
+        return _table(results, labels)
+    if output_format == "json":
+        return "[\n" + ",\n".join(json.dumps(result, ensure_ascii=False) for result in results) + "\n]"
+    if output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["turn", "speaker", "text", "label", "score", *[f"p_{label}" for label in labels],
+                         "modalities", "note"])
+        for result in results:
+            writer.writerow([result["turn"], result["speaker"], result["text"], result["label"],
+                             f"{result['score']:.6f}", *[f"{result['scores'][label]:.6f}" for label in labels],
+                             "+".join(result["modalities"]), result["note"]])
+        return buffer.getvalue().rstrip("\n")
+    raise ValueError(f"Unknown output format {output_format!r}; use table, json or csv.")
+
+
+def predict_command(model: str | os.PathLike, dialogue: str | os.PathLike) -> str:
+    """The `telme predict` command line for a checkpoint and a dialogue file (quoted for a POSIX shell)."""
+    return f"telme predict --model {shlex.quote(os.fspath(model))} --dialogue {shlex.quote(os.fspath(dialogue))}"
