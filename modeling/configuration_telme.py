@@ -48,6 +48,28 @@ LEGACY_PREPROCESSING_OPTIONS = (
     "max_media_seconds", "text_normalization",
 )
 
+# The checkpoint's pipeline (modeling/pipeline_telme.py, saved with the model code): config.json names it, so that
+# `pipeline(PIPELINE_TASK, model=..., trust_remote_code=True)` builds it where telme_hf is not installed.
+PIPELINE_TASK = "emotion-recognition-in-conversation"
+CUSTOM_PIPELINES = {
+    PIPELINE_TASK: {
+        "impl": "pipeline_telme.EmotionRecognitionInConversationPipeline",
+        "pt": ["AutoModel"],
+        "tf": [],
+        "type": "multimodal",
+    }
+}
+
+
+def _pipeline_registered_here() -> bool:
+    """Whether this process registered the pipeline task itself (`import telme_hf` does)."""
+    try:
+        from transformers.pipelines import PIPELINE_REGISTRY
+    except ImportError:  # pragma: no cover
+        return False
+    return PIPELINE_TASK in PIPELINE_REGISTRY.get_supported_tasks()
+
+
 # Marks a behaviour argument that was not given, so an explicit value in a saved config.json is kept rather than
 # replaced by the clean or reference default.
 _NOT_GIVEN: Any = object()
@@ -143,6 +165,11 @@ class TelMEConfig(PretrainedConfig):
         if "id2label" not in kwargs and "num_labels" not in kwargs:
             kwargs["id2label"] = dict(enumerate(MELD_LABELS))
         legacy = {name: kwargs.pop(name) for name in LEGACY_PREPROCESSING_OPTIONS if name in kwargs}
+        # Where the task is registered (telme_hf is imported) the registry's pipeline serves it, without
+        # `trust_remote_code`; elsewhere config.json's entry lets transformers load the checkpoint's own copy.
+        custom_pipelines = kwargs.pop("custom_pipelines", None)
+        if custom_pipelines and not _pipeline_registered_here():
+            self.custom_pipelines = custom_pipelines
         legacy.update(kwargs.pop("legacy_preprocessing", None) or {})
         self.text_config = _sub_config(text_config, RobertaConfig)
         self.audio_config = _sub_config(audio_config, Data2VecAudioConfig)
@@ -198,6 +225,7 @@ class TelMEConfig(PretrainedConfig):
 
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
+        output["custom_pipelines"] = copy.deepcopy(CUSTOM_PIPELINES)
         for key in ("text_config", "audio_config", "video_config"):
             value = getattr(self, key)
             output[key] = value.to_dict() if isinstance(value, PretrainedConfig) else copy.deepcopy(value)
@@ -340,4 +368,12 @@ def _tiny_preset() -> dict[str, Any]:
     }
 
 
-__all__ = ["TelMEConfig", "MELD_LABELS", "IEMOCAP_LABELS", "MODEL_REFERENCE_BEHAVIOUR", "LEGACY_PREPROCESSING_OPTIONS"]
+__all__ = [
+    "CUSTOM_PIPELINES",
+    "IEMOCAP_LABELS",
+    "LEGACY_PREPROCESSING_OPTIONS",
+    "MELD_LABELS",
+    "MODEL_REFERENCE_BEHAVIOUR",
+    "PIPELINE_TASK",
+    "TelMEConfig",
+]

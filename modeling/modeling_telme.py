@@ -352,6 +352,10 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         return model
 
 
+# The checkpoint's pipeline is saved with the model code (transformers copies the files this one imports).
+from .pipeline_telme import EmotionRecognitionInConversationPipeline  # noqa: E402,F401
+
+
 __all__ = [
     "TelMEOutput",
     "TelMEPreTrainedModel",

@@ -11,6 +11,7 @@ Hub-portable: imports only numpy, torch and transformers; copied verbatim into e
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -73,6 +74,8 @@ PROCESSOR_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _NOT_GIVEN: Any = object()
+
+logger = logging.getLogger("telme_hf")
 
 Turn = Mapping[str, Any]
 """One utterance: `{"speaker": str, "text": str}`, optionally with a precomputed `"speaker_index"` (0-based)."""
@@ -461,8 +464,46 @@ class TelMEProcessor(ProcessorMixin):
         return ["input_ids", "attention_mask", "input_values", "audio_attention_mask", "pixel_values"]
 
 
+def legacy_processor_options(config: Any) -> dict[str, Any]:
+    """The preprocessing options a telme_hf 0.1 checkpoint kept in its config.json, as `TelMEProcessor` options.
+
+    Example:
+
+    ```python
+    >>> from .configuration_telme import TelMEConfig
+    >>> legacy_processor_options(TelMEConfig(max_text_length=64, video_num_frames=4))
+    {'max_text_length': 64, 'num_frames': 4}
+    ```
+    """
+    legacy = dict(getattr(config, "legacy_preprocessing", None) or {})
+    renamed = {"video_num_frames": "num_frames"}
+    return {renamed.get(name, name): value for name, value in legacy.items()}
+
+
+def apply_legacy_preprocessing(processor: TelMEProcessor, config: Any, source: str = "") -> bool:
+    """Give a loaded processor the preprocessing options its checkpoint kept in config.json (telme_hf 0.1).
+
+    Returns whether there were any. A warning names the command that moves them into processor_config.json.
+    """
+    options = legacy_processor_options(config)
+    options.pop("audio_sampling_rate", None)  # the feature extractor's rate, saved with it already
+    if not options:
+        return False
+    for name, value in options.items():
+        setattr(processor, name, value)
+    processor.validate()
+    logger.warning(
+        "%s keeps its preprocessing options in config.json (a telme_hf 0.1 checkpoint); they are applied. Run "
+        "`telme upgrade-checkpoint %s` to move them into processor_config.json.", source or "This checkpoint",
+        source or "FOLDER",
+    )
+    return True
+
+
 __all__ = [
     "PIXEL_STATISTICS",
+    "apply_legacy_preprocessing",
+    "legacy_processor_options",
     "PROCESSOR_PRESETS",
     "PROCESSOR_REFERENCE_BEHAVIOUR",
     "TelMEProcessor",

@@ -26,7 +26,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from .data.bad_media import BAD_MEDIA_POLICIES
+from .modeling.bad_media_telme import BAD_MEDIA_POLICIES
 from .data.registry import CORPUS_NAMES
 from .recipe import RECIPES, original_hyperparameters, reference_precision
 

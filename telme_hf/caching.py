@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.collator import TelMEDataCollator, to_model
+from .modeling.collating_telme import TelMEDataCollator, to_model
 from .modeling import TelMEForEmotionRecognition
 
 

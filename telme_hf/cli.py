@@ -153,7 +153,7 @@ def _positive_int(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .convert import AV_ORDER_CHOICES
     from .convert import DATASETS as CONVERTIBLE
-    from .data.bad_media import BAD_MEDIA_POLICIES
+    from .modeling.bad_media_telme import BAD_MEDIA_POLICIES
     from .data.registry import CORPUS_NAMES
     from .modeling.configuration_telme import TEXT_BACKBONE
 
@@ -193,9 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--dialogue", required=True, help="The dialogue file, .csv or .json.")
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table",
                          help="Output: an aligned table (default), JSON (a list, one utterance per line) or CSV.")
-    predict.add_argument("--on-bad-media", choices=list(BAD_MEDIA_POLICIES), default="zeros",
-                         help="For a turn whose media is missing or unusable: zeros in its place (default), skip = "
-                         "predict that turn from its text alone, or error. The output's note says what was done.")
+    predict.add_argument("--on-bad-media", choices=list(BAD_MEDIA_POLICIES), default="skip",
+                         help="For a turn whose media is missing or unusable: skip = predict that turn from its text "
+                         "alone (default), zeros in its place, or error. The output's note says what was done.")
     predict.add_argument("--batch-size", type=_positive_int, default=4, help="Utterances per forward pass (default 4).")
     predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
     predict.set_defaults(handler=_predict)
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data.media import MediaError
+    from .modeling.media_telme import MediaError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -22,6 +22,8 @@ from .modeling.processing_telme import (
     PIXEL_STATISTICS,
     PROCESSOR_PRESETS,
     PROCESSOR_REFERENCE_BEHAVIOUR,
+    apply_legacy_preprocessing,
+    legacy_processor_options,
     speaker_token,
 )
 
@@ -183,41 +185,6 @@ def processor_options(config: TelMEConfig, **options: Any) -> dict[str, Any]:
     resolved.setdefault("audio_padding_side", "left" if config.audio_pooling == "first" else "right")
     resolved.setdefault("reference_behaviour", config.reference_behaviour)
     return resolved
-
-
-def legacy_processor_options(config: TelMEConfig) -> dict[str, Any]:
-    """The preprocessing options a telme_hf 0.1 checkpoint kept in its config.json, as `TelMEProcessor` options.
-
-    Example:
-
-    ```python
-    >>> legacy_processor_options(TelMEConfig(max_text_length=64, video_num_frames=4))
-    {'max_text_length': 64, 'num_frames': 4}
-    ```
-    """
-    legacy = dict(getattr(config, "legacy_preprocessing", None) or {})
-    renamed = {"video_num_frames": "num_frames"}
-    return {renamed.get(name, name): value for name, value in legacy.items()}
-
-
-def apply_legacy_preprocessing(processor: TelMEProcessor, config: TelMEConfig, source: str = "") -> bool:
-    """Give a loaded processor the preprocessing options its checkpoint kept in config.json (telme_hf 0.1).
-
-    Returns whether there were any. A warning names the command that moves them into processor_config.json.
-    """
-    options = legacy_processor_options(config)
-    options.pop("audio_sampling_rate", None)  # the feature extractor's rate, saved with it already
-    if not options:
-        return False
-    for name, value in options.items():
-        setattr(processor, name, value)
-    processor.validate()
-    logger.warning(
-        "%s keeps its preprocessing options in config.json (a telme_hf 0.1 checkpoint); they are applied. Run "
-        "`telme upgrade-checkpoint %s` to move them into processor_config.json.", source or "This checkpoint",
-        source or "FOLDER",
-    )
-    return True
 
 
 def upgrade_checkpoint(folder: str | os.PathLike) -> list[str]:

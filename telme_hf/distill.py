@@ -28,8 +28,8 @@ from .arguments import (
 )
 from .caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
 from .components import build_processor, processor_options, train_tokenizer
-from .data.cache import MediaCache, MediaLoader, prepare_media
-from .data.collator import TelMEDataCollator
+from .modeling.loading_telme import MediaCache, MediaLoader, prepare_media
+from .modeling.collating_telme import TelMEDataCollator
 from .data.registry import get_corpus, load_corpus
 from .dialogue_files import predict_command, write_example_dialogue
 from .evaluation import evaluate_split, write_evaluation

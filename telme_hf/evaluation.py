@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from .data.bad_media import BadMediaReport, check_policy, log_report
-from .data.cache import MediaCache, MediaLoader
-from .data.collator import TelMEDataCollator
-from .data.media import MODALITIES
+from .modeling.bad_media_telme import BadMediaReport, check_policy, log_report
+from .modeling.loading_telme import MediaCache, MediaLoader
+from .modeling.collating_telme import TelMEDataCollator
+from .modeling.media_telme import MODALITIES
 from .metrics import compute_erc_metrics, plot_confusion_matrix, write_metrics_json, write_predictions_csv
 from .prediction import DEFAULT_BATCH_SIZE, PART_LOGITS, predict_batch
 

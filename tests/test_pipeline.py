@@ -88,10 +88,13 @@ def test_text_only_dialogues_and_lists_of_dialogues(erc, tiny_model, tiny_proces
 
 def test_bad_media_policy_and_relative_paths(erc, clips, tmp_path):
     dialogue = [{**TURNS[0], "media": clips[0].name}, {**TURNS[1], "media": "gone.mp4"}]
+    # By default a turn with unusable media is predicted from its text alone, and its note says so.
     results = erc(dialogue, media_root=tmp_path)
-    assert results[0]["note"] == "" and "missing" in results[1]["note"] and "zeros" in results[1]["note"]
-    results = erc(dialogue, media_root=tmp_path, on_bad_media="skip")
-    assert results[1]["modalities"] == ["text"] and "text only" in results[1]["note"]
+    assert results[0]["note"] == "" and results[0]["modalities"] == ["text", "audio", "video"]
+    assert results[1]["modalities"] == ["text"] and "missing" in results[1]["note"]
+    assert "text only" in results[1]["note"] and "gone.mp4" in results[1]["note"]
+    results = erc(dialogue, media_root=tmp_path, on_bad_media="zeros")
+    assert results[1]["modalities"] == ["text", "audio", "video"] and "zeros" in results[1]["note"]
     with pytest.raises(Exception, match="gone.mp4"):
         erc(dialogue, media_root=tmp_path, on_bad_media="error")
 
@@ -101,3 +104,76 @@ def test_bad_inputs_say_what_to_pass(erc):
         erc("We were on a break!")
     with pytest.raises(TypeError, match="on_bad_media"):
         erc(TURNS, unknown_option=1)
+
+
+PORTABLE_PIPELINE_SCRIPT = """
+import builtins, json, sys
+real_import = builtins.__import__
+def guarded(name, *args, **kwargs):
+    if name == "telme_hf" or name.startswith("telme_hf."):
+        raise ImportError("telme_hf is blocked in this process")
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = guarded
+import numpy as np
+from transformers import pipeline
+folder, clip, out = sys.argv[1:4]
+erc = pipeline("emotion-recognition-in-conversation", model=folder, trust_remote_code=True, device="cpu")
+rng = np.random.default_rng(0)
+arrays = {"audio": rng.standard_normal(8000).astype(np.float32), "video": rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)}
+dialogue = [{"speaker": "Monica", "text": "I am fine thanks for asking", **arrays},
+            {"speaker": "Joey", "text": "this is disgusting and gross", "media": clip},
+            {"speaker": "Monica", "text": "we lost everything", "media": "gone.mp4"}]
+json.dump({"results": erc(dialogue, top_k=2), "module": type(erc).__module__}, open(out, "w"))
+"""
+
+
+def test_the_checkpoint_runs_its_own_pipeline_where_telme_hf_is_not_installed(tiny_checkpoint, clips, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert config["custom_pipelines"][telme_hf.PIPELINE_TASK]["impl"] == \
+        "pipeline_telme.EmotionRecognitionInConversationPipeline"
+    for name in ("pipeline_telme.py", "media_telme.py", "loading_telme.py", "collating_telme.py", "bad_media_telme.py"):
+        assert (tiny_checkpoint / name).exists(), name
+    script = tmp_path / "portable.py"
+    script.write_text(PORTABLE_PIPELINE_SCRIPT)
+    out = tmp_path / "out.json"
+    proc = subprocess.run([sys.executable, str(script), str(tiny_checkpoint), str(clips[0]), str(out)],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    remote = json.loads(out.read_text())
+    assert "telme_hf" not in remote["module"]
+    # The same dialogue through telme_hf's registered pipeline gives the same results.
+    rng = np.random.default_rng(0)
+    arrays = {"audio": rng.standard_normal(8000).astype(np.float32),
+              "video": rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)}
+    dialogue = [{"speaker": "Monica", "text": "I am fine thanks for asking", **arrays},
+                {"speaker": "Joey", "text": "this is disgusting and gross", "media": str(clips[0])},
+                {"speaker": "Monica", "text": "we lost everything", "media": str(tmp_path / "gone.mp4")}]
+    local = pipeline(telme_hf.PIPELINE_TASK, model=str(tiny_checkpoint), device="cpu")(dialogue, top_k=2)
+    for theirs, ours in zip(remote["results"], local):
+        assert theirs["label"] == ours["label"] and theirs["scores"] == pytest.approx(ours["scores"], abs=1e-6)
+        assert len(theirs["scores"]) == 2 and theirs["modalities"] == ours["modalities"]
+    assert remote["results"][0]["modalities"] == remote["results"][1]["modalities"] == ["text", "audio", "video"]
+    assert remote["results"][2]["modalities"] == ["text"] and "gone.mp4" in remote["results"][2]["note"]
+
+
+def test_transformers_inputs(erc, clips):
+    rate = 44100
+    time = np.arange(rate) / rate
+    dialogue = [{"speaker": "Ross", "text": "hi", "audio": {"array": np.sin(2 * np.pi * 300 * time), "sampling_rate": rate},
+                 "video": np.zeros((3, 32, 32, 3), np.uint8)}]
+    result = erc(dialogue)[0]
+    assert result["modalities"] == ["text", "audio", "video"] and result["note"] == ""
+    with pytest.raises(ValueError, match="URLs are not downloaded"):
+        erc([{"speaker": "Ross", "text": "hi", "media": "https://example.com/a.mp4"}])
+    with pytest.raises(ValueError, match="sampling_rate"):
+        erc([{"speaker": "Ross", "text": "hi", "audio": {"array": np.zeros(100)}, "video": np.zeros((3, 8, 8, 3), np.uint8)}])
+    with pytest.raises(ValueError, match="'text' must be a string"):
+        erc([{"speaker": "Ross", "text": 5}])
+    top = erc([{"speaker": "Ross", "text": "hi"}], top_k=3)[0]
+    assert len(top["scores"]) == 3 and list(top["scores"].values()) == sorted(top["scores"].values(), reverse=True)

@@ -130,7 +130,7 @@ def test_missing_media_policies(tiny_checkpoint, dialogue_dir, tiny_model, tiny_
     dialogue = write_csv(dialogue_dir / "missing.csv", rows)
     args = ["predict", "--model", str(tiny_checkpoint), "--dialogue", str(dialogue), "--format", "json", "--device", "cpu"]
 
-    code, out, err = run_cli(capsys, *args)  # default policy: zeros
+    code, out, err = run_cli(capsys, *args, "--on-bad-media", "zeros")
     assert code == 0, err
     results = json.loads(out)
     check_results(results, list(tiny_model.config.id2label.values()))
@@ -138,7 +138,7 @@ def test_missing_media_policies(tiny_checkpoint, dialogue_dir, tiny_model, tiny_
     assert results[1]["modalities"] == ["text", "audio", "video"]
     assert results[0]["note"] == results[2]["note"] == ""
 
-    code, out, err = run_cli(capsys, *args, "--on-bad-media", "skip")
+    code, out, err = run_cli(capsys, *args)  # default policy: that turn from its text alone
     assert code == 0, err
     results = json.loads(out)
     assert results[1]["modalities"] == ["text"] and "text only" in results[1]["note"]
@@ -150,7 +150,7 @@ def test_missing_media_policies(tiny_checkpoint, dialogue_dir, tiny_model, tiny_
 
     code, out, err = run_cli(capsys, *args, "--on-bad-media", "error")
     assert code != 0 and out == ""
-    assert "not_there.mp4" in err and "turn 1 (Rachel)" in err and "--on-bad-media zeros" in err
+    assert "not_there.mp4" in err and "turn 1 (Rachel)" in err and "--on-bad-media skip" in err
 
 
 def test_text_only_dialogue_gets_the_text_teachers_prediction(tiny_checkpoint, tmp_path, tiny_model, tiny_processor,

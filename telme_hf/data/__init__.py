@@ -5,12 +5,12 @@ A batch flows one way: CSV row → dataset row (paths, dialogue context) → `Te
 cache, through the bad-media policy) → `TelMEProcessor` → model.
 """
 
-from .bad_media import BAD_MEDIA_POLICIES, BadMediaEntry, BadMediaReport, MediaOutcome, resolve_bad_media
-from .cache import MediaCache, MediaLoader, media_options, prepare_media
-from .collator import TelMEDataCollator, to_model
+from ..modeling.bad_media_telme import BAD_MEDIA_POLICIES, BadMediaEntry, BadMediaReport, MediaOutcome, resolve_bad_media
+from ..modeling.loading_telme import MediaCache, MediaLoader, media_options, prepare_media
+from ..modeling.collating_telme import TelMEDataCollator, to_model
 from .dialogues import normalize_text, scan_missing_media
 from .iemocap import load_iemocap
-from .media import (
+from ..modeling.media_telme import (
     AudioDecodeOptions,
     CorruptMediaError,
     DecodedClip,

@@ -36,7 +36,7 @@ from typing import Any, Union
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from ..modeling.processing_telme import TEXT_NORMALIZATIONS, first_appearance_indices
-from .bad_media import (
+from ..modeling.bad_media_telme import (
     BAD_MEDIA_POLICIES,
     BadMediaEntry,
     BadMediaPolicy,
@@ -45,7 +45,7 @@ from .bad_media import (
     log_report,
     resolve_bad_media,
 )
-from .media import MODALITIES, MissingMediaError
+from ..modeling.media_telme import MODALITIES, MissingMediaError
 
 
 __all__ = [

@@ -1,0 +1,511 @@
+# Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
+"""Predict with a trained TelME: a dialogue in, one emotion per utterance out; and the
+`"emotion-recognition-in-conversation"` pipeline.
+
+Hub-portable: imports only numpy, torch and transformers (PyAV to decode media files); copied into every saved
+checkpoint, whose config.json names the pipeline (`custom_pipelines`), so that
+
+```python
+>>> from transformers import pipeline
+>>> erc = pipeline("emotion-recognition-in-conversation", model="you/telme-meld", trust_remote_code=True)  # doctest: +SKIP
+```
+
+works where telme_hf is not installed (`pip install torch transformers pillow`, plus `av` to read media files).
+
+One code path serves `predict_dialogue`, `telme predict` and the pipeline, and its batch step (:func:`predict_batch`)
+serves evaluation too:
+
+1. :func:`prepare_dialogue` turns each turn into a :class:`PreparedUtterance`: its dialogue context and its
+   decoded audio and video, after the bad-media policy (`bad_media_telme`);
+2. :func:`predict_logits` batches them through the `TelMEDataCollator` and runs :func:`predict_batch` under
+   `torch.inference_mode`: an utterance with media gets the fused prediction, one without the text teacher's;
+3. :func:`format_predictions` turns logits into one `{"label", "score", "scores", ...}` dict per utterance.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import Pipeline
+
+from .bad_media_telme import check_policy
+from .collating_telme import TelMEDataCollator, to_model
+from .configuration_telme import PIPELINE_TASK
+from .loading_telme import MediaCache, MediaLoader
+from .media_telme import MODALITIES, resample_waveform
+from .processing_telme import apply_legacy_preprocessing
+
+
+logger = logging.getLogger("telme_hf")
+
+# The original evaluates with batches of 4 in CSV order; with `fusion_attention_scope="batch"` (converted original
+# checkpoints) the fused prediction depends on the batch, so 4 is also the default here.
+DEFAULT_BATCH_SIZE = 4
+# Prediction's default for a turn whose media is missing or unusable: that turn from its text alone, said in its note.
+DEFAULT_PREDICT_POLICY = "skip"
+# Media keys of a turn (and columns of a dialogue file): one file with both streams, or one per modality.
+MEDIA_FIELDS = ("media", "audio", "video")
+# Each part of the model and the output holding its logits.
+PART_LOGITS = {"teacher": "text_logits", "audio": "audio_logits", "video": "video_logits", "fusion": "logits"}
+
+
+@dataclass
+class PreparedUtterance:
+    """One utterance ready for the model.
+
+    Attributes:
+        context: the dialogue's turns up to and including this one, as `{"speaker", "text"}` dicts (plus
+            `"speaker_index"` where the data loader computed it).
+        audio: mono float32 waveform at the model's rate, or `None` (predict from text).
+        video: `uint8 (num_frames, height, width, 3)` RGB frames, or `None` (predict from text).
+        note: what was done about missing or unusable media (empty when nothing was).
+        label: gold class id, when known (evaluation).
+        key: a name for messages and outputs (`"turn 2"`, `"dia0_utt2"`).
+    """
+
+    context: list[dict[str, Any]]
+    audio: np.ndarray | None = None
+    video: np.ndarray | None = None
+    note: str = ""
+    label: int | None = None
+    key: str = ""
+
+    @property
+    def modalities(self) -> list[str]:
+        """`["text", "audio", "video"]` when the fused prediction is used, else `["text"]`."""
+        return list(MODALITIES) if self.audio is not None and self.video is not None else ["text"]
+
+    def as_row(self) -> dict[str, Any]:
+        """The collator's row: its context, its decoded arrays (no paths: nothing is decoded again)."""
+        return {"context": self.context, "audio": self.audio, "video": self.video, "label": self.label,
+                "utterance_key": self.key}
+
+
+# ----------------------------------------------------------------------------------------------------- inputs
+def _given(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, Mapping)) or (value is not None and str(value).strip() != "")
+
+
+def has_media(turn: Mapping[str, Any]) -> bool:
+    """Whether a turn names any media (a file, an array or an audio dict)."""
+    return any(_given(turn.get(name)) for name in MEDIA_FIELDS)
+
+
+def _audio_array(value: Mapping[str, Any], sampling_rate: int, where: str) -> np.ndarray | str:
+    """An audio dict as `datasets`' Audio column yields it (`array` + `sampling_rate`, or a `path`)."""
+    if value.get("array") is None:
+        if value.get("path"):
+            return str(value["path"])
+        raise ValueError(f"The audio of {where} is a dict without 'array' or 'path': pass {{'array': waveform, "
+                         "'sampling_rate': rate}, a file path or a 1-D array.")
+    rate = value.get("sampling_rate")
+    if rate is None:
+        raise ValueError(f"The audio dict of {where} has no 'sampling_rate': add it (the array is resampled to "
+                         f"{sampling_rate} Hz).")
+    array = np.asarray(value["array"], dtype=np.float32)
+    if array.ndim == 2:  # (channels, samples): the mean of the channels, as decoded files
+        array = array.mean(axis=0)
+    return resample_waveform(array, int(rate), sampling_rate)
+
+
+def turn_media(turn: Mapping[str, Any], media_root: Path | None, sampling_rate: int, where: str) -> dict[str, Any]:
+    """A turn's media as the `audio_path`/`video_path`/`audio`/`video`/`start`/`end` fields `MediaLoader` reads."""
+    def resolve(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            value = _audio_array(value, sampling_rate, where)
+        if isinstance(value, np.ndarray) or not _given(value):
+            return value
+        text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+        if "://" in text:
+            raise ValueError(f"The media of {where} is a URL ({text}); URLs are not downloaded: download the file "
+                             "and pass its path (or pass the decoded arrays).")
+        path = Path(text).expanduser()
+        return os.fspath(path if path.is_absolute() or media_root is None else media_root / path)
+
+    row: dict[str, Any] = {}
+    for kind in ("audio", "video"):
+        value = resolve(turn.get(kind) if _given(turn.get(kind)) else turn.get("media"))
+        if isinstance(value, np.ndarray):
+            row[kind] = value
+        else:
+            row[f"{kind}_path"] = value if _given(value) else ""
+    for bound in ("start", "end"):
+        if _given(turn.get(bound)):
+            try:
+                row[bound] = float(turn[bound])
+            except (TypeError, ValueError):
+                raise ValueError(f"`{bound}` of {where} must be a number of seconds, got {turn[bound]!r}.") from None
+        else:
+            row[bound] = math.nan
+    return row
+
+
+def _check_arrays(row: Mapping[str, Any], sampling_rate: int, where: str) -> None:
+    audio, video = row.get("audio"), row.get("video")
+    if isinstance(audio, np.ndarray) and audio.ndim != 1:
+        raise ValueError(f"The audio of {where} must be a 1-D waveform at {sampling_rate} Hz, got shape {audio.shape}.")
+    if isinstance(video, np.ndarray) and (video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0):
+        raise ValueError(f"The video of {where} must be (num_frames, height, width, 3) uint8 RGB frames, got shape "
+                         f"{video.shape}.")
+
+
+def _turn_text(turn: Mapping[str, Any], index: int, source: str | None) -> tuple[str, str]:
+    where = f"Turn {index}{f' of {source}' if source else ''}"
+    if not isinstance(turn, Mapping):
+        raise ValueError(f"{where} is a {type(turn).__name__}; each turn is a dict like "
+                         "{'speaker': 'Ross', 'text': 'Hi.'}.")
+    if "text" not in turn:
+        raise ValueError(f"{where} has no 'text': each turn needs 'speaker' and 'text', got keys {sorted(turn)}.")
+    text, speaker = turn["text"], turn.get("speaker", "")
+    if not isinstance(text, str):
+        raise ValueError(f"{where}: 'text' must be a string, got {type(text).__name__} {text!r}.")
+    if speaker is None:
+        speaker = ""
+    if not isinstance(speaker, str):
+        raise ValueError(f"{where}: 'speaker' must be a string, got {type(speaker).__name__} {speaker!r}.")
+    return speaker, text
+
+
+def prepare_dialogue(
+    turns: Sequence[Mapping[str, Any]],
+    processor,
+    on_bad_media: str = DEFAULT_PREDICT_POLICY,
+    media_root: str | os.PathLike | None = None,
+    cache: MediaCache | str | os.PathLike | None = None,
+    source: str | None = None,
+    cli_hint: bool = False,
+) -> list[PreparedUtterance]:
+    """Decode a dialogue's media and build each utterance's context, ready for :func:`predict_logits`.
+
+    Args:
+        turns: the dialogue in order; each turn is `{"speaker", "text"}` with optional media: `"media"` (one file
+            holding both streams, e.g. a MELD clip), `"audio"` and/or `"video"` (paths; or arrays: a 1-D float
+            waveform at the model's rate, `(num_frames, height, width, 3)` uint8 RGB frames of any length; or an
+            audio dict `{"array", "sampling_rate"}` as a `datasets` Audio column gives, resampled), and
+            `"start"`/`"end"` (seconds) to cut a window out of a longer file.
+        processor: the model's `TelMEProcessor` (it says how media is decoded).
+        on_bad_media: for a turn whose media is missing or unusable: `"skip"` (default: that turn is predicted from
+            its text alone), `"zeros"` (zeros in its place, fused prediction, as the original evaluated) or
+            `"error"`. Either way the turn's `note` says what was done. A dialogue with no media at all is predicted
+            from text by the teacher.
+        media_root: folder that relative media paths are resolved against (default: the working directory).
+        cache: a `MediaCache` or a folder for one, to decode each file once across calls.
+        source: where the turns come from (a file name), for error messages.
+        cli_hint: spell bad-media hints with the CLI's flags.
+
+    Returns:
+        One `PreparedUtterance` per turn.
+    """
+    check_policy(on_bad_media)
+    if isinstance(turns, (str, bytes)) or not isinstance(turns, Sequence):
+        raise ValueError(f"A dialogue is a list of turns, got {type(turns).__name__}.")
+    if not turns:
+        raise ValueError(f"The dialogue{f' in {source}' if source else ''} has no turns.")
+    root = Path(media_root).expanduser() if media_root is not None else None
+    with_media = any(isinstance(turn, Mapping) and has_media(turn) for turn in turns)
+    loader = MediaLoader.for_processor(processor, cache, on_bad_media=on_bad_media, skip="predict", cli=cli_hint) \
+        if with_media else None
+    sampling_rate = int(processor.feature_extractor.sampling_rate)
+    prepared: list[PreparedUtterance] = []
+    context: list[dict[str, Any]] = []
+    for index, turn in enumerate(turns):
+        speaker, text = _turn_text(turn, index, source)
+        entry = {"speaker": speaker, "text": text}
+        if turn.get("speaker_index") is not None:
+            entry["speaker_index"] = int(turn["speaker_index"])
+        context.append(entry)
+        key = f"turn {index}{f' ({speaker})' if speaker else ''}"
+        utterance = PreparedUtterance(context=list(context), key=f"turn {index}")
+        if loader is None:
+            utterance.note = "no media given: text teacher's prediction"
+        else:
+            row = turn_media(turn, root, sampling_rate, key)
+            _check_arrays(row, sampling_rate, key)
+            row["utterance_key"] = key
+            outcome = loader.load(row, where=f"of {source}" if source else "")
+            utterance.audio, utterance.video, utterance.note = outcome.audio, outcome.video, outcome.note
+        prepared.append(utterance)
+    return prepared
+
+
+# ------------------------------------------------------------------------------------------------------ model
+def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The logits of every part for one collated batch (`TelMEDataCollator(..., skipped="text")`).
+
+    Every row gets the text teacher's logits; the rows listed in `media_rows` (all, when the batch has no such
+    entry but has media) also get the audio, video and fused logits, the others NaN there and the teacher's as
+    `logits`. Run it under `torch.inference_mode()` with the model in eval mode.
+
+    Returns:
+        `{"logits", "text_logits", "audio_logits", "video_logits"}`, float32 CPU tensors `(rows, num_labels)`.
+    """
+    inputs = to_model(batch, model)
+    text_features = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+    rows, num_labels = text_features.shape[0], model.config.num_labels
+    outputs = {name: torch.full((rows, num_labels), math.nan) for name in PART_LOGITS.values()}
+    text_logits = model(text_features=text_features).logits.float().cpu()
+    outputs["text_logits"] = text_logits
+    outputs["logits"] = text_logits.clone()
+    media = inputs.get("media_rows")
+    media = torch.arange(rows) if media is None else media.cpu()
+    if len(media) and ("input_values" in inputs or "pixel_values" in inputs):
+        fused = model(text_features=text_features[media.to(text_features.device)],
+                      input_values=inputs.get("input_values"), audio_attention_mask=inputs.get("audio_attention_mask"),
+                      pixel_values=inputs.get("pixel_values"))
+        for name in ("logits", "audio_logits", "video_logits"):
+            outputs[name][media] = getattr(fused, name).float().cpu()
+    return outputs
+
+
+def predict_logits(
+    model,
+    processor,
+    utterances: Sequence[PreparedUtterance],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict[str, torch.Tensor]:
+    """Run the model on prepared utterances, `batch_size` at a time in order, under `torch.inference_mode`.
+
+    An utterance with audio and video gets the fused prediction (`logits`) and each part's logits; one without
+    gets the text teacher's logits as `logits` and NaN for the audio and video parts.
+
+    Returns:
+        `{"logits", "text_logits", "audio_logits", "video_logits"}`, each a float32 CPU tensor
+        `(len(utterances), num_labels)`.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    collator = TelMEDataCollator(processor, MODALITIES, skipped="text")
+    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in PART_LOGITS.values()}
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(utterances), batch_size):
+            rows = [utterance.as_row() for utterance in utterances[start : start + batch_size]]
+            for name, logits in predict_batch(model, collator(rows)).items():
+                chunks[name].append(logits)
+    model.train(was_training)
+    return {name: torch.cat(parts) for name, parts in chunks.items()}
+
+
+def format_predictions(
+    logits: torch.Tensor,
+    utterances: Sequence[PreparedUtterance],
+    id2label: Mapping[int, str],
+    top_k: int | None = None,
+) -> list[dict[str, Any]]:
+    """One dict per utterance: `turn`, `speaker`, `text`, `label`, `score`, `scores` (label → probability, in
+    label-id order, or the `top_k` most probable in decreasing order), `modalities` (what the prediction used) and
+    `note` (what was done about bad media).
+
+    Example:
+
+    ```python
+    >>> format_predictions(torch.tensor([[2.0, 0.0]]), [PreparedUtterance([{"speaker": "A", "text": "hi"}])],
+    ...                    {0: "joy", 1: "sadness"})[0]["label"]
+    'joy'
+    ```
+    """
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
+    probabilities = logits.float().softmax(-1)
+    results = []
+    for index, (utterance, row) in enumerate(zip(utterances, probabilities)):
+        best = int(row.argmax())
+        last = utterance.context[-1]
+        scores = {id2label[i]: float(p) for i, p in enumerate(row.tolist())}
+        if top_k is not None:
+            scores = dict(sorted(scores.items(), key=lambda item: -item[1])[:top_k])
+        results.append({
+            "turn": index,
+            "speaker": last.get("speaker", ""),
+            "text": last["text"],
+            "label": id2label[best],
+            "score": float(row[best]),
+            "scores": scores,
+            "modalities": utterance.modalities,
+            "note": utterance.note,
+        })
+    return results
+
+
+def predict_dialogue(
+    model,
+    processor,
+    turns: Sequence[Mapping[str, Any]],
+    on_bad_media: str = DEFAULT_PREDICT_POLICY,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    media_root: str | os.PathLike | None = None,
+    cache: MediaCache | str | os.PathLike | None = None,
+    top_k: int | None = None,
+) -> list[dict[str, Any]]:
+    """Predict the emotion of every utterance of a dialogue (each from its context up to that turn).
+
+    Args:
+        model: a `TelMEForEmotionRecognition`.
+        processor: its `TelMEProcessor`.
+        turns: `{"speaker", "text"}` dicts with optional `"media"`, `"audio"`, `"video"`, `"start"`, `"end"`
+            (see :func:`prepare_dialogue`).
+        on_bad_media: `"skip"` (default: such a turn from its text alone), `"zeros"` or `"error"`, for turns whose
+            media is missing or unusable.
+        batch_size: utterances per forward pass.
+        media_root: folder that relative media paths are resolved against.
+        cache: a `MediaCache` (or its folder) to decode each file once across calls.
+        top_k: keep only the `top_k` most probable labels in each result's `scores`.
+
+    Returns:
+        One dict per utterance, see :func:`format_predictions`.
+
+    Example:
+
+    ```python
+    >>> predict_dialogue(model, processor, [{"speaker": "Ross", "text": "We were on a break!"}])  # doctest: +SKIP
+    [{'turn': 0, 'speaker': 'Ross', 'text': 'We were on a break!', 'label': 'anger', 'score': 0.52, 'scores': {...},
+      'modalities': ['text'], 'note': "no media given: text teacher's prediction"}]
+    ```
+    """
+    utterances = prepare_dialogue(turns, processor, on_bad_media, media_root, cache)
+    logits = predict_logits(model, processor, utterances, batch_size)["logits"]
+    return format_predictions(logits, utterances, model.config.id2label, top_k)
+
+
+# -------------------------------------------------------------------------------------------------- pipeline
+@dataclass
+class _Dialogue:
+    # Wraps a dialogue so that `Pipeline.__call__` treats it as one input, not as a list of inputs.
+    turns: Sequence[Mapping[str, Any]]
+
+
+def _is_dialogue(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(t, Mapping) for t in value)
+
+
+class EmotionRecognitionInConversationPipeline(Pipeline):
+    r"""
+    Emotion recognition in conversation with TelME: for a dialogue (a list of turns), the emotion of every
+    utterance, each predicted from the dialogue up to that turn.
+
+    A turn is `{"speaker": str, "text": str}`, optionally with media: `"media"` (one file holding both streams,
+    like a MELD clip), or `"audio"` and/or `"video"`: file paths; arrays (a 1-D float waveform at the model's
+    sampling rate, `(num_frames, height, width, 3)` uint8 RGB frames of any length); or an audio dict
+    `{"array", "sampling_rate"}` as a `datasets` Audio column yields it. `"start"`/`"end"` (seconds) cut a window
+    out of a longer file. A turn with media gets the fused prediction of text, audio and video; one without (or
+    whose media is unusable) gets the text teacher's. Each result says which (`modalities`) and why (`note`).
+
+    Reading media files needs PyAV (`pip install av`); arrays need nothing more than the model's own requirements.
+
+    Call arguments (also accepted by `pipeline(...)`):
+        on_bad_media (`str`, *optional*, defaults to `"skip"`): for a turn whose media is missing or unusable:
+            `"skip"` (that turn from its text alone), `"zeros"` (zeros in its place) or `"error"`.
+        media_root (`str`, *optional*): folder that relative media paths are resolved against.
+        batch_size (`int`, *optional*, defaults to 4): utterances per forward pass. Checkpoints whose fusion
+            attends across the batch (`fusion_attention_scope="batch"`, converted original ones) give
+            batch-dependent fused predictions; the original evaluated with 4.
+        top_k (`int`, *optional*): keep only the `top_k` most probable labels in each result's `scores`.
+
+    Returns:
+        For one dialogue, a list with one dict per utterance: `label`, `score` (its probability), `scores` (every
+        label's probability), plus `turn`, `speaker`, `text`, `modalities` and `note`. For a list of dialogues, a
+        list of such lists.
+
+    Example:
+
+    ```python
+    >>> erc = pipeline("emotion-recognition-in-conversation", model="telme-demo/final")  # doctest: +SKIP
+    >>> erc([{"speaker": "Joey", "text": "How you doin'?", "media": "dia3_utt0.mp4"}])[0]["label"]  # doctest: +SKIP
+    'joy'
+    ```
+    """
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_feature_extractor = False
+    _load_image_processor = False
+    _load_video_processor = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # `batch_size` counts utterances inside a dialogue here; `Pipeline` would batch whole inputs with a
+        # tokenizer-padding collator that does not fit dialogues.
+        self.utterance_batch_size = kwargs.pop("batch_size", None) or DEFAULT_BATCH_SIZE
+        super().__init__(*args, **kwargs)
+        if self.processor is None:
+            raise ValueError(
+                "The emotion-recognition-in-conversation pipeline needs the model's TelMEProcessor: pass "
+                "`processor=` or a checkpoint folder/Hub id that holds processor_config.json."
+            )
+        apply_legacy_preprocessing(self.processor, self.model.config, str(getattr(self.model, "name_or_path", "")))
+
+    def _sanitize_parameters(
+        self,
+        on_bad_media: str | None = None,
+        media_root: str | os.PathLike | None = None,
+        utterance_batch_size: int | None = None,
+        top_k: int | None = None,
+        **kwargs: Any,
+    ) -> tuple[dict, dict, dict]:
+        if kwargs:
+            raise TypeError(f"Unknown argument(s) {sorted(kwargs)}; the pipeline takes on_bad_media, media_root, "
+                            "batch_size and top_k.")
+        preprocess: dict[str, Any] = {}
+        if on_bad_media is not None:
+            check_policy(on_bad_media)
+            preprocess["on_bad_media"] = on_bad_media
+        if media_root is not None:
+            preprocess["media_root"] = media_root
+        forward = {} if utterance_batch_size is None else {"batch_size": utterance_batch_size}
+        postprocess = {} if top_k is None else {"top_k": top_k}
+        return preprocess, forward, postprocess
+
+    def __call__(self, dialogues: Any, **kwargs: Any) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Predict one dialogue (a list of turn dicts) or several (a list of such lists)."""
+        if "batch_size" in kwargs:
+            kwargs["utterance_batch_size"] = kwargs.pop("batch_size")
+        if _is_dialogue(dialogues):
+            return super().__call__(_Dialogue(dialogues), **kwargs)
+        if isinstance(dialogues, (list, tuple)) and dialogues and all(_is_dialogue(d) for d in dialogues):
+            return super().__call__([_Dialogue(d) for d in dialogues], **kwargs)
+        raise TypeError(
+            "Pass a dialogue as a non-empty list of turns like {'speaker': 'Ross', 'text': 'Hi.'} (optionally with "
+            f"'media' or 'audio'/'video' paths or arrays), or a list of such dialogues; got {type(dialogues).__name__}."
+        )
+
+    def get_inference_context(self):
+        return torch.inference_mode
+
+    def preprocess(self, dialogue: _Dialogue, on_bad_media: str = DEFAULT_PREDICT_POLICY,
+                   media_root=None) -> dict[str, Any]:
+        return {"utterances": prepare_dialogue(dialogue.turns, self.processor, on_bad_media, media_root)}
+
+    def _forward(self, model_inputs: dict[str, Any], batch_size: int | None = None) -> dict[str, Any]:
+        utterances = model_inputs["utterances"]
+        logits = predict_logits(self.model, self.processor, utterances, batch_size or self.utterance_batch_size)
+        return {"utterances": utterances, "logits": logits["logits"]}
+
+    def postprocess(self, model_outputs: dict[str, Any], top_k: int | None = None) -> list[dict[str, Any]]:
+        return format_predictions(model_outputs["logits"], model_outputs["utterances"], self.model.config.id2label,
+                                  top_k)
+
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_PREDICT_POLICY",
+    "EmotionRecognitionInConversationPipeline",
+    "MEDIA_FIELDS",
+    "PART_LOGITS",
+    "PIPELINE_TASK",
+    "PreparedUtterance",
+    "format_predictions",
+    "has_media",
+    "predict_batch",
+    "predict_dialogue",
+    "predict_logits",
+    "prepare_dialogue",
+    "turn_media",
+]
