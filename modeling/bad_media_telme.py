@@ -74,7 +74,8 @@ class BadMediaEntry:
         utterance: the utterance's key (`dia0_utt2`, `turn 3 (Ross)`).
         modality: `"audio"`, `"video"` or `"audio+video"` (one file serving both, as in MELD).
         path: the file concerned (empty when no file was given).
-        problem: `"missing"`, `"unreadable"`, `"absent from the file"`, `"empty"`, `"too long"` or `"not given"`.
+        problem: `"missing"`, `"unreadable"`, `"absent from the file"`, `"empty"`, `"too long"`, `"unusable"` (too
+            short for the audio encoder, or not finite) or `"not given"`.
         detail: the decoder's reason.
         action: `"dropped"`, `"used zeros"`, `"predicted from text only"`, ...
         split: the split of the row, when known.
@@ -171,13 +172,20 @@ class MediaOutcome:
 
 def problem_of(error: MediaError) -> str:
     """The short name of a decoding error's problem, for notes."""
-    from .media_telme import CorruptMediaError, EmptyMediaError, MissingMediaError, NoStreamError, TooLongMediaError
+    from .media_telme import (
+        CorruptMediaError,
+        EmptyMediaError,
+        MissingMediaError,
+        NoStreamError,
+        TooLongMediaError,
+        UnusableMediaError,
+    )
 
     if not error.path:
         return "not given"
     for kind, name in ((MissingMediaError, "missing"), (CorruptMediaError, "unreadable"),
                        (NoStreamError, "absent from the file"), (EmptyMediaError, "empty"),
-                       (TooLongMediaError, "too long")):
+                       (TooLongMediaError, "too long"), (UnusableMediaError, "unusable")):
         if isinstance(error, kind):
             return name
     return "unusable"

@@ -34,9 +34,11 @@ from .bad_media_telme import (
 )
 from .media_telme import (
     AudioDecodeOptions,
+    CorruptMediaError,
     MediaError,
     MissingMediaError,
     TooLongMediaError,
+    UnusableMediaError,
     VideoDecodeOptions,
     decode_clip,
     media_duration,
@@ -97,6 +99,7 @@ class MediaCache:
         video: VideoDecodeOptions | None,
         start: float | None = None,
         end: float | None = None,
+        max_seconds: float | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Decoded (audio, video) of a file, decoding (once, both streams together) only what is not cached."""
         if not os.path.exists(path):
@@ -108,7 +111,8 @@ class MediaCache:
         missing = {kind: wanted[kind] for kind in entries if kind not in found}
         if missing:
             self.decode_calls += 1
-            clip = decode_clip(path, missing.get("audio"), missing.get("video"), start=start, end=end)
+            clip = decode_clip(path, missing.get("audio"), missing.get("video"), start=start, end=end,
+                               max_seconds=max_seconds)
             for kind in missing:
                 array = getattr(clip, kind)
                 self._save(entries[kind], array)
@@ -165,6 +169,8 @@ class MediaLoader:
         split: recorded with the report's entries.
         skip: what `"skip"` means for the caller: `"drop"`, `"evaluate"` or `"predict"` (text alone).
         cli: spell hints with the CLI's flags.
+        min_audio_samples: a shorter waveform is bad media (the audio encoder's first convolutions need that many
+            samples to give a frame).
     """
 
     def __init__(
@@ -178,6 +184,7 @@ class MediaLoader:
         split: str = "",
         skip: str = "drop",
         cli: bool = False,
+        min_audio_samples: int = 1,
     ) -> None:
         check_policy(on_bad_media)
         self.audio, self.video, self.cache = audio, video, cache
@@ -185,6 +192,7 @@ class MediaLoader:
         self.max_media_seconds = max_media_seconds
         self.pixel_mean = tuple(pixel_mean)
         self.split, self.skip, self.cli = split, skip, cli
+        self.min_audio_samples = int(min_audio_samples)
         self.report = BadMediaReport(on_bad_media)
         self._durations: dict[str, float] = {}
         self._failures: dict[tuple, MediaError] = {}
@@ -196,15 +204,18 @@ class MediaLoader:
         if cache is not None and not isinstance(cache, MediaCache):
             cache = MediaCache(cache)
         kwargs.setdefault("max_media_seconds", processor.max_media_seconds)
+        kwargs.setdefault("min_audio_samples", getattr(processor, "audio_min_samples", 1))
         return cls(audio, video, cache=cache, pixel_mean=placeholder_colour(processor), **kwargs)
 
     def _decode(self, path: str, audio, video, start, end):
         if self.cache is not None:
-            return self.cache.get(path, audio, video, start, end)
-        clip = decode_clip(path, audio, video, start=start, end=end)
+            return self.cache.get(path, audio, video, start, end, max_seconds=self.max_media_seconds)
+        clip = decode_clip(path, audio, video, start=start, end=end, max_seconds=self.max_media_seconds)
         return clip.audio, clip.video
 
     def _check_length(self, path: str, start: float | None, end: float | None) -> None:
+        """Too long by the window or the header: bad media before anything is decoded (decoding also stops at the
+        limit, for headers that declare nothing or lie)."""
         if self.max_media_seconds is None:
             return
         if start is not None and end is not None:
@@ -212,11 +223,25 @@ class MediaLoader:
         else:
             # Remembered per file, so the check does not reopen every clip in every epoch.
             if path not in self._durations:
-                self._durations[path] = media_duration(path)
+                try:
+                    self._durations[path] = media_duration(path)
+                except CorruptMediaError:  # no declared duration: the decode pass enforces the limit
+                    self._durations[path] = 0.0
             seconds = self._durations[path]
         if seconds > self.max_media_seconds:
             raise TooLongMediaError(path, f"{seconds:.1f} s, longer than max_media_seconds={self.max_media_seconds:g}",
                                     "Cut the clip, or raise max_media_seconds")
+
+    def check_audio(self, waveform: np.ndarray, path: str) -> None:
+        """A waveform the audio encoder can read: long enough and finite, else `UnusableMediaError`."""
+        if len(waveform) < self.min_audio_samples:
+            rate = self.audio.sampling_rate if self.audio is not None else 16000
+            raise UnusableMediaError(
+                path, f"{len(waveform)} audio samples ({len(waveform) / rate:.3f} s), fewer than the "
+                f"{self.min_audio_samples} the audio encoder needs", "Give a longer clip")
+        if not np.isfinite(waveform).all():
+            raise UnusableMediaError(path, "audio samples that are not finite (NaN or infinity)",
+                                     "Re-encode or replace the file")
 
     def _load_group(self, path: str, kinds: tuple[str, ...], window: tuple[float | None, float | None]):
         key = (path, kinds, window)
@@ -228,7 +253,10 @@ class MediaLoader:
             if not path:
                 raise MissingMediaError("", "no file given", "Give the file")
             self._check_length(path, *window)
-            return self._decode(path, audio, video, *window)
+            waveform, frames = self._decode(path, audio, video, *window)
+            if waveform is not None:
+                self.check_audio(waveform, path)
+            return waveform, frames
         except MediaError as error:
             self._failures[key] = error
             raise
@@ -249,8 +277,16 @@ class MediaLoader:
                                         ("video", video and self.video is not None)) if on]
         decoded: dict[str, np.ndarray | None] = {kind: None for kind in wanted}
         arrays = {kind: row[kind] for kind in wanted if isinstance(row.get(kind), np.ndarray)}
+        problems = []
+        if "audio" in arrays:
+            try:
+                self.check_audio(np.asarray(arrays["audio"]), "")
+            except UnusableMediaError as error:
+                problems.append(("audio", UnusableMediaError("(array)", error.reason, error.hint)))
+                del arrays["audio"]
         decoded.update(arrays)
-        paths = {kind: str(row.get(f"{kind}_path") or "") for kind in wanted if kind not in arrays}
+        paths = {kind: str(row.get(f"{kind}_path") or "") for kind in wanted
+                 if kind not in arrays and not (kind == "audio" and problems)}
         start, end = _window(row)
         # One decode for both streams when they come from the same file (a MELD clip); else one per file.
         if len(paths) == 2 and paths["audio"] and paths["audio"] == paths["video"]:
@@ -258,7 +294,6 @@ class MediaLoader:
         else:
             groups = [((kind,), path, (start, end) if kind == "video" or path == row.get("video_path") else (None, None))
                       for kind, path in paths.items()]
-        problems = []
         for kinds, path, window in groups:
             try:
                 loaded_audio, loaded_video = self._load_group(path, kinds, window)

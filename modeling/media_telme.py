@@ -38,7 +38,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 
@@ -59,6 +59,7 @@ __all__ = [
     "NoStreamError",
     "EmptyMediaError",
     "TooLongMediaError",
+    "UnusableMediaError",
     "AudioDecodeOptions",
     "VideoDecodeOptions",
     "DecodedClip",
@@ -144,6 +145,11 @@ class EmptyMediaError(MediaError):
 
 class TooLongMediaError(MediaError):
     """The media (or its window) is longer than the model accepts (`max_media_seconds`)."""
+
+
+class UnusableMediaError(MediaError):
+    """The media decodes, but not to something the model can read: too short for the audio encoder, or samples
+    that are not finite (NaN, infinity)."""
 
 
 _REDOWNLOAD = "Re-extract or re-download this file"
@@ -392,7 +398,9 @@ class _FramePicker:
 
     With a known frame count the picks are fixed up front and only those frames are converted (holding every
     decoded 720p frame would double the peak memory). With an unknown count (no `nb_frames` in the container, or a
-    time window) the decoded frames are kept unconverted and picked at the end.
+    time window) every frame is converted as it comes, at the output size (a 4K frame becomes a 224-px one), and
+    the picks are made at the end: memory grows with the clip's duration (bounded by `max_seconds` in
+    `decode_clip`), not with its resolution.
     """
 
     def __init__(
@@ -405,7 +413,7 @@ class _FramePicker:
         # (start, end, fps) of a time window picked with the original's windowed strided rule.
         self.window = window
         self.count = 0
-        self._pending: list[av.VideoFrame] = []
+        self._pending: list[tuple[float | None, Any]] = []  # (time, frame at the output size or the av frame)
         self._converted: dict[int, np.ndarray] = {}
         if expected_count:
             self._picks = sample_frame_indices(expected_count, options.num_frames, options.sampling)
@@ -421,7 +429,9 @@ class _FramePicker:
 
     def add(self, frame: av.VideoFrame) -> None:
         if self._picks is None:
-            self._pending.append(frame)
+            # At the native size a converted frame is no smaller than the decoded one: keep that until picked.
+            kept = _frame_to_array(frame, self.options) if self.options.size is not None else frame
+            self._pending.append((frame.time, kept))
         elif self.count in self._wanted:
             self._converted[self.count] = _frame_to_array(frame, self.options)
         self.count += 1
@@ -431,7 +441,7 @@ class _FramePicker:
         if self._picks is None:
             if not self._pending:
                 return None
-            times = [frame.time for frame in self._pending]
+            times = [time for time, _ in self._pending]
             if self.window is not None and None not in times:
                 start, end, fps = self.window
                 picks = strided_window_picks(times, fps, start, end, self.options.num_frames)
@@ -439,7 +449,10 @@ class _FramePicker:
                     return None
             else:
                 picks = sample_frame_indices(len(self._pending), self.options.num_frames, self.options.sampling)
-            converted = {i: _frame_to_array(self._pending[i], self.options) for i in sorted(set(picks))}
+            converted = {}
+            for i in sorted(set(picks)):
+                kept = self._pending[i][1]
+                converted[i] = kept if isinstance(kept, np.ndarray) else _frame_to_array(kept, self.options)
         else:
             if not self.done:
                 return None
@@ -546,10 +559,13 @@ def _decode_pass(
     audio_window: tuple[float | None, float | None],
     video_window: tuple[float | None, float | None],
     expected_frames: int | None,
+    max_seconds: float | None = None,
 ) -> tuple[_AudioCollector | None, _FramePicker | None]:
     """One demux pass over the requested streams, feeding the audio collector and the frame picker.
 
-    Each stream has its own window (the video's may carry a margin); `None` bounds are open.
+    Each stream has its own window (the video's may carry a margin); `None` bounds are open. With `max_seconds`, a
+    stream that goes on past that much (plus half a second: headers round) raises `TooLongMediaError`, whatever the
+    header declared: decoding never holds more than `max_seconds` of media.
     """
     collector = _AudioCollector(audio) if audio_stream is not None else None
     picker = None
@@ -588,6 +604,9 @@ def _decode_pass(
             start, end = windows[stream.index]
             for frame in packet.decode():
                 time = frame.time
+                if max_seconds is not None and time is not None and time - (start or 0.0) > max_seconds + 0.5:
+                    raise TooLongMediaError(path, f"more than {max_seconds:g} s of {stream.type} decode",
+                                            "Cut the clip, or raise max_media_seconds")
                 if end is not None and time is not None and time > end:
                     finished = True
                 elif stream.type == "audio":
@@ -615,6 +634,7 @@ def decode_clip(
     *,
     start: float | None = None,
     end: float | None = None,
+    max_seconds: float | None = None,
 ) -> DecodedClip:
     """Decode the audio and/or video of one media file, opening it once.
 
@@ -626,6 +646,8 @@ def decode_clip(
             dialogue-level AVIs). The file is seeked once to the keyframe before `start`; only frames whose
             timestamp lies in `[start, end]` (widened by `video.window_margin`) are sampled from, and the audio is
             cut to `[start, end]`.
+        max_seconds: the longest media (or window) accepted: decoding stops with `TooLongMediaError` past it, so
+            memory stays bounded whatever the file or its header says.
 
     Returns:
         A :class:`DecodedClip`.
@@ -635,6 +657,7 @@ def decode_clip(
         CorruptMediaError: PyAV cannot open or decode it.
         NoStreamError: a requested stream is absent.
         EmptyMediaError: a requested stream (or the window) holds no samples/frames.
+        TooLongMediaError: the media goes on past `max_seconds`.
 
     Example:
 
@@ -662,7 +685,8 @@ def decode_clip(
         expected = None if (video_stream is None or windowed) else (video_stream.frames or None)
 
         collector, picker = _decode_pass(
-            container, path, audio_stream, video_stream, audio, video, (start, end), video_window, expected
+            container, path, audio_stream, video_stream, audio, video, (start, end), video_window, expected,
+            max_seconds,
         )
         frames = picker.result() if picker is not None else None
         if picker is not None and frames is None and picker.count > 0 and expected:

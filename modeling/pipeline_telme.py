@@ -233,6 +233,11 @@ def prepare_dialogue(
             outcome = loader.load(row, where=f"of {source}" if source else "")
             utterance.audio, utterance.video, utterance.note = outcome.audio, outcome.video, outcome.note
         prepared.append(utterance)
+    speakers = {turn["speaker"] for turn in context if turn.get("speaker_index") is None}
+    if len(speakers) > processor.num_speaker_tokens and not processor.reference_tokenization:
+        logger.warning("This dialogue%s has %d speakers but the model has %d speaker tokens: the extra speakers share "
+                       "<s%d>.", f" ({source})" if source else "", len(speakers), processor.num_speaker_tokens,
+                       processor.num_speaker_tokens)
     return prepared
 
 

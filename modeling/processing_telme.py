@@ -50,9 +50,11 @@ PROCESSOR_REFERENCE_BEHAVIOUR: dict[str, tuple[Any, Any]] = {
     "audio_max_samples": (None, 400000),
     "audio_keep": ("first", "last"),
     "audio_normalize_before_keep": (False, True),
-    # MELD clips over 30 s are replaced with zeros (4 audio frames, blank video) in the original. Its IEMOCAP code
-    # has no such rule, so the IEMOCAP preset keeps the clean value in reference mode too (`PROCESSOR_PRESETS`).
-    "max_media_seconds": (None, 30.0),
+    # Media longer than this is bad media. Clean: 60 s, which every MELD and IEMOCAP utterance fits in but for two
+    # mis-cut MELD test clips of minutes; it bounds decoding and the audio encoder's attention (a 5-minute clip
+    # would need ~29 GB). The original replaces MELD clips over 30 s with zeros (4 audio frames, blank video); its
+    # IEMOCAP code has no such rule, so the IEMOCAP preset keeps the clean value in reference mode too.
+    "max_media_seconds": (60.0, 30.0),
     # Frames: a strided pick that skips the first frames, in OpenCV's channel order (BGR).
     "video_frame_sampling": ("uniform", "strided"),
     "video_channel_order": ("rgb", "bgr"),
@@ -162,7 +164,8 @@ class TelMEProcessor(ProcessorMixin):
 
     Text: for utterance k of a dialogue the teacher reads `<s_i> u_1 <s_j> u_2 … <s_i> u_k </s> Now <s_i> feels
     <mask>`, where `<s_n>` is the token of the n-th speaker to appear. The history is truncated from the left so the
-    prompt is always whole, and batches are padded on the left so that the `<mask>` is the last position.
+    prompt is always whole, and batches are padded on the left so that the `<mask>` is the last position. A
+    dialogue with more speakers than speaker tokens gives the extra speakers the last token, `<sN>`.
 
     Every option below is saved in `processor_config.json`. The behaviours of `PROCESSOR_REFERENCE_BEHAVIOUR` take
     their clean value by default and the original implementation's with `reference_behaviour=True`.
@@ -179,6 +182,9 @@ class TelMEProcessor(ProcessorMixin):
         audio_padding_side: `"right"` with an attention mask (clean) or `"left"` (the original's zero left-padding,
             which its first-frame audio pooling reads).
         num_frames: frames per clip (TimeSformer's `num_frames`); clips of any length are picked down to it.
+        audio_min_samples: the shortest waveform the audio encoder reads (its first convolutions need that many
+            samples for the frames SpecAugment masks); a shorter one is bad media. `build_processor` sets it from
+            the model's audio config.
         text_normalization: how the corpus loaders read the CSVs' text: `"cp1252"` maps Windows-1252 leftovers and
             strips cells, `"none"` keeps each cell as the original's `csv.reader` read it.
         speaker_index_carryover: index each dialogue's first turn against the previous dialogue's speakers, as the
@@ -195,8 +201,9 @@ class TelMEProcessor(ProcessorMixin):
         audio_keep: which end of a longer waveform is kept, `"first"` or `"last"` (the original's).
         audio_normalize_before_keep: normalise the whole waveform and then keep `audio_max_samples` of it, as the
             original did; by default the kept part is normalised on its own.
-        max_media_seconds: media longer than this is bad media (the decoding layer applies the bad-media policy);
-            `None` accepts any length.
+        max_media_seconds: media longer than this is bad media (the decoding layer applies the bad-media policy,
+            and decoding stops there, so memory stays bounded); default 60 s. `None` accepts any length (and bounds
+            nothing).
         video_frame_sampling: `"uniform"` over the clip, or the original's `"strided"` picks.
         video_channel_order: `"rgb"`, or `"bgr"` (the original fed OpenCV's BGR frames to an RGB model).
         video_window_margin: seconds added on both sides of a time window before frames are picked (IEMOCAP).
@@ -224,6 +231,7 @@ class TelMEProcessor(ProcessorMixin):
         num_speaker_tokens: int = 9,
         audio_padding_side: str = "right",
         num_frames: int = 8,
+        audio_min_samples: int = 1,
         text_normalization: str = _NOT_GIVEN,
         speaker_index_carryover: bool = _NOT_GIVEN,
         reference_tokenization: bool = _NOT_GIVEN,
@@ -243,6 +251,7 @@ class TelMEProcessor(ProcessorMixin):
         self.num_speaker_tokens = num_speaker_tokens
         self.audio_padding_side = audio_padding_side
         self.num_frames = num_frames
+        self.audio_min_samples = audio_min_samples
         self.reference_behaviour = reference_behaviour
         given = {
             "text_normalization": text_normalization,
@@ -278,7 +287,7 @@ class TelMEProcessor(ProcessorMixin):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
-        for name in ("max_text_length", "num_speaker_tokens", "num_frames"):
+        for name in ("max_text_length", "num_speaker_tokens", "num_frames", "audio_min_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
@@ -333,6 +342,10 @@ class TelMEProcessor(ProcessorMixin):
         index %= len(turns)
         history = turns[: index + 1]
         indices = speaker_indices(history)
+        if not self.reference_tokenization:
+            # Speakers beyond the speaker tokens share the last one (the original instead wrote `<s10>`, ... as
+            # plain text, which reference tokenization keeps).
+            indices = [min(i, self.num_speaker_tokens - 1) for i in indices]
         if self.reference_tokenization:
             # The original joins "<s_i> " + utterance + " " per turn and strips only the ends of the whole string.
             context = "".join(f"{speaker_token(i)} {turn['text']} " for i, turn in zip(indices, history)).strip()

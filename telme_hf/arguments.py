@@ -238,9 +238,16 @@ def cache_root(data_args: DataArguments, training_args: TelMETrainingArguments) 
 def check_run(model_args: ModelArguments, data_args: DataArguments, training_args: TelMETrainingArguments) -> None:
     """The checks that need several options together, made before any data is read: a `ValueError` naming the
     option and the fix."""
+    for arguments in (model_args, data_args, training_args):
+        check_types(arguments)
     if data_args.dataset != "synthetic" and not data_args.data_root:
         raise ValueError(f"dataset={data_args.dataset} needs data_root (the folder of its CSVs and media).")
-    if data_args.data_root and data_args.dataset != "synthetic" and not Path(data_args.data_root).is_dir():
+    if data_args.data_root and not Path(data_args.data_root).is_dir():
+        if data_args.dataset == "synthetic":
+            # Never a new corpus at a mistyped path: generating is for the default place, or asked for.
+            raise ValueError(f"data_root={data_args.data_root} does not exist. Generate a synthetic corpus there with "
+                             f"`telme make-corpus {data_args.data_root}`, or leave data_root unset to generate one in "
+                             f"{Path(training_args.output_dir) / 'synthetic-corpus'}.")
         raise ValueError(f"data_root={data_args.data_root} is not a folder; pass the {data_args.dataset} corpus folder.")
     if "teacher" not in training_args.stages and not model_args.init_from:
         for folder in training_args.run_dirs():
@@ -252,6 +259,42 @@ def check_run(model_args: ModelArguments, data_args: DataArguments, training_arg
                 )
     if model_args.init_from and not Path(model_args.init_from).exists() and not model_args.init_from.count("/") == 1:
         raise ValueError(f"init_from={model_args.init_from} is neither a folder nor a Hub id.")
+
+
+_OWN_FIELDS = {
+    ModelArguments: [f.name for f in dataclasses.fields(ModelArguments)],
+    DataArguments: [f.name for f in dataclasses.fields(DataArguments)],
+}
+
+
+def check_types(arguments: Any) -> None:
+    """A `ValueError` naming an option whose value is not of its declared type (for arguments built in Python,
+    which argparse has not checked): e.g. `learning_rate="fast"` is refused here, not after the media pass."""
+    import typing
+
+    hints = typing.get_type_hints(type(arguments))
+    names = _OWN_FIELDS.get(type(arguments)) or [
+        name for name in ("stages", "recipe", "seeds", "precision", "keep_checkpoints", "response_weight",
+                          "response_temperature", "feature_weight", "feature_temperature", "learning_rate",
+                          "num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
+                          "weight_decay", "max_grad_norm", "seed", *(f"{s}_{n}" for s in STAGES
+                                                                     for n in ("learning_rate", "epochs")))
+        if name in hints]
+    for name in names:
+        value, expected = getattr(arguments, name), hints[name]
+        union = typing.get_origin(expected) in (typing.Union, getattr(__import__("types"), "UnionType", None))
+        allowed = typing.get_args(expected) if union else (expected,)
+        if value is None and type(None) in allowed:
+            continue
+        plain = [getattr(kind, "__origin__", kind) for kind in allowed if kind is not type(None)]
+        ok = any(isinstance(value, kind) for kind in plain if isinstance(kind, type))
+        if float in plain and isinstance(value, int):
+            ok = True
+        if isinstance(value, bool) and bool not in plain:
+            ok = False
+        if not ok:
+            wanted = " or ".join(getattr(kind, "__name__", str(kind)) for kind in plain)
+            raise ValueError(f"`{name}` must be {wanted}, got {type(value).__name__} {value!r}.")
 
 
 def stage_value(training_args: TelMETrainingArguments, dataset: str, name: str, stage: str | None = None) -> Any:

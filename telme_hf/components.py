@@ -184,7 +184,27 @@ def processor_options(config: TelMEConfig, **options: Any) -> dict[str, Any]:
     resolved.setdefault("num_speaker_tokens", config.num_speaker_tokens)
     resolved.setdefault("audio_padding_side", "left" if config.audio_pooling == "first" else "right")
     resolved.setdefault("reference_behaviour", config.reference_behaviour)
+    resolved.setdefault("audio_min_samples", min_audio_samples(config.audio_config))
     return resolved
+
+
+def min_audio_samples(audio_config: Any) -> int:
+    """The fewest waveform samples from which the audio encoder's convolutions give enough frames: one, or as many
+    as SpecAugment masks at once (`mask_time_length`) when it is on.
+
+    Example:
+
+    ```python
+    >>> from telme_hf.modeling.configuration_telme import data2vec_audio_base_config
+    >>> min_audio_samples(data2vec_audio_base_config())  # 3 frames (mask_time_length) of data2vec-audio-base
+    1040
+    ```
+    """
+    frames = max(1, int(audio_config.mask_time_length)) if audio_config.mask_time_prob > 0 else 1
+    samples = frames
+    for kernel, stride in reversed(list(zip(audio_config.conv_kernel, audio_config.conv_stride))):
+        samples = (samples - 1) * stride + kernel
+    return samples
 
 
 def upgrade_checkpoint(folder: str | os.PathLike) -> list[str]:
@@ -217,6 +237,7 @@ __all__ = [
     "build_image_processor",
     "build_processor",
     "legacy_processor_options",
+    "min_audio_samples",
     "processor_options",
     "train_tokenizer",
     "upgrade_checkpoint",

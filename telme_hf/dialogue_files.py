@@ -67,16 +67,25 @@ def read_dialogue(path: str | os.PathLike) -> list[dict[str, Any]]:
         if missing:
             raise ValueError(f"{path}, {where}: no {' or '.join(missing)} column. Each turn needs 'speaker' and "
                              "'text', and optionally 'media' (or 'audio'/'video'), 'start', 'end'.")
-        turn = {"speaker": str(values["speaker"] or ""), "text": str(values["text"] or "")}
+        for name in ("speaker", "text"):
+            if values[name] is not None and not isinstance(values[name], str):
+                raise ValueError(f"{path}, {where}: {name} must be text, got {type(values[name]).__name__} "
+                                 f"{values[name]!r}. Quote it in the file.")
+        turn = {"speaker": values["speaker"] or "", "text": values["text"] or ""}
         for name in (*MEDIA_FIELDS, "start", "end"):
             value = values.get(name)
             if value is None or (isinstance(value, str) and not value.strip()):
                 continue
             if name in MEDIA_FIELDS:
-                media = Path(str(value).strip()).expanduser()
+                if not isinstance(value, str):
+                    raise ValueError(f"{path}, {where}: {name} must be a file path, got {type(value).__name__} "
+                                     f"{value!r}.")
+                media = Path(value.strip()).expanduser()
                 turn[name] = os.path.normpath(media if media.is_absolute() else path.absolute().parent / media)
             else:
                 try:
+                    if isinstance(value, bool):
+                        raise TypeError
                     turn[name] = float(value)
                 except (TypeError, ValueError):
                     raise ValueError(f"{path}, {where}: {name} must be a number of seconds, got {value!r}.") from None

@@ -22,6 +22,7 @@ from .arguments import (
     ModelArguments,
     TelMETrainingArguments,
     cache_root,
+    check_run,
     corpus_root,
     stage_arguments,
     starting_checkpoint,
@@ -209,6 +210,7 @@ def run_distillation(
     is repeated per seed into `output_dir/seed-N/` and `output_dir/summary.json` holds the mean and standard
     deviation over the seeds (see :func:`run_seeds`).
     """
+    check_run(model_args, data_args, training_args)
     if training_args.seeds:
         return run_seeds(model_args, data_args, training_args)
     return _run_once(model_args, data_args, training_args, announce_next_step)
@@ -282,7 +284,8 @@ def _run_once(model_args: ModelArguments, data_args: DataArguments, training_arg
     # Every part, once, on dev and test: the same evaluation as `telme evaluate`.
     evaluation = {
         name: evaluate_split(model, processor, splits[name], training_args.per_device_eval_batch_size,
-                             on_bad_media=data_args.on_bad_media, cache=media_cache, progress=False, split=name)
+                             on_bad_media=data_args.on_bad_media, cache=media_cache, progress=False, split=name,
+                             loader=loader)
         for name in ("dev", "test")
     }
     if not state.is_main_process:

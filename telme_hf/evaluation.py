@@ -27,7 +27,7 @@ import torch
 from .modeling.bad_media_telme import BadMediaReport, check_policy, log_report
 from .modeling.loading_telme import MediaCache, MediaLoader
 from .modeling.collating_telme import TelMEDataCollator
-from .modeling.media_telme import MODALITIES
+from .modeling.media_telme import MODALITIES, MediaError
 from .metrics import compute_erc_metrics, plot_confusion_matrix, write_metrics_json, write_predictions_csv
 from .prediction import DEFAULT_BATCH_SIZE, PART_LOGITS, predict_batch
 
@@ -67,7 +67,11 @@ class _DecodedRows(torch.utils.data.Dataset):
         if not (row.get("audio_path") or row.get("video_path")):  # a text-only load: the teacher alone
             row.update(bad_media=[], skipped=False)
             return row
-        outcome = self.loader.load(row)
+        try:
+            outcome = self.loader.load(row)
+        except (MediaError, ValueError, OSError) as error:
+            # Carried back as it is, so the main process raises the error itself, not a worker's traceback.
+            return {"error": error}
         row.update(audio=outcome.audio, video=outcome.video, bad_media=outcome.entries, skipped=outcome.skipped)
         return row
 
@@ -82,6 +86,8 @@ def _batches(rows: Iterable[dict[str, Any]], batch_size: int, report: BadMediaRe
     row's bad media in `report`."""
     buffer: list[dict[str, Any]] = []
     for row in rows:
+        if "error" in row:
+            raise row["error"]
         for entry in row.pop("bad_media"):
             report.add(entry)
         if row.pop("skipped"):
@@ -105,6 +111,7 @@ def evaluate_split(
     progress: bool = True,
     report: BadMediaReport | None = None,
     split: str = "",
+    loader: MediaLoader | None = None,
 ) -> dict[str, Any]:
     """Evaluate the fused model and each of its parts on a split, in one forward pass per batch (the text teacher
     alone on a split loaded without media).
@@ -124,6 +131,8 @@ def evaluate_split(
         report: the load's `BadMediaReport` (missing files the loader already dropped or kept); the media found
             bad while decoding is added to it.
         split: the split's name, for the report.
+        loader: a ready `MediaLoader` (a training run's: it knows the bad clips already, so none is decoded or
+            logged twice); by default one is built for the processor, `on_bad_media` and `cache`.
 
     Returns:
         `{"teacher", "audio", "video", "fusion"}` → metrics of `compute_erc_metrics`, plus `"num_samples"`,
@@ -138,8 +147,8 @@ def evaluate_split(
     split = split or str(getattr(dataset, "split", "") or "")
     report = report if report is not None else BadMediaReport(on_bad_media)
     report.policy = report.policy or on_bad_media
-    loader = MediaLoader.for_processor(processor, cache, on_bad_media=on_bad_media, skip="evaluate", cli=True,
-                                       split=split)
+    loader = loader or MediaLoader.for_processor(processor, cache, on_bad_media=on_bad_media, skip="evaluate",
+                                                 cli=True, split=split)
     decoded = torch.utils.data.DataLoader(_DecodedRows(dataset, loader), batch_size=None, shuffle=False,
                                           num_workers=num_workers, collate_fn=_as_is)
     collator = TelMEDataCollator(processor, MODALITIES, skipped="text", loader=loader)

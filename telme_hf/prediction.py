@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -56,6 +57,31 @@ __all__ = [
 ]
 
 
+def damaged_file(folder: str, error: Exception) -> str:
+    """Which file of a checkpoint folder failed to load, as a phrase for the error message."""
+    import json
+
+    root = Path(folder)
+    for path in sorted(root.glob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            return f"{path} is not valid JSON"
+    weights = root / "model.safetensors"
+    if weights.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(weights), framework="pt") as handle:
+                for key in handle.keys():
+                    handle.get_slice(key)
+        except Exception:  # noqa: BLE001 - any failure to read the header or a tensor
+            return f"{weights} is damaged (truncated or not a safetensors file)"
+    if "size mismatch" in str(error) or "shape" in str(error):
+        return f"the weights in {weights} do not fit the model's config.json"
+    return f"a file of {root} is damaged"
+
+
 def load_model_and_processor(name_or_path: str | os.PathLike, device: str | torch.device | None = None):
     """`AutoModel` and `AutoProcessor` of a checkpoint folder or Hub id, in eval mode on `device` (default: CUDA when
     available, else CPU). A telme_hf 0.1 checkpoint's preprocessing options (kept in its config.json) are applied to
@@ -75,7 +101,10 @@ def load_model_and_processor(name_or_path: str | os.PathLike, device: str | torc
     try:
         model = AutoModel.from_pretrained(name)
         processor = AutoProcessor.from_pretrained(name)
-    except OSError as error:
+    except Exception as error:  # noqa: BLE001 - every failure becomes one message naming the file
+        if os.path.isfile(os.path.join(name, "config.json")):  # a checkpoint folder with a damaged file
+            raise OSError(f"Could not load the TelME checkpoint {name!r}: {damaged_file(name, error)} "
+                          f"({type(error).__name__}: {error}). Re-download it or save it again.") from error
         where = "a folder without a TelME checkpoint" if os.path.isdir(name) else "neither a folder here nor a Hub id"
         raise OSError(f"Could not load a TelME model from {name!r} ({where}): {error}. Pass the folder a training run "
                       "wrote (its `final/`, with config.json and model.safetensors) or a Hub id.") from error

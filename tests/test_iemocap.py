@@ -153,6 +153,10 @@ def test_reference_indices_past_eight_reach_the_prompt(tmp_path, tiny_processor)
     (tmp_path / "IEMOCAP_dev.csv").write_bytes(csv_bytes(rows))
     dev = load_iemocap(tmp_path, splits="dev", modalities=("text",), speaker_index_carryover=True)["dev"]
     assert dev["speaker_index"] == list(range(11))
+    # Clean tokenisation: speakers beyond the 9 speaker tokens share the last one.
+    assert tiny_processor.build_prompt(dev[10]["context"]).split(" </s> ")[1].startswith("Now <s9> feels")
+    # The original's tokenisation writes <s10>, <s11>, ... as plain text.
+    tiny_processor.reference_tokenization = True
     assert tiny_processor.build_prompt(dev[10]["context"]).split(" </s> ")[1].startswith("Now <s11> feels")
 
 

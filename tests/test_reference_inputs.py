@@ -185,7 +185,7 @@ def test_the_30_second_rule_is_melds_only(iemocap_release, tiny_tokenizer, tmp_p
     meld = processor_for("meld", tiny_tokenizer, reference_behaviour=True)
     assert meld.max_media_seconds == 30.0
     reference = processor_for("iemocap", tiny_tokenizer, reference_behaviour=True)
-    assert reference.max_media_seconds is None
+    assert reference.max_media_seconds == 60.0  # the clean cap, not the 30-second rule
     long_row = first_rows(iemocap_release, reference)[1]
     loader = loader_for(reference)
     loader.load(long_row)  # a 31 s utterance keeps its media, as in the original's IEMOCAP code
@@ -193,7 +193,8 @@ def test_the_30_second_rule_is_melds_only(iemocap_release, tiny_tokenizer, tmp_p
     meld_rule = loader_for(meld)
     assert meld_rule.load(long_row).video is not None  # zeros stand in for it
     assert meld_rule.report.keys() == ["Ses01F_impro01_M000"] and "too long" in meld_rule.report.entries[0].note
-    # A saved reference processor keeps its explicit None (it is not re-defaulted to 30 s on loading).
+    # A saved reference processor keeps an explicit None (it is not re-defaulted to 30 s on loading).
+    reference.max_media_seconds = None
     reference.save_pretrained(tmp_path / "saved")
     assert AutoProcessor.from_pretrained(tmp_path / "saved").max_media_seconds is None
 

@@ -381,7 +381,8 @@ def build_context(speakers: Sequence[str], indices: Sequence[int], texts: Sequen
 
 
 def add_dialogue_structure(
-    records: list[dict], speaker_keys: Sequence[Hashable] | None = None, carryover: bool = False
+    records: list[dict], speaker_keys: Sequence[Hashable] | None = None, carryover: bool = False,
+    num_speaker_tokens: int | None = None,
 ) -> list[dict]:
     """Fill `turn_index`, `speaker_index` and `context` of one split's rows (CSV order, dialogues contiguous).
 
@@ -390,6 +391,8 @@ def add_dialogue_structure(
         speaker_keys: what identifies a speaker for indexing, one per row (default: the `speaker` column). IEMOCAP's
             reference mode indexes by utterance id, as the original did.
         carryover: reproduce the original's first-turn quirk, see :func:`assign_speaker_indices`.
+        num_speaker_tokens: the model's speaker tokens; a dialogue with more speakers is named in a warning (its
+            extra speakers share the last token; with the original's turn-index "speakers" they are plain text).
     """
     keys = [record["speaker"] for record in records] if speaker_keys is None else list(speaker_keys)
     groups: list[list[int]] = []
@@ -398,6 +401,16 @@ def add_dialogue_structure(
             groups.append([])
         groups[-1].append(position)
     indices = assign_speaker_indices([[keys[p] for p in group] for group in groups], carryover=carryover)
+    crowded = [records[group[0]]["dialogue_id"] for group, group_indices in zip(groups, indices)
+               if num_speaker_tokens is not None and max(group_indices) >= num_speaker_tokens]
+    if crowded and carryover:
+        # The original's indexing runs past the tokens by design (IEMOCAP indexes turns): one line, not one a dialogue.
+        logger.info("%d dialogue(s) index speakers past <s%d>, as the original did (written as plain text).",
+                    len(crowded), num_speaker_tokens)
+    elif crowded:
+        for dialogue_id in crowded:
+            logger.warning("Dialogue %s has more speakers than the model's %d speaker tokens: the extra speakers "
+                           "share <s%d>.", dialogue_id, num_speaker_tokens, num_speaker_tokens)
     for group, group_indices in zip(groups, indices):
         members = [records[p] for p in group]
         contexts = build_context([m["speaker"] for m in members], group_indices, [m["text"] for m in members])
@@ -545,7 +558,12 @@ def build_split(
     report: BadMediaReport,
 ) -> Dataset:
     """Apply the bad-media policy to one split's missing files (into `report`) and build its `Dataset`."""
+    if not rows:
+        raise ValueError(f"{source or split} has no utterances (a header and no rows): restore the split's CSV.")
     rows = apply_missing_media_policy(rows, on_bad_media, split, lines, source, report)
+    if not rows:
+        raise ValueError(f"Every utterance of {source or split} has missing media and on_bad_media='skip' dropped "
+                         "them all: check the media folder.")
     features = row_features(label_names)
     columns = {name: [row[name] for row in rows] for name in features}
     return Dataset.from_dict(columns, features=features, split=split)

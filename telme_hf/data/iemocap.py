@@ -203,13 +203,15 @@ def read_iemocap_split(
     speaker_source: Literal["actor", "utterance_id"] | None = None,
     label_names: Sequence[str] = IEMOCAP_LABELS,
     text_normalization: str = "cp1252",
+    num_speaker_tokens: int | None = None,
 ) -> tuple[list[dict], list[CsvRow]]:
     """Rows (the schema of `dialogues.row_features`, `label` as an int) of one IEMOCAP split CSV, and its CSV rows.
 
     Args:
         csv_path: an `IEMOCAP_{split}.csv`.
         resolver: re-roots the media paths; `None` leaves `audio_path`/`video_path` empty (text only).
-        modalities, speaker_index_carryover, speaker_source, label_names, text_normalization: see `load_iemocap`.
+        modalities, speaker_index_carryover, speaker_source, label_names, text_normalization, num_speaker_tokens:
+            see `load_iemocap`.
     """
     csv_path = Path(csv_path)
     media_columns = []
@@ -265,7 +267,8 @@ def read_iemocap_split(
     # The original indexes the CSV's Speaker column, i.e. the utterance id: unique per row, so its "speaker"
     # index is the turn index (plus the carry-over quirk).
     key_column = "speaker" if speaker_source == "actor" else "utterance_id"
-    add_dialogue_structure(records, [r[key_column] for r in records], carryover=speaker_index_carryover)
+    add_dialogue_structure(records, [r[key_column] for r in records], carryover=speaker_index_carryover,
+                           num_speaker_tokens=num_speaker_tokens)
     return records, rows
 
 
@@ -280,6 +283,7 @@ def load_iemocap(
     csv_dir: str | os.PathLike | None = None,
     text_normalization: str = "cp1252",
     return_report: bool = False,
+    num_speaker_tokens: int | None = None,
 ) -> DatasetDict | tuple[DatasetDict, BadMediaReport]:
     """Load TelME's IEMOCAP splits (6 classes, Session 5 = test), one row per utterance, with dialogue context.
 
@@ -305,6 +309,7 @@ def load_iemocap(
         text_normalization: `"cp1252"` (clean) or `"none"` (each cell as the original's `csv.reader` read it),
             as in `load_meld`.
         return_report: also return the `BadMediaReport` of the missing wavs/AVIs (see `load_meld`).
+        num_speaker_tokens: the model's speaker tokens (see `load_meld`).
 
     Returns:
         A `DatasetDict` keyed by split, or `(DatasetDict, BadMediaReport)` with `return_report=True`.
@@ -340,7 +345,8 @@ def load_iemocap(
     for split in splits:
         csv_path = csv_root / IEMOCAP_SPLIT_FILES[split]
         records, rows = read_iemocap_split(
-            csv_path, resolver, modalities, speaker_index_carryover, speaker_source, label_names, text_normalization
+            csv_path, resolver, modalities, speaker_index_carryover, speaker_source, label_names, text_normalization,
+            num_speaker_tokens,
         )
         lines = [row.line for row in rows]
         datasets[split] = build_split(records, label_names, split, on_bad_media, lines, str(csv_path), report)

@@ -103,6 +103,7 @@ def read_meld_split(
     speaker_index_carryover: bool = False,
     label_names: Sequence[str] = MELD_LABELS,
     text_normalization: str = "cp1252",
+    num_speaker_tokens: int | None = None,
 ) -> tuple[list[dict], list[CsvRow]]:
     """Rows (the schema of `dialogues.row_features`, `label` as an int) of one MELD CSV, and its CSV rows.
 
@@ -113,6 +114,7 @@ def read_meld_split(
         speaker_index_carryover: reproduce the original's speaker-index quirk (see `load_meld`).
         label_names: the label order; `Emotion` must be one of them.
         text_normalization: `"cp1252"` (clean) or `"none"` (the cells as the original read them), see `load_meld`.
+        num_speaker_tokens: see `load_meld`.
     """
     csv_path = Path(csv_path)
     rows = read_csv_rows(csv_path, MELD_REQUIRED_COLUMNS, text_normalization)
@@ -146,7 +148,7 @@ def read_meld_split(
         )
     check_contiguous([r["dialogue_id"] for r in records], rows, csv_path)
     check_unique_keys([r["utterance_key"] for r in records], rows, csv_path)
-    add_dialogue_structure(records, carryover=speaker_index_carryover)
+    add_dialogue_structure(records, carryover=speaker_index_carryover, num_speaker_tokens=num_speaker_tokens)
     return records, rows
 
 
@@ -159,6 +161,7 @@ def load_meld(
     label_names: Sequence[str] = MELD_LABELS,
     text_normalization: str = "cp1252",
     return_report: bool = False,
+    num_speaker_tokens: int | None = None,
 ) -> DatasetDict | tuple[DatasetDict, BadMediaReport]:
     """Load MELD's official splits, one row per utterance, with each utterance's dialogue context.
 
@@ -183,6 +186,7 @@ def load_meld(
             processor says which (`telme_hf.data.registry.load_corpus` passes it).
         return_report: also return the `BadMediaReport` of every utterance whose clip is missing and what was
             done with it (under `"skip"` those rows are gone from the data, so only the report names them).
+        num_speaker_tokens: the model's speaker tokens, to name the dialogues with more speakers in a warning.
 
     Returns:
         A `DatasetDict` keyed by split, or `(DatasetDict, BadMediaReport)` with `return_report=True`.
@@ -212,7 +216,7 @@ def load_meld(
         csv_path = root / MELD_SPLIT_FILES[split][0]
         media_dir = _media_folder(root, split) if needs_media else None
         records, rows = read_meld_split(csv_path, media_dir, modalities, speaker_index_carryover, label_names,
-                                        text_normalization)
+                                        text_normalization, num_speaker_tokens)
         lines = [row.line for row in rows]
         datasets[split] = build_split(records, label_names, split, on_bad_media, lines, str(csv_path), report)
     return finish(datasets, report, "MELD", return_report)

@@ -111,7 +111,8 @@ def get_corpus(name: str) -> Corpus:
 
 
 def corpus_options(preprocessing: Any) -> dict[str, Any]:
-    """The loader arguments a model's preprocessing decides: speaker indexing and the text of the CSVs.
+    """The loader arguments a model's preprocessing decides: speaker indexing and the text of the CSVs (and its
+    speaker tokens, to warn about dialogues with more speakers).
 
     Args:
         preprocessing: the model's `TelMEProcessor`, or its options as a mapping
@@ -123,7 +124,7 @@ def corpus_options(preprocessing: Any) -> dict[str, Any]:
     >>> from telme_hf import TelMEConfig
     >>> from telme_hf.components import processor_options
     >>> corpus_options(processor_options(TelMEConfig.from_preset("meld", reference_behaviour=True)))
-    {'speaker_index_carryover': True, 'text_normalization': 'none'}
+    {'speaker_index_carryover': True, 'text_normalization': 'none', 'num_speaker_tokens': 9}
     ```
     """
     def get(name: str, default: Any) -> Any:
@@ -134,6 +135,7 @@ def corpus_options(preprocessing: Any) -> dict[str, Any]:
     return {
         "speaker_index_carryover": bool(get("speaker_index_carryover", False)),
         "text_normalization": get("text_normalization", "cp1252"),
+        "num_speaker_tokens": get("num_speaker_tokens", None),
     }
 
 
