@@ -16,7 +16,10 @@ from telme_hf.data.media import (
     CorruptMediaError,
     MediaError,
     MissingMediaError,
+    EmptyMediaError,
     NoStreamError,
+    TooLongMediaError,
+    UnusableMediaError,
     VideoDecodeOptions,
 )
 from telme_hf.data.synthetic import write_media
@@ -38,30 +41,49 @@ def clips(tmp_path_factory):
         "audio_only": write_media(root / "audio_only.m4a", None, tone, sample_rate=16000),
         "corrupt": root / "corrupt.mp4",
         "missing": root / "missing.mp4",
+        # 5 ms of sound: fewer samples than the audio encoder's convolutions need for its frames.
+        "short": write_media(root / "short.mkv", frames[:2], tone[:, :80], fps=12, sample_rate=16000,
+                             audio_codec="pcm_s16le"),
+        # float samples with a NaN: decodes, but nothing the model can read
+        "non_finite": write_media(root / "non_finite.mkv", frames,
+                                  np.where(np.arange(tone.shape[1]) == 100, np.nan, tone).astype(np.float32),
+                                  fps=12, sample_rate=16000, audio_codec="pcm_f32le"),
     }
     paths["corrupt"].write_bytes((root / "good.mp4").read_bytes()[:200])
     return {name: str(path) for name, path in paths.items()}
 
 
-def row(path: str, key: str = "dia0_utt0") -> dict:
-    return {"utterance_key": key, "row_index": 7, "audio_path": path, "video_path": path, "start": float("nan"),
-            "end": float("nan"), "context": [{"speaker": "A", "speaker_index": 0, "text": "hello there"}], "label": 3}
+def row(path: str, key: str = "dia0_utt0", window: tuple[float, float] | None = None) -> dict:
+    start, end = window or (float("nan"), float("nan"))
+    return {"utterance_key": key, "row_index": 7, "audio_path": path, "video_path": path, "start": start,
+            "end": end, "context": [{"speaker": "A", "speaker_index": 0, "text": "hello there"}], "label": 3}
+
+
+def loader_for(case: str, policy: str, **kwargs) -> MediaLoader:
+    # The tiny model's audio encoder needs 165 samples (its convolutions, for SpecAugment's 2 frames).
+    return MediaLoader(AUDIO, VIDEO, on_bad_media=policy, max_media_seconds=BAD[case][2], min_audio_samples=165,
+                       **kwargs)
 
 
 BAD = {
     "missing": ("missing", MissingMediaError, None),
     "corrupt": ("corrupt", CorruptMediaError, None),
     "no_video_stream": ("audio_only", NoStreamError, None),
-    "too_long": ("long", MediaError, 1.5),
+    "too_long": ("long", TooLongMediaError, 1.5),
+    "empty_window": ("good", EmptyMediaError, None),
+    "too_short": ("short", UnusableMediaError, None),
+    "non_finite": ("non_finite", UnusableMediaError, None),
 }
+# Rows that cut a window: one past the end of the 1-second clip holds nothing.
+WINDOWS = {"empty_window": (5.0, 6.0)}
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_error_policy_names_file_row_and_fix(case, clips):
-    name, error, max_seconds = BAD[case]
-    loader = MediaLoader(AUDIO, VIDEO, on_bad_media="error", max_media_seconds=max_seconds)
+    name, error, _ = BAD[case]
+    loader = loader_for(case, "error")
     with pytest.raises(error) as info:
-        loader.load(row(clips[name]))
+        loader.load(row(clips[name], window=WINDOWS.get(case)))
     message = str(info.value)
     assert clips[name] in message and "dia0_utt0" in message and "row 7" in message
     assert "on_bad_media='skip'" in message and "on_bad_media='zeros'" in message
@@ -69,10 +91,10 @@ def test_error_policy_names_file_row_and_fix(case, clips):
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_skip_policy_drops_and_reports(case, clips, caplog):
-    name, _, max_seconds = BAD[case]
-    loader = MediaLoader(AUDIO, VIDEO, on_bad_media="skip", max_media_seconds=max_seconds)
+    name, _, _ = BAD[case]
+    loader = loader_for(case, "skip")
     with caplog.at_level(logging.WARNING, logger="telme_hf.data"):
-        outcome = loader.load(row(clips[name], key=f"bad_{case}"))
+        outcome = loader.load(row(clips[name], key=f"bad_{case}", window=WINDOWS.get(case)))
     assert outcome.skipped and outcome.audio is None and outcome.video is None
     assert loader.report.keys() == [f"bad_{case}"]
     assert f"bad_{case}" in caplog.text and "dropped" in caplog.text
@@ -80,10 +102,9 @@ def test_skip_policy_drops_and_reports(case, clips, caplog):
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_zeros_policy_substitutes_placeholders(case, clips):
-    name, _, max_seconds = BAD[case]
-    loader = MediaLoader(AUDIO, VIDEO, on_bad_media="zeros", max_media_seconds=max_seconds,
-                         pixel_mean=(0.485, 0.456, 0.406))
-    outcome = loader.load(row(clips[name]))
+    name, _, _ = BAD[case]
+    loader = loader_for(case, "zeros", pixel_mean=(0.485, 0.456, 0.406))
+    outcome = loader.load(row(clips[name], window=WINDOWS.get(case)))
     audio, video = outcome.audio, outcome.video
     assert audio.shape == (PLACEHOLDER_AUDIO_SAMPLES,) and not audio.any()
     assert video.shape == (4, 32, 32, 3) and video.dtype == np.uint8
@@ -167,3 +188,29 @@ def test_precomputed_features_pass_through(tiny_processor):
     batch = collator([row("/nowhere.mp4") | features])
     assert set(batch) == {"text_features", "audio_features", "video_features", "labels"}
     assert torch.equal(batch["audio_features"], torch.ones(1, 8))
+
+
+def test_a_bad_clip_is_decoded_and_logged_once(clips, caplog, monkeypatch):
+    import telme_hf.modeling.loading_telme as loading
+
+    calls = []
+    real = loading.decode_clip
+    monkeypatch.setattr(loading, "decode_clip", lambda *args, **kwargs: calls.append(args[0]) or real(*args, **kwargs))
+    loader = MediaLoader(AUDIO, VIDEO, on_bad_media="skip")
+    with caplog.at_level(logging.WARNING, logger="telme_hf.data"):
+        for _ in range(3):  # three epochs
+            assert loader.load(row(clips["corrupt"], key="bad")).skipped
+    assert calls == [clips["corrupt"]]
+    assert sum("bad" in record.getMessage() for record in caplog.records) == 1
+
+
+def test_a_stream_longer_than_its_header_says_stops_at_the_cap(tmp_path):
+    from telme_hf.data.media import decode_clip
+
+    rng = np.random.default_rng(0)
+    # 4 s of video and audio; decoding with a 2 s cap must stop (here no header is consulted at all).
+    path = write_media(tmp_path / "four_seconds.mkv", rng.integers(0, 255, (48, 32, 32, 3), dtype=np.uint8),
+                       np.zeros((1, 4 * 16000), np.float32), fps=12, sample_rate=16000)
+    with pytest.raises(TooLongMediaError, match="more than 2 s"):
+        decode_clip(path, AUDIO, VIDEO, max_seconds=2.0)
+    assert decode_clip(path, AUDIO, VIDEO, max_seconds=10.0).video.shape[0] == 4

@@ -378,3 +378,9 @@ def test_duplicate_utterance_is_an_error(tmp_path):
     data = csv_bytes(row(1, "a", "Ross", "neutral", 0, 0), row(2, "b", "Joey", "neutral", 0, 0))
     with pytest.raises(ValueError, match=r"line 3: utterance dia0_utt0 appears twice"):
         load_train(tmp_path, data)
+
+
+def test_an_empty_split_is_named(tmp_path):
+    (tmp_path / "train_sent_emo.csv").write_text(HEADER + "\n")
+    with pytest.raises(ValueError, match=r"train_sent_emo.csv has no utterances"):
+        load_meld(tmp_path, splits=("train",), modalities=("text",))

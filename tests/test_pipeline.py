@@ -177,3 +177,41 @@ def test_transformers_inputs(erc, clips):
         erc([{"speaker": "Ross", "text": 5}])
     top = erc([{"speaker": "Ross", "text": "hi"}], top_k=3)[0]
     assert len(top["scores"]) == 3 and list(top["scores"].values()) == sorted(top["scores"].values(), reverse=True)
+
+
+BIG_MEDIA_SCRIPT = """
+import json, os, resource, sys
+import telme_hf
+from transformers import pipeline
+erc = pipeline("emotion-recognition-in-conversation", model=sys.argv[1], device="cpu")
+out = erc([{"speaker": "Ross", "text": "hello there", "media": sys.argv[2]},
+           {"speaker": "Rachel", "text": "hi", "media": sys.argv[3]}])
+json.dump({"results": out, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, open(sys.argv[4], "w"))
+"""
+
+
+@pytest.mark.slow
+def test_a_five_minute_clip_and_a_4k_clip_are_predicted_at_bounded_memory(tiny_checkpoint, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    frames = np.zeros((300 * 4, 48, 64, 3), np.uint8)  # 5 minutes at 4 fps
+    long_clip = write_media(tmp_path / "five_minutes.mp4", frames, (0.1 * np.sin(np.arange(300 * 8000) / 7.0))
+                            .astype(np.float32)[None], fps=4, sample_rate=8000)
+    uhd = np.random.default_rng(0).integers(0, 255, (4, 2160, 3840, 3), dtype=np.uint8)
+    uhd_clip = write_media(tmp_path / "uhd.mp4", uhd, (0.1 * np.sin(np.arange(16000) / 5.0)).astype(np.float32)[None],
+                           fps=4, sample_rate=16000)
+    script = tmp_path / "big.py"
+    script.write_text(BIG_MEDIA_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tiny_checkpoint), str(long_clip), str(uhd_clip),
+                           str(tmp_path / "out.json")], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    long_result, uhd_result = out["results"]
+    assert long_result["modalities"] == ["text"] and "too long" in long_result["note"]
+    assert uhd_result["modalities"] == ["text", "audio", "video"] and uhd_result["note"] == ""
+    # torch and transformers alone take ~400 MB; a 4K frame is 12 MB decoded, the whole 4K clip 100 MB.
+    assert out["peak_mb"] < 1500, out["peak_mb"]

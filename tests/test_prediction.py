@@ -294,3 +294,31 @@ def test_batch_attention_checkpoints_are_evaluated_in_csv_order_batches(tiny_cor
     np.testing.assert_allclose(results["logits"]["fusion"], expected, atol=1e-5)
     other = evaluate_split(model, processor, test, batch_size=3, progress=False)
     assert not np.allclose(other["logits"]["fusion"], expected, atol=1e-5)  # the batch matters for such checkpoints
+
+
+def test_damaged_checkpoints_and_dialogue_values_of_the_wrong_type_are_named(tiny_checkpoint, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    weights = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    dialogue = tmp_path / "d.json"
+    dialogue.write_text(json.dumps([{"speaker": "Ross", "text": "hi"}]))
+    code, _, err = run_cli(capsys, "predict", "--model", str(broken), "--dialogue", str(dialogue), "--device", "cpu")
+    assert code == 1 and "model.safetensors is damaged" in err and "Traceback" not in err
+    dialogue.write_text(json.dumps([{"speaker": "Ross", "text": 42}]))
+    code, _, err = run_cli(capsys, "predict", "--model", str(tiny_checkpoint), "--dialogue", str(dialogue))
+    assert code == 1 and "turn 0: text must be text, got int 42" in err
+    dialogue.write_text(json.dumps([{"speaker": "Ross", "text": "hi", "media": ["a.mp4"]}]))
+    code, _, err = run_cli(capsys, "predict", "--model", str(tiny_checkpoint), "--dialogue", str(dialogue))
+    assert code == 1 and "media must be a file path" in err
+
+
+def test_worker_errors_reach_the_caller_as_themselves(tiny_corpus, tiny_model, tiny_processor):
+    from telme_hf.data.media import MissingMediaError
+
+    dev = load_meld(tiny_corpus, splits="dev", on_bad_media="zeros")["dev"]
+    with pytest.raises(MissingMediaError, match="file not found") as caught:
+        evaluate_split(tiny_model, tiny_processor, dev, on_bad_media="error", num_workers=1, progress=False)
+    assert "DataLoader worker" not in str(caught.value)

@@ -169,6 +169,19 @@ def test_config_overrides_and_errors(tmp_path):
         parse_recipe_args(["per_device_train_batch_size=many"])
     _, _, args = parse_recipe_args(["--config", "meld", f"data_root={tmp_path}"])  # a packaged config by name
     assert args.per_device_train_batch_size == 4 and args.output_dir == "outputs/telme-meld"
+    # A mistyped synthetic corpus folder is an error, never a new corpus there.
+    with pytest.raises(ValueError, match="telme make-corpus"):
+        parse_recipe_args([f"data_root={tmp_path / 'no-such-corpus'}"])
+    assert not (tmp_path / "no-such-corpus").exists()
+    with pytest.raises(ValueError, match="write fusion_epochs="):  # telme_hf 0.1's per-stage spelling
+        parse_recipe_args(["epochs.fusion=3"])
+    # Arguments built in Python are checked for their types before anything is read.
+    from telme_hf.arguments import check_run
+
+    model_args, data_args, args = parse_recipe_args([])
+    args.learning_rate = "fast"
+    with pytest.raises(ValueError, match="`learning_rate` must be float"):
+        check_run(model_args, data_args, args)
 
 
 def test_push_to_hub_uploads_the_final_folder(tmp_path, monkeypatch, tiny_model, tiny_processor):
