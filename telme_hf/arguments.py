@@ -207,6 +207,10 @@ class TelMETrainingArguments(TrainingArguments):
                     problems.append(f"`{name}` must be positive, got {value}")
         if problems:
             raise ValueError("; ".join(problems) + ".")
+        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+            # Several processes on a machine without GPUs (torchrun, or accelerate launch --num_processes N): they
+            # must talk over gloo, which accelerate sets up for CPU processes only when asked to (use_cpu).
+            self.use_cpu = True
         super().__post_init__()
 
     def run_dirs(self) -> list[Path]:
@@ -437,6 +441,9 @@ def override_tokens(overrides: Sequence[str]) -> list[str]:
         # `--stage fusion` (one stage alone) is the run's `--stages fusion`; `stage` is set per stage.
         if item == "--stage" or item.startswith("--stage="):
             item = item.replace("--stage", "--stages", 1)
+        if item == "--resume":  # continue a killed run where it stopped
+            tokens += ["--resume_from_checkpoint", "latest"]
+            continue
         if item.startswith("-") or "=" not in item:
             tokens.append(item)
             continue

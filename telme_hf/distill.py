@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,14 @@ from .metrics import (
 )
 from .modeling import TelMEConfig, TelMEForEmotionRecognition, TelMEProcessor
 from .recipe import continue_grad_scaler, grad_scaler_state, reset_heads_to_pytorch_defaults
+from .run_state import (
+    RemoveEarlierCheckpoints,
+    record_stage,
+    release_cache_lock,
+    remove_checkpoints,
+    resume_point,
+    take_cache_lock,
+)
 from .trainer import STAGE_MODALITIES, STAGE_PARTS, STAGES, trainer_for_stage
 
 
@@ -155,11 +162,16 @@ def train_stage(
     loader: MediaLoader | None,
     cache_dir: Path,
     scaler_state: dict[str, Any] | None = None,
+    resume_checkpoint: str | None = None,
+    earlier_checkpoints: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one stage and keep its best dev epoch; return `{"selected_epoch", "_scaler_state"}`.
+    """Train one stage and keep its best dev epoch; return `{"selected_epoch", "best_checkpoint", "_scaler_state"}`.
 
     `scaler_state` starts the stage's grad scaler where the previous stage's ended (the reference recipe's video
     student continues the audio student's); the returned `_scaler_state` is this stage's final one.
+    `resume_checkpoint` continues the stage from one of its epoch checkpoints (the model must already hold that
+    checkpoint's weights, so that the frozen outputs are those of the interrupted run). `earlier_checkpoints`, the
+    previous stage's folder, loses its checkpoints once this stage has saved its first one.
     """
     args = stage_arguments(training_args, dataset, stage)
     collator = TelMEDataCollator(processor, STAGE_MODALITIES[stage], loader=loader)
@@ -178,21 +190,22 @@ def train_stage(
                                    args.per_device_eval_batch_size, desc=f"features {name}")
                 for name, split in (("train", train), ("dev", dev))
             )
+    callbacks = [] if training_args.keep_checkpoints else [RemoveEarlierCheckpoints(earlier_checkpoints)]
     trainer = trainer_for_stage(stage)(
         model=model, args=args, train_dataset=train, eval_dataset=dev, data_collator=collator,
-        compute_metrics=make_compute_metrics(model.config.label_names),
+        compute_metrics=make_compute_metrics(model.config.label_names), callbacks=callbacks,
     )
     if continue_grad_scaler(trainer, scaler_state):
         logger.info("stage %s continues the previous stage's grad scaler (scale %.0f), as the original's one loop.",
                     stage, scaler_state["scale"])
-    trainer.train()
+    if resume_checkpoint:
+        logger.info("stage %s resumes from %s.", stage, resume_checkpoint)
+    trainer.train(resume_from_checkpoint=resume_checkpoint)
     # The log history (learning rate and loss of every logged step, dev metrics of every epoch) stays with the
     # stage, also when its checkpoints are removed.
     trainer.save_state()
-    if not training_args.keep_checkpoints and trainer.is_world_process_zero():
-        for checkpoint in Path(args.output_dir).glob("checkpoint-*"):
-            shutil.rmtree(checkpoint, ignore_errors=True)
-    return {"selected_epoch": _selected_epoch(trainer), "_scaler_state": grad_scaler_state(trainer)}
+    return {"selected_epoch": _selected_epoch(trainer), "best_checkpoint": trainer.state.best_model_checkpoint,
+            "_scaler_state": grad_scaler_state(trainer)}
 
 
 # ----------------------------------------------------------------------------------------------------------- run
@@ -251,13 +264,32 @@ def _run_once(model_args: ModelArguments, data_args: DataArguments, training_arg
     modalities = ("text", "audio", "video") if needs_media else ("text",)
     with state.main_process_first():
         data, report = load_data(model_args, data_args, training_args, modalities)
-    label_names = data["train"].features["label"].names
     model, processor = build_model_and_processor(model_args, data_args, training_args, list(data["train"]["text"]),
-                                                 label_names)
+                                                 data["train"].features["label"].names)
     # Frozen outputs are cached before the Trainer places the model: put it on the device first.
     model.to(state.device)
 
     cache_dir = cache_root(data_args, training_args)
+    if state.is_main_process:
+        # Temporary files a killed run left in the cache go before this run writes its own.
+        take_cache_lock(cache_dir)
+    state.wait_for_everyone()
+    try:
+        return _train_evaluate_and_write(model_args, data_args, training_args, data, report, model, processor,
+                                         cache_dir, announce_next_step)
+    finally:
+        if state.is_main_process:
+            release_cache_lock(cache_dir)
+
+
+def _train_evaluate_and_write(model_args, data_args, training_args, data, report, model, processor, cache_dir,
+                              announce_next_step):
+    """The body of a run, between loading the model and releasing the cache: decode pass, stages (resumed where
+    a killed run stopped), the final evaluation and the artefacts."""
+    state = PartialState()
+    output_dir = Path(training_args.output_dir)
+    label_names = data["train"].features["label"].names
+    needs_media = any(stage != "teacher" for stage in training_args.stages)
     media_cache = MediaCache(cache_dir / "media") if needs_media else None
     loader = None
     splits = {name: data[name] for name in ("train", "dev", "test")}
@@ -273,13 +305,35 @@ def _run_once(model_args: ModelArguments, data_args: DataArguments, training_arg
 
     results: dict[str, Any] = {}
     scaler_state = None
-    for stage in [s for s in STAGES if s in training_args.stages]:
+    stages = [s for s in STAGES if s in training_args.stages]
+    resume = resume_point(training_args.resume_from_checkpoint, output_dir, stages)
+    previous_dir: Path | None = None
+    for stage in stages:
+        if resume and stage in resume["finished"]:
+            results[stage] = {"selected_epoch": resume["finished"][stage]["selected_epoch"]}
+            previous_dir = output_dir / stage
+            logger.info("stage %s finished before the interruption: skipped.", stage)
+            continue
+        checkpoint = None
+        if resume and stage == resume["stage"] and resume["weights"]:
+            # The weights the interrupted run had at this point, before any frozen output is computed from them.
+            load_weights(model, resume["weights"])
+            checkpoint = resume["checkpoint"]
         logger.warning("stage %s", stage)
         # The original trains the video student in the audio student's loop, with its grad scaler.
         carried = scaler_state if training_args.recipe == "reference" and stage == "video" else None
-        results[stage] = train_stage(stage, model, processor, splits, training_args, data_args.dataset, loader,
-                                     cache_dir, carried)
-        scaler_state = results[stage].pop("_scaler_state")
+        result = train_stage(stage, model, processor, splits, training_args, data_args.dataset, loader, cache_dir,
+                             carried, checkpoint, previous_dir)
+        scaler_state = result.pop("_scaler_state")
+        if state.is_main_process:
+            record_stage(output_dir, stage, result["selected_epoch"], result.pop("best_checkpoint"))
+        else:
+            result.pop("best_checkpoint")
+        results[stage] = result
+        previous_dir = output_dir / stage
+    if resume and resume["stage"] is None:  # every stage had finished: the run's own final weights
+        load_weights(model, output_dir / "final" if (output_dir / "final" / "model.safetensors").is_file()
+                     else resume["weights"])
 
     # Every part, once, on dev and test: the same evaluation as `telme evaluate`.
     evaluation = {
@@ -296,6 +350,8 @@ def _run_once(model_args: ModelArguments, data_args: DataArguments, training_arg
     final_dir = output_dir / "final"
     model.save_pretrained(final_dir)
     processor.save_pretrained(final_dir)
+    if previous_dir is not None and not training_args.keep_checkpoints:
+        remove_checkpoints(previous_dir)  # final/ holds the last stage's best weights now
     public = _with_earlier_stages(output_dir / "results.json", results)
     write_metrics_json({"config": run_config(model_args, data_args, training_args), "stages": public,
                         "bad_media": report.by_split()}, output_dir / "results.json")
@@ -317,12 +373,26 @@ def _run_once(model_args: ModelArguments, data_args: DataArguments, training_arg
     return public
 
 
+def load_weights(model: TelMEForEmotionRecognition, folder: str | Path) -> None:
+    """Give `model` the weights saved in a checkpoint folder (a stage's checkpoint-N, or final/)."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"Cannot resume from {folder}: it has no model.safetensors.")
+    missing, unexpected = model.load_state_dict(load_file(str(path), device=str(model.device)), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}.")
+
+
 def run_config(model_args: ModelArguments, data_args: DataArguments, training_args: TelMETrainingArguments):
     """The run's options as recorded in `results.json`: model and data options, and TelME's training options
     with the `TrainingArguments` that differ from transformers' defaults."""
     from transformers import TrainingArguments
 
-    defaults = TrainingArguments(output_dir="x").to_dict()
+    # transformers' own defaults, read from the dataclass (an instance would set up devices again).
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)
+                if f.default is not dataclasses.MISSING}
     training = {key: value for key, value in training_args.to_dict().items()
                 if key not in defaults or defaults[key] != value or key in ("learning_rate", "num_train_epochs",
                                                                               "per_device_train_batch_size", "seed")}

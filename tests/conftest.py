@@ -12,7 +12,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-import telme_hf
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer
 
 

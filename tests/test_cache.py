@@ -14,7 +14,6 @@ from telme_hf.data.collator import TelMEDataCollator
 from telme_hf.data.media import (
     AudioDecodeOptions,
     CorruptMediaError,
-    MediaError,
     MissingMediaError,
     EmptyMediaError,
     NoStreamError,
