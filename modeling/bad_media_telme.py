@@ -20,7 +20,6 @@ copied into every saved checkpoint.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,9 +28,10 @@ from typing import Any, Literal
 import numpy as np
 
 from .media_telme import MediaError
+from .logging_telme import get_logger
 
 
-logger = logging.getLogger("telme_hf.data")
+logger = get_logger("telme_hf.data")
 
 BAD_MEDIA_POLICIES = ("error", "skip", "zeros")
 BadMediaPolicy = Literal["error", "skip", "zeros"]
@@ -106,6 +106,9 @@ class BadMediaReport:
 
     policy: str | None = None
     entries: list[BadMediaEntry] = field(default_factory=list)
+    # How many entries `log_report` has summarised already: each entry is summarised once, however often the
+    # report is logged (the load, every split's decode pass and the final evaluation of a run share one).
+    summarised: int = field(default=0, repr=False, compare=False)
 
     def add(self, entry: BadMediaEntry) -> bool:
         """Record `entry`; returns False when that utterance's modality was already recorded."""
@@ -139,6 +142,13 @@ class BadMediaReport:
 
     def __bool__(self) -> bool:
         return bool(self.entries)
+
+    def kinds(self, entries: Sequence[BadMediaEntry] | None = None) -> dict[str, list[BadMediaEntry]]:
+        """Entries grouped by kind of problem and what was done: `{"audio+video missing, used zeros": [...]}`."""
+        groups: dict[str, list[BadMediaEntry]] = {}
+        for entry in self.entries if entries is None else entries:
+            groups.setdefault(f"{entry.modality} {entry.problem}, {entry.action}", []).append(entry)
+        return groups
 
     def summary(self) -> str:
         """One line: how many utterances per split, and what was done."""
@@ -262,8 +272,8 @@ def resolve_bad_media(
                for modality, error in problems]
     if report is not None:
         for entry in entries:
-            if report.add(entry):
-                logger.warning("Bad media for %s: %s (%s).", utterance, entry.note, entry.detail)
+            if report.add(entry):  # each at info; `log_report` warns once per kind of problem
+                logger.info("Bad media for %s: %s (%s).", utterance, entry.note, entry.detail)
     if policy == "skip":
         return MediaOutcome(skipped=True, entries=entries)
     failed = {part for modality, _ in problems for part in modality.split("+")}
@@ -274,10 +284,16 @@ def resolve_bad_media(
     return MediaOutcome(audio=arrays.get("audio"), video=arrays.get("video"), entries=entries)
 
 
-def log_report(report: BadMediaReport, what: str) -> None:
-    """One warning summarising a report (the entries were logged as they were found)."""
-    if report:
-        logger.warning("%s: %s.", what, report.summary())
+def log_report(report: BadMediaReport, what: str, listed_in: str = "") -> None:
+    """One warning per kind of problem among the entries not summarised yet, naming a few utterances (each entry
+    was logged at info level as it was found; `listed_in` names the file that lists them all)."""
+    new = report.entries[report.summarised:]
+    report.summarised = len(report.entries)
+    for kind, entries in report.kinds(new).items():
+        keys = [f"{entry.split}/{entry.utterance}" if entry.split else entry.utterance for entry in entries]
+        shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+        where = f"; all listed in {listed_in}" if listed_in else ""
+        logger.warning("%s: %d utterance(s) with %s (%s%s).", what, len(entries), kind, shown, where)
 
 
 __all__ = [

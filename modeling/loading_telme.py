@@ -43,6 +43,7 @@ from .media_telme import (
     decode_clip,
     media_duration,
 )
+from .logging_telme import progress_bar
 
 
 def _file_stamp(path: str) -> str:
@@ -171,6 +172,8 @@ class MediaLoader:
         cli: spell hints with the CLI's flags.
         min_audio_samples: a shorter waveform is bad media (the audio encoder's first convolutions need that many
             samples to give a frame).
+        report: where to record bad media (default: a new report); a run passes the one its corpus loader filled,
+            so that each utterance is recorded, logged and summarised once.
     """
 
     def __init__(
@@ -185,6 +188,7 @@ class MediaLoader:
         skip: str = "drop",
         cli: bool = False,
         min_audio_samples: int = 1,
+        report: BadMediaReport | None = None,
     ) -> None:
         check_policy(on_bad_media)
         self.audio, self.video, self.cache = audio, video, cache
@@ -193,7 +197,7 @@ class MediaLoader:
         self.pixel_mean = tuple(pixel_mean)
         self.split, self.skip, self.cli = split, skip, cli
         self.min_audio_samples = int(min_audio_samples)
-        self.report = BadMediaReport(on_bad_media)
+        self.report = report if report is not None else BadMediaReport(on_bad_media)
         self._durations: dict[str, float] = {}
         self._failures: dict[tuple, MediaError] = {}
 
@@ -311,19 +315,19 @@ class MediaLoader:
                                  {"audio": zero_audio, "video": zero_video}, self.skip, self.cli, self.report)
 
 
-def prepare_media(dataset, loader: MediaLoader, desc: str = "decoding media"):
+def prepare_media(dataset, loader: MediaLoader, desc: str = "decoding media", disable_progress: bool | None = None,
+                  listed_in: str = ""):
     """Decode every row's media once (into the loader's cache) and apply the bad-media policy up front.
 
     Returns the dataset without the rows that `on_bad_media="skip"` drops, so that batches (and cached features
-    computed from them) stay aligned with the rows. Progress is shown with a bar; the policy's report is logged.
+    computed from them) stay aligned with the rows. Progress is shown with a bar (see `progress_disabled`); the
+    bad media found is summarised, one warning per kind (`listed_in`: the file that will list every utterance).
     """
-    from tqdm.auto import tqdm
-
     kept = []
-    for index in tqdm(range(len(dataset)), desc=desc, unit="clip", leave=False):
+    for index in progress_bar(range(len(dataset)), disable=disable_progress, desc=desc, unit="clip", leave=False):
         if not loader.load(dataset[index]).skipped:
             kept.append(index)
-    log_report(loader.report, desc)
+    log_report(loader.report, desc, listed_in)
     return dataset if len(kept) == len(dataset) else dataset.select(kept)
 
 

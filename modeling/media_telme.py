@@ -34,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ except ImportError:  # pragma: no cover - exercised where PyAV is not installed
     av = None
 
 from .processing_telme import sample_frame_indices
+from .logging_telme import get_logger
 
 
 __all__ = [
@@ -76,7 +76,7 @@ __all__ = [
 
 PathLike = Union[str, os.PathLike]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # Bump when a change here alters decoded arrays: it is part of every cache key, so stale caches are not reused.
 MEDIA_DECODER_VERSION = 1

@@ -24,7 +24,6 @@ serves evaluation too:
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -42,9 +41,10 @@ from .configuration_telme import PIPELINE_TASK
 from .loading_telme import MediaCache, MediaLoader
 from .media_telme import MODALITIES, resample_waveform
 from .processing_telme import apply_legacy_preprocessing
+from .logging_telme import get_logger
 
 
-logger = logging.getLogger("telme_hf")
+logger = get_logger("telme_hf")
 
 # The original evaluates with batches of 4 in CSV order; with `fusion_attention_scope="batch"` (converted original
 # checkpoints) the fused prediction depends on the batch, so 4 is also the default here.

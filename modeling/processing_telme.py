@@ -11,7 +11,6 @@ Hub-portable: imports only numpy, torch and transformers; copied verbatim into e
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +19,8 @@ import numpy as np
 import torch
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
+
+from .logging_telme import get_logger
 
 
 # Frame normalisation (mean, std) per channel. TimeSformer-k400 was trained with the Kinetics statistics of its own
@@ -77,7 +78,7 @@ PROCESSOR_PRESETS: dict[str, dict[str, Any]] = {
 
 _NOT_GIVEN: Any = object()
 
-logger = logging.getLogger("telme_hf")
+logger = get_logger("telme_hf")
 
 Turn = Mapping[str, Any]
 """One utterance: `{"speaker": str, "text": str}`, optionally with a precomputed `"speaker_index"` (0-based)."""

@@ -22,12 +22,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from telme_hf.arguments import parse_recipe_args, recipe_parser
+from telme_hf.arguments import check_run, parse_recipe_args, recipe_parser
+from telme_hf.cli import report_error
 from telme_hf.distill import run_distillation
+from telme_hf.modeling.media_telme import MediaError
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "recipes/distill.py") -> int:
-    """Parse the options, check them, run the recipe. A mistake in the options ends with one line and status 2."""
+    """Parse the options, check them, run the recipe. A mistake in the options ends with one line and status 2, bad
+    data with one line and status 1 (`TRANSFORMERS_VERBOSITY=debug` adds the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         import argparse
@@ -36,10 +39,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "recipes/distill.py") ->
                       formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(["--help"])  # exits
     try:
         model_args, data_args, training_args = parse_recipe_args(argv)
+        check_run(model_args, data_args, training_args)
     except (ValueError, FileNotFoundError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    run_distillation(model_args, data_args, training_args)
+        return report_error(prog, error, status=2)
+    try:
+        run_distillation(model_args, data_args, training_args)
+    except (MediaError, OSError, ValueError) as error:
+        # Bad data (a missing folder, a malformed row, unusable media under on_bad_media=error), said in one line.
+        return report_error(prog, error, status=1)
     return 0
 
 

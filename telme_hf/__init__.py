@@ -22,7 +22,7 @@ from .modeling import (
 )
 
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 AutoConfig.register(TelMEConfig.model_type, TelMEConfig, exist_ok=True)
 AutoModel.register(TelMEConfig, TelMEForEmotionRecognition, exist_ok=True)

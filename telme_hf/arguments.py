@@ -505,6 +505,11 @@ def parse_recipe_args(
                 break
     tokens = (config_tokens(defaults) if defaults else []) + (config_tokens(config) if config else [])
     tokens += override_tokens(argv)
+    known = _argument_names()
+    for token in tokens:
+        name = token[2:].split("=", 1)[0].replace("-", "_") if token.startswith("--") else None
+        if name is not None and name not in known and not name.startswith("no_"):
+            raise _unknown(name, f"option {token.split('=', 1)[0]!r}")
     model_args, data_args, training_args = recipe_parser().parse_args_into_dataclasses(
         args=tokens, look_for_args_file=False
     )

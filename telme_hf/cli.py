@@ -1,6 +1,6 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
 """The `telme` command: `telme demo`, `telme train`, `telme predict`, `telme evaluate`, `telme make-corpus`,
-`telme convert-original`, `telme upgrade-checkpoint`. Each subcommand's parser and handler live here."""
+`telme convert-original`, `telme upgrade-checkpoint`, `telme push`. Each subcommand's parser and handler live here."""
 
 from __future__ import annotations
 
@@ -23,8 +23,11 @@ def _demo(args: argparse.Namespace) -> int:
         # A smaller corpus and fewer epochs: every stage runs, in about a minute, but learns little.
         overrides += ["synthetic_dialogues=60", "teacher_epochs=15", "audio_epochs=3", "video_epochs=5",
                       "fusion_epochs=10"]
-    model_args, data_args, training_args = parse_recipe_args(
-        ["--config", str(packaged_config("tiny")), *overrides, *args.overrides])
+    try:
+        model_args, data_args, training_args = parse_recipe_args(
+            ["--config", str(packaged_config("tiny")), *overrides, *args.overrides])
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
     started = time.time()
     run_distillation(model_args, data_args, training_args, announce_next_step=False)
     output_dir = Path(training_args.output_dir)
@@ -34,6 +37,14 @@ def _demo(args: argparse.Namespace) -> int:
     example = output_dir / "example_dialogue.csv"
     if example.exists():
         print(f"\nTry it on a test dialogue:\n  {predict_command(output_dir / 'final', example)}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .distill import push_folder_to_hub
+
+    url = push_folder_to_hub(args.folder, args.repo_id, private=not args.public)
+    print(f"Uploaded {args.folder} to {url}")
     return 0
 
 
@@ -103,14 +114,9 @@ def _make_corpus(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    import logging
-
-    from .convert import convert_original_checkpoint, logger
+    from .convert import convert_original_checkpoint
     from .data.registry import get_corpus
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logger.setLevel(logging.INFO)
     folder = convert_original_checkpoint(
         teacher=args.teacher, audio_student=args.audio_student, video_student=args.video_student,
         fusion=args.fusion, dataset=args.dataset, output_dir=args.output, config=args.config,
@@ -133,6 +139,10 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------------------------------- parser
+class UsageError(ValueError):
+    """A mistake in the command's options (exit status 2, as argparse's own)."""
+
+
 class _ParagraphFormatter(argparse.HelpFormatter):
     # Wraps the description like the default formatter but prints the epilog (example commands) as written, so a
     # command is never broken across lines.
@@ -157,9 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .data.registry import CORPUS_NAMES
     from .modeling.configuration_telme import TEXT_BACKBONE
 
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="telme", description="TelME: emotion recognition in conversation from text, audio and video.",
+        epilog="example:\n  telme demo --quick\n  telme predict --model telme-demo/final --dialogue "
+        "telme-demo/example_dialogue.csv\n\n`telme COMMAND --help` explains each command.",
+        formatter_class=_ParagraphFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"telme_hf {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -283,6 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upgrade.add_argument("folder", help="The checkpoint folder.")
     upgrade.set_defaults(handler=_upgrade)
+
+    push = commands.add_parser(
+        "push", help="Upload a checkpoint folder (a run's final/) to the Hugging Face Hub.",
+        description="Upload a checkpoint folder (model, processor, the model code, model card, results.json and "
+        "each stage's trainer state) to a model repository on the Hub, created if needed (private unless --public). "
+        "The card's usage section is pointed at the repository first. Needs a token (`hf auth login` or HF_TOKEN).",
+        epilog="example:\n  telme push telme-meld/final --repo-id you/telme-meld", formatter_class=_ParagraphFormatter,
+    )
+    push.add_argument("folder", help="The checkpoint folder (e.g. telme-meld/final).")
+    push.add_argument("--repo-id", required=True, help="The model repository: NAME (under your account) or USER/NAME.")
+    push.add_argument("--public", action="store_true", help="Create the repository public (default: private).")
+    push.set_defaults(handler=_push)
+    parser.subcommands = commands.choices  # name -> subparser, for errors in the subcommand's own usage
     return parser
 
 
@@ -293,14 +322,29 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if argv and argv[0] == "train":
         return _train(argv[1:])
-    args = build_parser().parse_args(argv)
-    # Bad input (a missing file, a malformed dialogue, unusable media under --on-bad-media error) ends the command
-    # with its message and exit status 1 rather than a traceback.
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if args.command != "demo":  # the subcommand's own usage, not the root's
+            parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.overrides = [*args.overrides, *unknown]  # demo passes options on to the recipe, which checks them
+    # A mistake in the options ends with status 2; bad input (a missing file, a malformed dialogue, unusable media
+    # under --on-bad-media error) with status 1; both with one line, never a traceback.
     try:
         return args.handler(args)
+    except UsageError as error:
+        return report_error(f"telme {args.command}", error, status=2)
     except (MediaError, OSError, ValueError) as error:
-        print(f"telme {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        return report_error(f"telme {args.command}", error, status=1)
+
+
+def report_error(prog: str, error: BaseException, status: int) -> int:
+    """Print `PROG: error: MESSAGE` to stderr and return `status`; at debug verbosity the traceback is logged too."""
+    from .modeling.logging_telme import get_logger
+
+    get_logger("telme_hf").debug("%s failed:", prog, exc_info=error)
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ tokenizer on the fly for the demo and the tests, which run offline.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +17,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, RobertaTokenize
 from transformers.models.videomae import VideoMAEImageProcessorPil
 
 from .modeling import TelMEConfig, TelMEProcessor
+from .modeling.logging_telme import get_logger
 from .modeling.processing_telme import (
     PIXEL_STATISTICS,
     PROCESSOR_PRESETS,
@@ -28,7 +28,7 @@ from .modeling.processing_telme import (
 )
 
 
-logger = logging.getLogger("telme_hf")
+logger = get_logger("telme_hf")
 
 
 ROBERTA_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]

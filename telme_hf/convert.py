@@ -32,7 +32,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import logging
 import os
 import pickle
 import re
@@ -49,9 +48,10 @@ from .data.registry import get_corpus
 from .modeling import TelMEConfig, TelMEForEmotionRecognition
 from .modeling.configuration_telme import TEXT_BACKBONE
 from .modeling.processing_telme import speaker_token
+from .modeling.logging_telme import get_logger
 
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # The corpora the authors released weights for.
 DATASETS = ("meld", "iemocap")
@@ -565,6 +565,7 @@ as the original did.
         training="Not trained with telme_hf: converted from the original release.",
         extra="## Licence\nThe original code and weights were released without a licence; ask the authors before "
         "redistributing these weights.",
+        license="other", license_name="no-license", license_link="https://github.com/yuntaeyang/TelME",
     )
 
 

@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from .arguments import (
     check_run,
     corpus_root,
     stage_arguments,
+    stage_value,
     starting_checkpoint,
 )
 from .caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
@@ -51,9 +52,10 @@ from .run_state import (
     take_cache_lock,
 )
 from .trainer import STAGE_MODALITIES, STAGE_PARTS, STAGES, trainer_for_stage
+from .modeling.logging_telme import get_logger, progress_disabled
 
 
-logger = logging.getLogger("telme_hf")
+logger = get_logger("telme_hf")
 # The parts whose weights the cached outputs depend on: the teacher's for stage 2, every encoder's for stage 3.
 FROZEN_PARTS = {"teacher": [STAGE_PARTS["teacher"]], "fusion": [STAGE_PARTS[s] for s in ("teacher", "audio", "video")]}
 
@@ -92,7 +94,8 @@ def load_data(model_args: ModelArguments, data_args: DataArguments, training_arg
     if data_args.dataset == "synthetic" and not (Path(root) / "train_sent_emo.csv").exists():
         from .data.synthetic import make_synthetic_corpus
 
-        make_synthetic_corpus(root, num_dialogues=data_args.synthetic_dialogues, seed=data_args.synthetic_seed)
+        make_synthetic_corpus(root, num_dialogues=data_args.synthetic_dialogues, seed=data_args.synthetic_seed,
+                              progress=not progress_disabled(training_args.disable_tqdm))
     labels = model_config_for(model_args, training_args).label_names
     return load_corpus(data_args.dataset, root, preprocessing_for(model_args, data_args, training_args), labels,
                        modalities=modalities, on_bad_media=data_args.on_bad_media)
@@ -223,10 +226,39 @@ def run_distillation(
     is repeated per seed into `output_dir/seed-N/` and `output_dir/summary.json` holds the mean and standard
     deviation over the seeds (see :func:`run_seeds`).
     """
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    from transformers.utils import logging as hf_logging
+
     check_run(model_args, data_args, training_args)
-    if training_args.seeds:
-        return run_seeds(model_args, data_args, training_args)
-    return _run_once(model_args, data_args, training_args, announce_next_step)
+    # transformers' own warnings (the Trainer's, the models') are written above the progress bars, not into them;
+    # telme_hf's logger does so itself.
+    with logging_redirect_tqdm(loggers=[hf_logging.get_logger("transformers")]), \
+            _library_progress_bars(training_args.disable_tqdm):
+        if training_args.seeds:
+            return run_seeds(model_args, data_args, training_args)
+        return _run_once(model_args, data_args, training_args, announce_next_step)
+
+
+@contextlib.contextmanager
+def _library_progress_bars(disable_tqdm: bool | None):
+    """During a run, transformers' own bars (one per checkpoint written) are off: the stage's bar says more; the
+    `datasets` bars of the frozen-output passes follow the run's `disable_tqdm`. Both are restored afterwards."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    transformers_bars = hf_logging.is_progress_bar_enabled()
+    datasets_bars = datasets.is_progress_bar_enabled()
+    quiet = progress_disabled(disable_tqdm)
+    hf_logging.disable_progress_bar()
+    if quiet:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if transformers_bars:
+            hf_logging.enable_progress_bar()
+        if datasets_bars:
+            datasets.enable_progress_bars()
 
 
 def run_seeds(model_args: ModelArguments, data_args: DataArguments, training_args: TelMETrainingArguments):
@@ -240,7 +272,7 @@ def run_seeds(model_args: ModelArguments, data_args: DataArguments, training_arg
                                     data_root=corpus_root(data_args, training_args))
     runs = {}
     for seed, folder in zip(training_args.seeds, training_args.run_dirs()):
-        logger.warning("seed %d of %s: %s", seed, training_args.seeds, folder)
+        logger.info("Seed %d of %s: %s", seed, training_args.seeds, folder)
         seed_args = dataclasses.replace(training_args, seed=seed, output_dir=str(folder), seeds=None)
         runs[seed] = _run_once(model_args, data_args, seed_args, False)
     if not PartialState().is_main_process:
@@ -295,13 +327,16 @@ def _train_evaluate_and_write(model_args, data_args, training_args, data, report
     splits = {name: data[name] for name in ("train", "dev", "test")}
     if needs_media:
         # One loader for the run: each bad clip is decoded and logged once, in the pass below.
-        loader = MediaLoader.for_processor(processor, media_cache, on_bad_media=data_args.on_bad_media)
+        # It records into the corpus loader's report, so a clip found missing there is not reported again.
+        loader = MediaLoader.for_processor(processor, media_cache, on_bad_media=data_args.on_bad_media,
+                                           report=report)
         for name in splits:
             loader.split = name
             with state.main_process_first():
-                splits[name] = prepare_media(splits[name], loader, desc=f"decoding {name} media")
+                splits[name] = prepare_media(splits[name], loader, desc=f"decoding {name} media",
+                                             disable_progress=training_args.disable_tqdm,
+                                             listed_in=str(output_dir / "results.json"))
         loader.split = ""
-        report.merge(loader.report)
 
     results: dict[str, Any] = {}
     scaler_state = None
@@ -319,7 +354,7 @@ def _train_evaluate_and_write(model_args, data_args, training_args, data, report
             # The weights the interrupted run had at this point, before any frozen output is computed from them.
             load_weights(model, resume["weights"])
             checkpoint = resume["checkpoint"]
-        logger.warning("stage %s", stage)
+        logger.info("Stage %s: training %s.", stage, STAGE_PARTS[stage].replace("_", " "))
         # The original trains the video student in the audio student's loop, with its grad scaler.
         carried = scaler_state if training_args.recipe == "reference" and stage == "video" else None
         result = train_stage(stage, model, processor, splits, training_args, data_args.dataset, loader, cache_dir,
@@ -339,7 +374,7 @@ def _train_evaluate_and_write(model_args, data_args, training_args, data, report
     evaluation = {
         name: evaluate_split(model, processor, splits[name], training_args.per_device_eval_batch_size,
                              on_bad_media=data_args.on_bad_media, cache=media_cache, progress=False, split=name,
-                             loader=loader)
+                             loader=loader, report=report)
         for name in ("dev", "test")
     }
     if not state.is_main_process:
@@ -352,18 +387,30 @@ def _train_evaluate_and_write(model_args, data_args, training_args, data, report
     processor.save_pretrained(final_dir)
     if previous_dir is not None and not training_args.keep_checkpoints:
         remove_checkpoints(previous_dir)  # final/ holds the last stage's best weights now
-    public = _with_earlier_stages(output_dir / "results.json", results)
-    write_metrics_json({"config": run_config(model_args, data_args, training_args), "stages": public,
-                        "bad_media": report.by_split()}, output_dir / "results.json")
+    earlier = _earlier_results(output_dir / "results.json")
+    public = _merge_stages(earlier.get("stages", {}), results)
+    training = training_summary(model_args, data_args, training_args, processor)
+    training["stages"] = _merge_stages((earlier.get("training") or {}).get("stages", {}), training["stages"])
+    write_metrics_json({"config": run_config(model_args, data_args, training_args), "training": training,
+                        "stages": public, "bad_media": report.by_split()}, output_dir / "results.json")
     last = [s for s in STAGES if s in results][-1]
     write_evaluation(evaluation["test"], output_dir, label_names, {"split": "test"}, part=last, metrics_file=None)
+    # What the card reports travels with the weights, without the run's local paths.
+    write_metrics_json({"dataset": data_args.dataset, "training": training, "stages": public,
+                        "bad_media": report.by_split()}, final_dir / "results.json")
+    copy_trainer_states(output_dir, final_dir, list(public))
     from .model_card import write_model_card
 
-    write_model_card(final_dir, model.config, processor, run_config(model_args, data_args, training_args), public,
-                     dataset=data_args.dataset, repo=training_args.hub_model_id or str(final_dir))
+    repo_id = None
     if training_args.push_to_hub:
-        push_folder_to_hub(final_dir, training_args.hub_model_id or output_dir.name,
-                           private=bool(training_args.hub_private_repo))
+        repo_id = create_hub_repo(training_args.hub_model_id or output_dir.name,
+                                  private=bool(training_args.hub_private_repo))
+    write_model_card(final_dir, model.config, processor, training, public, dataset=data_args.dataset,
+                     # Until it is pushed (`telme push` points the card at the real repository), no local path.
+                     repo=repo_id or training_args.hub_model_id or f"your-name/{output_dir.resolve().name}")
+    if repo_id:
+        url = push_folder_to_hub(final_dir, repo_id, private=bool(training_args.hub_private_repo))
+        logger.warning("Uploaded %s to %s.", final_dir, url)
     corpus = get_corpus(data_args.dataset)
     table = format_per_class_table({stage: r["test"] for stage, r in public.items()}, label_names,
                                    reference=corpus.paper)
@@ -399,24 +446,81 @@ def run_config(model_args: ModelArguments, data_args: DataArguments, training_ar
     return {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args), "training": training}
 
 
-def _with_earlier_stages(results_file: Path, current: dict[str, Any]) -> dict[str, Any]:
-    """A single-stage run keeps the results of the stages an earlier run in the same folder recorded."""
-    if not results_file.exists():
-        return current
-    earlier = json.loads(results_file.read_text()).get("stages", {})
+def training_summary(model_args: ModelArguments, data_args: DataArguments, training_args: TelMETrainingArguments,
+                     processor: Any) -> dict[str, Any]:
+    """The training setup a model card shows: each stage's epochs and learning rate as it ran them, and the options
+    that change the result (no local paths)."""
+    from .model_card import is_hub_id
+
+    dataset = data_args.dataset
+    stages = {stage: {"epochs": float(stage_value(training_args, dataset, "epochs", stage)),
+                      "learning_rate": float(stage_value(training_args, dataset, "learning_rate", stage))}
+              for stage in STAGES if stage in training_args.stages}
+    options: dict[str, Any] = {"dataset": dataset, "preset": model_args.preset,
+                               "reference_behaviour": model_args.reference_behaviour, "recipe": training_args.recipe}
+    for name in ("text_model", "audio_model", "video_model"):
+        if is_hub_id(getattr(model_args, name)):
+            options[name] = getattr(model_args, name)
+    for name in ("per_device_train_batch_size", "weight_decay", "max_grad_norm", "response_weight",
+                 "response_temperature", "feature_weight", "feature_temperature"):
+        options[name] = stage_value(training_args, dataset, name)
+    options.update(gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+                   processes=training_args.world_size, warmup_steps=training_args.warmup_steps,
+                   precision=training_args.precision, on_bad_media=data_args.on_bad_media,
+                   max_media_seconds=processor.max_media_seconds, seed=training_args.seed)
+    return {"stages": stages, "options": options}
+
+
+def copy_trainer_states(output_dir: Path, final_dir: Path, stages: list[str]) -> None:
+    """Each stage's `trainer_state.json` (its log history: losses, learning rates, dev metrics per epoch) into
+    `final/trainer_state/STAGE.json`, with the best checkpoint named by its folder alone."""
+    for stage in stages:
+        source = output_dir / stage / "trainer_state.json"
+        if not source.is_file():
+            continue
+        state = json.loads(source.read_text())
+        if state.get("best_model_checkpoint"):
+            state["best_model_checkpoint"] = Path(state["best_model_checkpoint"]).name
+        target = final_dir / "trainer_state" / f"{stage}.json"
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _earlier_results(results_file: Path) -> dict[str, Any]:
+    return json.loads(results_file.read_text()) if results_file.exists() else {}
+
+
+def _merge_stages(earlier: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """A later stage alone keeps what an earlier run in the same folder recorded for the stages before it."""
     merged = {**earlier, **current}
     return {stage: merged[stage] for stage in STAGES if stage in merged}
 
 
-def push_folder_to_hub(folder: Path, repo_id: str, private: bool = True) -> str:
-    """Upload a checkpoint folder to the Hub (model, processor, code, model card) and return the repo URL."""
+def create_hub_repo(repo_id: str, private: bool = True) -> str:
+    """Create (or find) a model repository and return its full id (`user/name` for a bare `name`)."""
     from huggingface_hub import HfApi
 
+    return HfApi().create_repo(repo_id, private=private, exist_ok=True).repo_id
+
+
+def push_folder_to_hub(folder: str | Path, repo_id: str, private: bool = True) -> str:
+    """Upload a checkpoint folder to the Hub (model, processor, code, model card, results) and return the repo URL;
+    the card's usage section is pointed at the repository first."""
+    from huggingface_hub import HfApi
+
+    from .model_card import set_card_repo
+
+    folder = Path(folder)
+    missing = [name for name in ("config.json", "model.safetensors") if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} is not a checkpoint folder (no {', '.join(missing)}): pass a run's "
+                                "final/ folder.")
     api = HfApi()
     repo = api.create_repo(repo_id, private=private, exist_ok=True)
+    set_card_repo(folder, repo.repo_id)
     api.upload_folder(repo_id=repo.repo_id, folder_path=str(folder), commit_message="Upload TelME checkpoint")
     return str(repo)
 
 
-__all__ = ["build_model_and_processor", "load_data", "push_folder_to_hub", "run_distillation", "run_seeds",
-           "train_stage"]
+__all__ = ["build_model_and_processor", "copy_trainer_states", "create_hub_repo", "load_data", "push_folder_to_hub",
+           "run_distillation", "run_seeds", "train_stage", "training_summary"]

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from .modeling.bad_media_telme import BadMediaReport, check_policy, log_report
+from .modeling.logging_telme import progress_bar
 from .modeling.loading_telme import MediaCache, MediaLoader
 from .modeling.collating_telme import TelMEDataCollator
 from .modeling.media_telme import MODALITIES, MediaError
@@ -139,8 +140,6 @@ def evaluate_split(
         `"bad_media"` (utterance → what was done), `"report"` (the `BadMediaReport`), `"keys"`, `"labels"` (gold
         ids) and `"logits"` (part → NumPy array).
     """
-    from tqdm.auto import tqdm
-
     check_policy(on_bad_media)
     if len(dataset) == 0:
         raise ValueError("The split has no rows to evaluate.")
@@ -148,7 +147,7 @@ def evaluate_split(
     report = report if report is not None else BadMediaReport(on_bad_media)
     report.policy = report.policy or on_bad_media
     loader = loader or MediaLoader.for_processor(processor, cache, on_bad_media=on_bad_media, skip="evaluate",
-                                                 cli=True, split=split)
+                                                 cli=True, split=split, report=report)
     decoded = torch.utils.data.DataLoader(_DecodedRows(dataset, loader), batch_size=None, shuffle=False,
                                           num_workers=num_workers, collate_fn=_as_is)
     collator = TelMEDataCollator(processor, MODALITIES, skipped="text", loader=loader)
@@ -159,8 +158,8 @@ def evaluate_split(
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        for rows in tqdm(_batches(decoded, batch_size, report), total=total, desc="evaluating", unit="batch",
-                         disable=not progress):
+        for rows in progress_bar(_batches(decoded, batch_size, report), disable=None if progress else True,
+                                 total=total, desc="evaluating", unit="batch"):
             outputs = predict_batch(model, collator(rows))
             for name, output_name in PART_LOGITS.items():
                 parts[name].append(outputs[output_name])

@@ -21,15 +21,16 @@ own values stay, since from-scratch tiny backbones need other rates.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
+from .modeling.logging_telme import get_logger
 
-logger = logging.getLogger("telme_hf")
+
+logger = get_logger("telme_hf")
 
 RECIPES = ("clean", "reference")
 

@@ -12,7 +12,6 @@ lets the next run clean what a killed one left half-written.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -20,8 +19,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from .modeling.logging_telme import get_logger
 
-logger = logging.getLogger("telme_hf")
+
+logger = get_logger("telme_hf")
 
 STATE_FILE = "run_state.json"
 LOCK_FILE = ".run.lock"

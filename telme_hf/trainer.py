@@ -25,6 +25,7 @@ from transformers import Trainer
 from .arguments import STAGES, TelMETrainingArguments
 from .losses import student_distillation_loss
 from .modeling import TelMEForEmotionRecognition
+from .progress import StageProgressCallback
 from .recipe import original_linear_schedule
 
 
@@ -51,6 +52,7 @@ class TelMEStageTrainer(Trainer):
             raise ValueError(f"{type(self).__name__} trains the {self.stage!r} stage but args.stage={args.stage!r}.")
         freeze_all_but(model, args.stage)
         super().__init__(model=model, args=args, **kwargs)
+        StageProgressCallback.install(self, args.stage)
 
     def _keep_frozen_parts_in_eval(self, model: torch.nn.Module) -> None:
         # Trainer calls model.train() before every step; the frozen parts must stay deterministic.

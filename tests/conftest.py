@@ -9,10 +9,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import logging
+
 import pytest
 import torch
 
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer
+
+
+# The package logger does not propagate (as transformers' does not); in tests it does, so that `caplog` sees it.
+logging.getLogger("telme_hf").propagate = True
 
 
 TOKENIZER_TEXTS = [

@@ -92,7 +92,7 @@ def test_error_policy_names_file_row_and_fix(case, clips):
 def test_skip_policy_drops_and_reports(case, clips, caplog):
     name, _, _ = BAD[case]
     loader = loader_for(case, "skip")
-    with caplog.at_level(logging.WARNING, logger="telme_hf.data"):
+    with caplog.at_level(logging.INFO, logger="telme_hf.data"):
         outcome = loader.load(row(clips[name], key=f"bad_{case}", window=WINDOWS.get(case)))
     assert outcome.skipped and outcome.audio is None and outcome.video is None
     assert loader.report.keys() == [f"bad_{case}"]
@@ -196,7 +196,7 @@ def test_a_bad_clip_is_decoded_and_logged_once(clips, caplog, monkeypatch):
     real = loading.decode_clip
     monkeypatch.setattr(loading, "decode_clip", lambda *args, **kwargs: calls.append(args[0]) or real(*args, **kwargs))
     loader = MediaLoader(AUDIO, VIDEO, on_bad_media="skip")
-    with caplog.at_level(logging.WARNING, logger="telme_hf.data"):
+    with caplog.at_level(logging.INFO, logger="telme_hf.data"):
         for _ in range(3):  # three epochs
             assert loader.load(row(clips["corrupt"], key="bad")).skipped
     assert calls == [clips["corrupt"]]

@@ -15,7 +15,7 @@ from telme_hf.arguments import parse_recipe_args, precision_flags, starting_chec
 from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media
 from telme_hf.data.collator import TelMEDataCollator
 from telme_hf.data.meld import load_meld
-from telme_hf.distill import _selected_epoch, push_folder_to_hub, run_distillation
+from telme_hf.distill import _selected_epoch, run_distillation
 from telme_hf.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
 
 
@@ -184,28 +184,39 @@ def test_config_overrides_and_errors(tmp_path):
         check_run(model_args, data_args, args)
 
 
-def test_push_to_hub_uploads_the_final_folder(tmp_path, monkeypatch, tiny_model, tiny_processor):
-    from huggingface_hub import HfApi
+def test_telme_push_uploads_the_final_folder_with_its_card_pointed_at_the_repo(tmp_path, monkeypatch, capsys,
+                                                                               tiny_model, tiny_processor):
+    from huggingface_hub import HfApi, ModelCard
 
+    from telme_hf.cli import main
     from telme_hf.model_card import write_model_card
 
     folder = tmp_path / "final"
     tiny_model.save_pretrained(folder)
     tiny_processor.save_pretrained(folder)
     metrics = {"weighted_f1": 0.5, "accuracy": 0.6, "f1": {}}
-    write_model_card(folder, tiny_model.config, tiny_processor, {}, {"fusion": {"test": metrics}}, repo="someone/telme-tiny")
+    write_model_card(folder, tiny_model.config, tiny_processor, {}, {"fusion": {"test": metrics}}, repo=str(folder))
     sent = {}
 
     class Repo(str):
-        repo_id = "someone/telme-tiny"
+        repo_id = "someone/telme-tiny"  # a bare name is created under the user's account
 
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: Repo(f"https://hub/{repo_id}"))
-    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: sent.update(kw, files=sorted(p.name for p in Path(kw["folder_path"]).iterdir())))
-    push_folder_to_hub(folder, "someone/telme-tiny")
-    assert sent["repo_id"] == "someone/telme-tiny"
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: sent.update(private=kw["private"]) or
+                        Repo(f"https://hub/someone/{repo_id}"))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: sent.update(
+        kw, files=sorted(p.name for p in Path(kw["folder_path"]).iterdir()),
+        card=(Path(kw["folder_path"]) / "README.md").read_text()))
+    assert main(["push", str(folder), "--repo-id", "telme-tiny"]) == 0
+    assert "Uploaded" in capsys.readouterr().out
+    assert sent["repo_id"] == "someone/telme-tiny" and sent["private"] is True
     assert {"config.json", "model.safetensors", "modeling_telme.py", "processor_config.json", "README.md"} <= set(sent["files"])
-    card = (folder / "README.md").read_text()
-    assert "name: telme-tiny" in card and "value: 50.0" in card  # model-index: weighted F1 in percent
+    card = ModelCard.load(folder / "README.md")
+    assert 'model="someone/telme-tiny"' in sent["card"] and str(folder) not in sent["card"]
+    assert card.data.model_name == "telme-tiny" and card.data.eval_results[0].metric_value == 50.0
+    # Not a checkpoint folder: one line, nothing uploaded.
+    sent.clear()
+    assert main(["push", str(tmp_path), "--repo-id", "telme-tiny"]) == 1
+    assert "is not a checkpoint folder" in capsys.readouterr().err and not sent
 
 
 @pytest.mark.slow
@@ -229,7 +240,15 @@ def test_distillation_run_writes_every_artefact(tmp_path, tiny_corpus):
     assert len(rows) == saved["stages"]["fusion"]["test"]["num_samples"] and {"label", "prediction"} <= set(rows[0])
     assert not list(out.glob("*/checkpoint-*"))  # each stage's epoch checkpoints go once its best epoch is loaded
     card = (out / "final" / "README.md").read_text()
-    assert "model-index" in card and "weighted F1" in card
+    assert "model-index" in card and "Weighted F1" in card
+    # What the card reports travels with the weights, without the run's local paths.
+    travelling = json.loads((out / "final" / "results.json").read_text())
+    assert travelling["stages"] == saved["stages"] and travelling["training"]["stages"]["fusion"]["epochs"] == 1
+    states = sorted(path.name for path in (out / "final" / "trainer_state").iterdir())
+    assert states == ["audio.json", "fusion.json", "teacher.json", "video.json"]
+    assert json.loads((out / "final" / "trainer_state" / "fusion.json").read_text())["log_history"]
+    for name in ("README.md", "results.json", "trainer_state/fusion.json"):
+        assert str(tmp_path) not in (out / "final" / name).read_text(), name
     from transformers import AutoModel
 
     assert isinstance(AutoModel.from_pretrained(out / "final"), TelMEForEmotionRecognition)
@@ -281,9 +300,10 @@ def test_feature_cache_is_invalidated_by_a_replaced_clip_or_a_changed_config(spl
 
 
 def test_single_stage_run_keeps_earlier_stage_results(tmp_path):
-    from telme_hf.distill import _with_earlier_stages
+    from telme_hf.distill import _earlier_results, _merge_stages
 
     (tmp_path / "results.json").write_text(json.dumps({"stages": {"teacher": {"test": 1}, "fusion": {"test": 2}}}))
-    merged = _with_earlier_stages(tmp_path / "results.json", {"fusion": {"test": 3}, "audio": {"test": 4}})
+    earlier = _earlier_results(tmp_path / "results.json")["stages"]
+    merged = _merge_stages(earlier, {"fusion": {"test": 3}, "audio": {"test": 4}})
     assert list(merged) == ["teacher", "audio", "fusion"]
     assert merged["fusion"] == {"test": 3} and merged["teacher"] == {"test": 1}

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import math
 import os
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -46,6 +45,7 @@ from ..modeling.bad_media_telme import (
     resolve_bad_media,
 )
 from ..modeling.media_telme import MODALITIES, MissingMediaError
+from ..modeling.logging_telme import get_logger
 
 
 __all__ = [
@@ -66,7 +66,7 @@ __all__ = [
 
 PathLike = Union[str, os.PathLike]
 LOGGER_NAME = "telme_hf.data"
-logger = logging.getLogger(LOGGER_NAME)
+logger = get_logger(LOGGER_NAME)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -338,7 +338,7 @@ def load_iemocap(
             raise FileNotFoundError(
                 f"No Session1..Session5 folder found in {root} or {root / IEMOCAP_RELEASE_FOLDER} (needed for "
                 "IEMOCAP audio/video). Pass the IEMOCAP_full_release folder (or its parent) as `root`, or load "
-                "text only with modalities=('text',)."
+                "text only (`modalities=('text',)`; for training, `--stages teacher`)."
             )
         resolver = IemocapPathResolver(release_root)
     datasets, report = {}, BadMediaReport(on_bad_media)

@@ -91,7 +91,7 @@ def _media_folder(root: Path, split: str) -> Path:
         )
         raise FileNotFoundError(
             f"MELD media folder {media_dir} not found (needed for the {split} audio/video). {hint}, or load text "
-            "only with modalities=('text',)."
+            "only (`modalities=('text',)`; for training, `--stages teacher`)."
         )
     return media_dir
 

@@ -48,7 +48,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-from tqdm.auto import tqdm
+
+from ..modeling.logging_telme import progress_bar
 
 
 __all__ = [
@@ -610,7 +611,8 @@ def make_synthetic_corpus(
         _write_csv(root / MELD_SPLITS[split][0], utterances)
 
     all_utterances = [u for split in MELD_SPLITS for u in plan[split]]
-    for index, u in enumerate(tqdm(all_utterances, desc="synthetic MELD clips", unit="clip", disable=not progress)):
+    for index, u in enumerate(progress_bar(all_utterances, disable=None if progress else True,
+                                                    desc="synthetic MELD clips", unit="clip")):
         if u is missing:
             continue
         # Media randomness depends only on (seed, position), not on how many draws the plan made.
