@@ -53,6 +53,9 @@ class ModelArguments:
         "help": "Video backbone instead of the preset's facebook/timesformer-base-finetuned-k400."})
     tokenizer: str | None = field(default=None, metadata={
         "help": "Tokenizer (Hub id or folder); default: the text backbone's."})
+    random_weights: bool = field(default=False, metadata={
+        "help": "Build the preset's architecture with random weights and a tokenizer trained on the corpus, offline "
+                "(benchmarks and GPU checks at full size; the tiny preset always is)."})
     tokenizer_vocab_size: int = field(default=1000, metadata={
         "help": "Vocabulary of the BPE tokenizer trained on the corpus for the tiny preset."})
     init_from: str | None = field(default=None, metadata={

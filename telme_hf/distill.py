@@ -124,7 +124,7 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
     reference = training_args.recipe == "reference"
     config = TelMEConfig.from_preset(model_args.preset, reference_behaviour=model_args.reference_behaviour,
                                      **overrides)
-    if model_args.preset == "tiny":
+    if model_args.preset == "tiny" or model_args.random_weights:
         tokenizer = train_tokenizer(train_texts, vocab_size=model_args.tokenizer_vocab_size)
         config.text_config.vocab_size = len(tokenizer)
         model = TelMEForEmotionRecognition(config)

@@ -215,6 +215,20 @@ def test_decode_clip_matches_the_single_stream_wrappers(index_clip):
         decode_clip(index_clip, audio=None, video=None)
 
 
+@pytest.mark.parametrize("sampling", ["uniform", "strided"])
+def test_threaded_video_decoding_gives_the_single_threaded_frames(index_clip, monkeypatch, sampling):
+    from telme_hf.modeling import media_telme
+
+    options = VideoDecodeOptions(num_frames=8, size=None, sampling=sampling)
+    threaded = decode_clip(index_clip, video=options)
+    monkeypatch.setattr(media_telme, "VIDEO_DECODE_THREADS", "NONE")
+    single = decode_clip(index_clip, video=options)
+    assert media_telme.VIDEO_DECODE_THREADS == "NONE" and threaded.video.shape == (8, HEIGHT, WIDTH, 3)
+    np.testing.assert_array_equal(threaded.video, single.video)
+    np.testing.assert_array_equal(threaded.audio, single.audio)
+    assert read_indices(threaded.video) == read_indices(single.video)
+
+
 def test_cache_keys_are_stable_and_option_specific():
     assert AudioDecodeOptions().cache_key() == AudioDecodeOptions().cache_key()
     assert AudioDecodeOptions(max_seconds=25).cache_key() == AudioDecodeOptions(max_seconds=25.0).cache_key()

@@ -1,0 +1,218 @@
+"""The GPU check: full-size TelME training steps in fp32, bf16 and fp16 through accelerate, and a short recipe run.
+
+    python benchmarks/gpu_check.py            # on one CUDA GPU, about 5 minutes
+    python benchmarks/run.py --gpu            # the same
+    python benchmarks/gpu_check.py --cpu-flow # the same flow on a CPU with the tiny preset (shapes and flow only)
+
+1. For each stage (text teacher, audio student, video student, fusion on cached features) and each precision
+   (`no` = fp32, `bf16`, `fp16` with accelerate's grad scaler): training steps per second after warm-up steps, and
+   the peak GPU memory of that stage and precision. The models are the paper's backbones with random weights,
+   built offline from their configs; inputs are MELD-shaped (a 128-token prompt, 3.2 s of 16 kHz audio, 8 frames
+   at 224x224), batch 4 as in the recipe.
+2. One short `telme train` run of every stage on a generated synthetic corpus with the full-size models
+   (`random_weights=true`), in the recipe's default precision (`auto`: bf16 where supported): its wall time and
+   that its results and checkpoint were written.
+
+Writes `benchmarks/gpu_results.json` and prints a markdown table with bf16/fp16 throughput ratios against fp32.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+
+HERE = Path(__file__).resolve().parent
+PRECISIONS = ("no", "bf16", "fp16")
+STAGES = ("teacher", "audio", "video", "fusion")
+
+
+def fake_batch(model, batch_size: int, text_tokens: int, audio_seconds: float, device) -> dict[str, torch.Tensor]:
+    """MELD-shaped random inputs for every part (token ids within the vocabulary, normalised audio, frames)."""
+    config = model.config
+    generator = torch.Generator().manual_seed(0)
+    video = config.video_config
+    batch = {
+        "input_ids": torch.randint(5, config.text_config.vocab_size, (batch_size, text_tokens), generator=generator),
+        "attention_mask": torch.ones(batch_size, text_tokens, dtype=torch.long),
+        "input_values": torch.randn(batch_size, int(audio_seconds * 16000), generator=generator),
+        "audio_attention_mask": torch.ones(batch_size, int(audio_seconds * 16000), dtype=torch.long),
+        "pixel_values": torch.randn(batch_size, video.num_frames, 3, video.image_size, video.image_size,
+                                    generator=generator),
+        "labels": torch.randint(0, config.num_labels, (batch_size,), generator=generator),
+    }
+    return {name: value.to(device) for name, value in batch.items()}
+
+
+def stage_loss(model, stage: str, batch: dict[str, torch.Tensor], frozen: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The stage's training loss, as the stage trainers compute it (students from cached teacher outputs, the
+    fusion from cached features)."""
+    from telme_hf.losses import student_distillation_loss
+
+    labels = batch["labels"]
+    if stage == "teacher":
+        return F.cross_entropy(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                               labels)
+    if stage in ("audio", "video"):
+        if stage == "audio":
+            out = model(input_values=batch["input_values"], audio_attention_mask=batch["audio_attention_mask"])
+            logits, features = out.audio_logits, out.audio_features
+        else:
+            out = model(pixel_values=batch["pixel_values"])
+            logits, features = out.video_logits, out.video_features
+        return student_distillation_loss(logits, frozen["teacher_logits"], features, frozen["teacher_features"],
+                                         labels, alpha=1.0, beta=1.0, temperature=4.0)["loss"]
+    out = model(text_features=frozen["text_features"], audio_features=frozen["audio_features"],
+                video_features=frozen["video_features"])
+    return F.cross_entropy(out.fusion_logits, labels)
+
+
+def frozen_outputs(model, batch) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        model.eval()
+        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        return {"teacher_features": text, "teacher_logits": model.text_teacher.classifier(text), "text_features": text,
+                "audio_features": model.get_audio_features(batch["input_values"], batch["audio_attention_mask"]),
+                "video_features": model.get_video_features(batch["pixel_values"])}
+
+
+def time_stage(model, stage: str, precision: str, batch, frozen, warmup: int, steps: int) -> dict[str, Any]:
+    """Steps per second of one stage in one precision through a fresh `Accelerator`, and its peak GPU memory."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    from telme_hf.trainer import freeze_all_but
+
+    AcceleratorState._reset_state(True)  # each precision gets its own accelerator state
+    GradientState._reset_state()
+    accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+    freeze_all_but(model, stage)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for step in range(warmup + steps):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        prepared.train()
+        with accelerator.autocast():
+            loss = stage_loss(prepared, stage, batch, frozen)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 10.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    finite = bool(torch.isfinite(loss.detach()).item())
+    peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+    del optimizer, prepared
+    accelerator.free_memory()
+    return {"stage": stage, "precision": precision, "steps_per_s": round(len(times) / sum(times), 3),
+            "peak_gpu_mb": round(peak), "loss_finite": finite}
+
+
+def recipe_run(preset: str, workdir: Path, cpu_flow: bool) -> dict[str, Any]:
+    """One short `telme train` of every stage on a synthetic corpus with random full-size (or tiny) models."""
+    output_dir = workdir / "recipe"
+    command = [sys.executable, "-m", "telme_hf.cli", "train", "--config", "tiny", f"preset={preset}",
+               "random_weights=true", f"output_dir={output_dir}", "synthetic_dialogues=12", "num_train_epochs=1",
+               "teacher_epochs=1", "fusion_epochs=1", "per_device_train_batch_size=4", "learning_rate=1e-5"]
+    if cpu_flow:
+        command.append("--use_cpu")
+    started = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True,
+                               env={**os.environ, "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"})
+    seconds = time.perf_counter() - started
+    written = (output_dir / "results.json").exists() and (output_dir / "final" / "model.safetensors").exists()
+    stages = sorted(json.loads((output_dir / "results.json").read_text())["stages"]) if written else []
+    return {"command": " ".join(command[1:]), "returncode": completed.returncode, "seconds": round(seconds, 1),
+            "stages": stages, "written": written, "stderr_tail": completed.stderr[-2000:]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cpu-flow", action="store_true",
+                        help="run the same flow on a CPU with the tiny preset and fp32 only (no figures of interest)")
+    parser.add_argument("--quick", action="store_true", help="fewer timed steps")
+    parser.add_argument("--output", type=Path, default=HERE / "gpu_results.json")
+    parser.add_argument("--skip-recipe", action="store_true", help="only the step timings")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available() and not args.cpu_flow:
+        print("gpu_check: error: no CUDA device; pass --cpu-flow to check the flow on a CPU.", file=sys.stderr)
+        return 2
+
+    import transformers
+
+    from telme_hf import TelMEConfig, TelMEForEmotionRecognition
+
+    transformers.logging.set_verbosity_error()
+    preset = "tiny" if args.cpu_flow else "meld"
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu_flow else "cpu")
+    precisions = ("no",) if args.cpu_flow else PRECISIONS
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        precisions = ("no", "fp16")
+    torch.manual_seed(0)
+    model = TelMEForEmotionRecognition(TelMEConfig.from_preset(preset)).to(device)
+    text_tokens, audio_seconds = (16, 0.5) if args.cpu_flow else (128, 3.2)
+    batch = fake_batch(model, 4, text_tokens, audio_seconds, device)
+    frozen = frozen_outputs(model, batch)
+    warmup, steps = (1, 2) if args.cpu_flow else (2, 5 if args.quick else 10)
+    rows = []
+    for stage in STAGES:
+        for precision in precisions:
+            rows.append(time_stage(model, stage, precision, batch, frozen, warmup, steps))
+            print(f"{stage} {precision}: {rows[-1]}", file=sys.stderr)
+    fp32 = {row["stage"]: row["steps_per_s"] for row in rows if row["precision"] == "no"}
+    for row in rows:
+        row["vs_fp32"] = round(row["steps_per_s"] / fp32[row["stage"]], 2)
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "torch": torch.__version__,
+        "preset": preset, "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "batch": {"size": 4, "text_tokens": text_tokens, "audio_seconds": audio_seconds}, "steps": rows}
+    del model, frozen, batch
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if not args.skip_recipe:
+        with tempfile.TemporaryDirectory() as scratch:
+            report["recipe"] = recipe_run(preset, Path(scratch), args.cpu_flow)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{report['device']}, torch {report['torch']}, {report['preset']} preset ({report['parameters_m']}M "
+          f"parameters), batch {report['batch']}")
+    print("| stage | precision | steps/s | vs fp32 | peak GPU MB | loss finite |")
+    print("|---|---|---:|---:|---:|---|")
+    for row in rows:
+        print(f"| {row['stage']} | {row['precision']} | {row['steps_per_s']:.2f} | {row['vs_fp32']:.2f}x "
+              f"| {row['peak_gpu_mb']} | {row['loss_finite']} |")
+    if "recipe" in report:
+        recipe = report["recipe"]
+        print(f"\nrecipe run ({recipe['seconds']} s, exit {recipe['returncode']}, stages {recipe['stages']}): "
+              f"{recipe['command']}")
+        if recipe["returncode"] != 0:
+            print(recipe["stderr_tail"], file=sys.stderr)
+            return 1
+    print(f"Wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

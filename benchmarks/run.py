@@ -1,0 +1,346 @@
+"""Every TelME speed and memory measurement in one run: ratios against the naive path measured in the same run.
+
+    python benchmarks/run.py --quick      # under 10 minutes on 2 CPU cores, full-size rows included
+    python benchmarks/run.py              # more clips, samples and repeats
+    python benchmarks/run.py --gpu        # on a CUDA machine: fp32 / bf16 / fp16 step throughput, peak memory,
+                                          # and one short recipe run of every stage with full-size models
+
+Rows (`ratio` = baseline_s / ours_s; above 1 means ours is faster):
+
+  decode            a 720p MELD-like clip: naive PyAV (two opens, every frame converted) vs `decode_clip`
+  cache             `decode_clip` vs a warm `MediaCache` read of the same clip
+  stage2            one audio-student step: the frozen teacher run on every batch vs its cached outputs (both from
+                    a warm media cache, so the teacher alone differs)
+  stage3            one fusion epoch: the three frozen encoders run on every batch vs cached features
+  inference         a 10-turn dialogue through the pipeline (decoding and preprocessing included) vs the bare
+                    model forward (`get_*_features` + fusion) on the same, already collated inputs
+  *-full            the same with the paper's backbones (roberta-large, data2vec-audio-base, timesformer-base;
+                    random weights, fp32, built offline from their configs)
+
+Each path gets a warm-up call; the paths of a row take turns on every item (clip, batch), so a change in the
+machine's load hits all of them alike; per-item times are medians over the repeats, CPU time is shown beside wall
+time. Full-size rows run in child processes so that each reports its own peak RSS. Writes `benchmarks/results.json`
+(rows and machine) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_decode  # noqa: E402  (the decode helpers: clip generation and the naive path)
+import bench_training  # noqa: E402  (the training-step helpers: paths taking turns, stage trainers)
+import datasets  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer  # noqa: E402
+from telme_hf.caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs  # noqa: E402
+from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media  # noqa: E402
+from telme_hf.data.collator import MODALITIES, TelMEDataCollator  # noqa: E402
+from telme_hf.data.media import AudioDecodeOptions, VideoDecodeOptions, decode_clip  # noqa: E402
+from telme_hf.data.meld import load_meld  # noqa: E402
+from telme_hf.data.synthetic import make_synthetic_corpus  # noqa: E402
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def result_row(name: str, baseline_s: float, ours_s: float, notes: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "baseline_s": round(baseline_s, 6), "ours_s": round(ours_s, 6),
+            "ratio": round(baseline_s / ours_s, 3), "peak_rss_mb": round(peak_rss_mb()), "notes": notes, **extra}
+
+
+def interleaved(paths: dict[str, Callable[[Any], Any]], items: Sequence[Any], repeats: int) -> dict[str, dict]:
+    """Per item, the median wall and CPU seconds of each path over `repeats` (paths take turns on each item)."""
+    for function in paths.values():
+        function(items[0])  # warm-up
+    wall = {name: [[] for _ in items] for name in paths}
+    cpu = {name: [[] for _ in items] for name in paths}
+    for _ in range(repeats):
+        for index, item in enumerate(items):
+            for name, function in paths.items():
+                bench_training.synchronize()
+                wall_start, cpu_start = time.perf_counter(), time.process_time()
+                function(item)
+                bench_training.synchronize()
+                cpu[name][index].append(time.process_time() - cpu_start)
+                wall[name][index].append(time.perf_counter() - wall_start)
+    return {name: {"wall": [statistics.median(t) for t in wall[name]], "cpu": [statistics.median(t) for t in cpu[name]]}
+            for name in paths}
+
+
+def clip_args(quick: bool) -> argparse.Namespace:
+    """MELD-like clips: 1280x720, 3.2 s at 24 fps, H.264 + AAC 48 kHz stereo."""
+    return argparse.Namespace(width=1280, height=720, seconds=3.2, fps=24, sample_rate=48000, preset="veryfast")
+
+
+def make_clips(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return [bench_decode.make_clip(folder / f"dia0_utt{i}.mp4", i, clip_args(True)) for i in range(count)]
+
+
+# ------------------------------------------------------------------------------------------------- decode, cache
+def measure_decode(workdir: Path, clips: int, repeats: int) -> list[dict[str, Any]]:
+    paths = make_clips(workdir / "clips", clips)
+    audio, video = AudioDecodeOptions(), VideoDecodeOptions(num_frames=8, size=224)
+    cache = MediaCache(workdir / "decode-cache")
+    for path in paths:
+        cache.get(str(path), audio, video)  # filled once; the timed reads below are warm
+    times = interleaved({
+        "naive": lambda path: bench_decode.naive_decode(path, 8),
+        "ours": lambda path: decode_clip(path, audio, video),
+        "cache": lambda path: cache.get(str(path), audio, video),
+    }, paths, repeats)
+    med = {name: statistics.median(t["wall"]) for name, t in times.items()}
+    cpu = {name: statistics.median(t["cpu"]) for name, t in times.items()}
+    return [
+        result_row("decode", med["naive"], med["ours"],
+                   f"per 720p clip, {clips} clips x {repeats}; CPU s naive {cpu['naive']:.3f} vs ours {cpu['ours']:.3f}; "
+                   "ours: one open for both streams, only the 8 picked frames converted, resized during conversion"),
+        result_row("cache", med["ours"], med["cache"],
+                   f"per 720p clip: decode_clip vs a warm MediaCache read (8 frames at 224, 16 kHz audio); "
+                   f"CPU s {cpu['ours']:.3f} vs {cpu['cache']:.4f}"),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def synthetic_train(workdir: Path, dialogues: int) -> datasets.Dataset:
+    corpus = workdir / "corpus"
+    if not (corpus / "train_sent_emo.csv").exists():
+        make_synthetic_corpus(corpus, num_dialogues={"train": dialogues, "dev": 1, "test": 1}, seed=0, progress=False,
+                              overwrite=True)
+    return load_meld(corpus, splits=("train",), on_bad_media="skip")["train"]
+
+
+def build_model(preset: str, texts: list[str]) -> tuple[TelMEForEmotionRecognition, Any]:
+    """The preset's architecture with random weights, offline: the paper's backbones for `meld`."""
+    tokenizer = train_tokenizer(texts, vocab_size=1000)
+    config = TelMEConfig.from_preset(preset)
+    if preset == "tiny":
+        config.text_config.vocab_size = len(tokenizer)
+    torch.manual_seed(0)
+    return TelMEForEmotionRecognition(config), build_processor(config, tokenizer)
+
+
+def measure_training(preset: str, workdir: Path, dialogues: int, samples: int | None, batch_size: int,
+                     repeats: int, suffix: str) -> list[dict[str, Any]]:
+    """stage2 and stage3 rows; the caches are filled first and their one-off cost reported per sample."""
+    raw = synthetic_train(workdir, dialogues)
+    model, processor = build_model(preset, list(raw["text"]))
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    media = MediaCache(workdir / f"media-{preset}")
+    train = prepare_media(raw, MediaLoader.for_processor(processor, media, on_bad_media="skip"))
+    if samples is not None:
+        train = train.select(range(min(samples, len(train))))
+    batches = bench_training.batches_of(len(train), batch_size)
+
+    def collator(modalities: Sequence[str]) -> TelMEDataCollator:
+        return TelMEDataCollator(processor, modalities, cache=media)
+
+    rows = []
+    # Stage 2: the audio student; the teacher per batch vs columns computed once.
+    trainer, optimizer = bench_training.stage_trainer("audio", model, batch_size, workdir)
+    teacher_s, teacher_train = bench_training.timed(lambda: add_frozen_outputs(
+        train, model, collator(("text",)), TEACHER_COLUMNS, workdir / f"teacher-{preset}", ["text_teacher"], batch_size))
+    times = interleaved({
+        "teacher every step": bench_training.training_step(trainer, optimizer, train, collator(("text", "audio"))),
+        "cached teacher": bench_training.training_step(trainer, optimizer, teacher_train, collator(("audio",))),
+    }, batches, repeats)
+    base, ours = (statistics.median(times[name]["wall"]) for name in ("teacher every step", "cached teacher"))
+    rows.append(result_row(
+        f"stage2{suffix}", base, ours,
+        f"one audio-student step, batch {batch_size} (median over {len(batches)} batches x {repeats}); the "
+        f"student's forward+backward dominates the cached step; one-off teacher pass {teacher_s / len(train):.3f} "
+        f"s/sample", one_off_s_per_sample=round(teacher_s / len(train), 4)))
+
+    # Stage 3: the fusion; the three frozen encoders per batch vs feature columns computed once.
+    trainer, optimizer = bench_training.stage_trainer("fusion", model, batch_size, workdir)
+    features_s, feature_train = bench_training.timed(lambda: add_frozen_outputs(
+        train, model, collator(MODALITIES), FEATURE_COLUMNS, workdir / f"features-{preset}",
+        bench_training.FEATURE_PARTS, batch_size))
+    times = interleaved({
+        "encoders every step": bench_training.training_step(trainer, optimizer, train, collator(MODALITIES)),
+        "cached features": bench_training.training_step(trainer, optimizer, feature_train, collator(MODALITIES)),
+    }, batches, repeats)
+    base, ours = (sum(times[name]["wall"]) for name in ("encoders every step", "cached features"))
+    rows.append(result_row(
+        f"stage3{suffix}", base, ours,
+        f"one fusion epoch of {len(train)} samples, batch {batch_size} (sum over batches of medians over {repeats}); "
+        f"the three frozen encoders dominate the baseline; one-off feature pass {features_s / len(train):.3f} "
+        f"s/sample", one_off_s_per_sample=round(features_s / len(train), 4)))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------- inference
+def measure_inference(preset: str, workdir: Path, turns: int, repeats: int, suffix: str) -> list[dict[str, Any]]:
+    """A `turns`-turn dialogue with 720p clips: the pipeline end to end vs the bare forward on collated inputs."""
+    from transformers import pipeline
+
+    import telme_hf  # noqa: F401  (registers the pipeline task)
+    from telme_hf.prediction import prepare_dialogue
+
+    clips = make_clips(workdir / "dialogue", turns)
+    texts = [f"turn {i}: well, I did not expect that at all, did you?" for i in range(turns)]
+    model, processor = build_model(preset, texts * 20)
+    model.eval()
+    dialogue = [{"speaker": f"Speaker{i % 2}", "text": texts[i], "media": str(path)} for i, path in enumerate(clips)]
+    erc = pipeline("emotion-recognition-in-conversation", model=model, processor=processor, device=model.device)
+    batch_size = 4
+    # The bare forward: the same utterances, decoded and collated once, then only the model.
+    utterances = prepare_dialogue(dialogue, processor, "error")
+    collator = TelMEDataCollator(processor, MODALITIES, skipped="text")
+    batches = [collator([u.as_row() for u in utterances[i:i + batch_size]]) for i in range(0, turns, batch_size)]
+
+    def bare(_: Any) -> None:
+        with torch.inference_mode():
+            for batch in batches:
+                model(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "input_values",
+                                                                  "audio_attention_mask", "pixel_values")})
+
+    def through_pipeline(_: Any) -> None:
+        results = erc(dialogue, batch_size=batch_size)
+        assert all(r["modalities"] == ["text", "audio", "video"] for r in results)
+
+    times = interleaved({"bare": bare, "pipeline": through_pipeline}, [None], repeats)
+    base, ours = (statistics.median(times[name]["wall"]) for name in ("bare", "pipeline"))
+    decode_s = statistics.median(interleaved({"d": lambda p: decode_clip(p, AudioDecodeOptions(), VideoDecodeOptions(
+        num_frames=8, size=224))}, clips, 1)["d"]["wall"]) * turns
+    return [result_row(
+        f"inference{suffix}", base, ours,
+        f"{turns}-turn dialogue, 720p clips, batch {batch_size}: pipeline {ours / turns:.3f} s/utterance "
+        f"({turns / ours:.2f} utt/s) vs bare forward {base / turns:.3f} s/utterance; decoding the clips "
+        f"~{decode_s:.2f} s of it; ratio = bare / pipeline (1.0 = no overhead)",
+        seconds_per_utterance=round(ours / turns, 4))]
+
+
+# ------------------------------------------------------------------------------------------------------ the run
+def run_child(section: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    """A full-size section in its own process: its rows, each with that process's peak RSS."""
+    out = workdir / f"{section}.json"
+    command = [sys.executable, str(Path(__file__).resolve()), "--section", section, "--workdir", str(workdir),
+               "--rows-out", str(out)] + (["--quick"] if args.quick else [])
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"benchmark section {section} failed:\n{completed.stderr[-4000:]}")
+    return json.loads(out.read_text())
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version(), "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+            else "cpu", "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print("| name | baseline s | ours s | ratio | peak RSS MB | notes |")
+    print("|---|---:|---:|---:|---:|---|")
+    for row in rows:
+        print(f"| {row['name']} | {row['baseline_s']:.4f} | {row['ours_s']:.4f} | {row['ratio']:.2f}x "
+              f"| {row['peak_rss_mb']} | {row['notes']} |")
+
+
+def sizes(quick: bool) -> dict[str, int]:
+    return {"clips": 4 if quick else 10, "decode_repeats": 3 if quick else 5, "dialogues": 10 if quick else 20,
+            "repeats": 3 if quick else 5, "full_samples": 4 if quick else 8, "full_repeats": 2 if quick else 3,
+            "turns": 10, "inference_repeats": 2 if quick else 3}
+
+
+def run_section(section: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    size = sizes(args.quick)
+    if section == "decode":
+        return measure_decode(workdir, size["clips"], size["decode_repeats"])
+    if section == "training":
+        return measure_training("tiny", workdir, size["dialogues"], None, 4, size["repeats"], "")
+    if section == "inference":
+        return measure_inference("tiny", workdir, size["turns"], size["repeats"], "")
+    if section == "training-full":
+        return measure_training("meld", workdir, size["dialogues"], size["full_samples"], 2, size["full_repeats"],
+                                "-full")
+    if section == "inference-full":
+        return measure_inference("meld", workdir, size["turns"], size["inference_repeats"], "-full")
+    raise ValueError(f"unknown section {section!r}")
+
+
+SECTIONS = ("decode", "training", "inference", "training-full", "inference-full")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer clips, samples and repeats (under 10 minutes)")
+    parser.add_argument("--gpu", action="store_true", help="the GPU check instead (benchmarks/gpu_check.py)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--output", type=Path, default=HERE / "results.json", help="where to write the rows")
+    parser.add_argument("--workdir", type=Path, help="keep clips, corpora and caches here")
+    parser.add_argument("--section", choices=SECTIONS, help=argparse.SUPPRESS)  # a child process's one section
+    parser.add_argument("--rows-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    import logging
+
+    logging.getLogger("telme_hf").setLevel(logging.ERROR)  # the corpus's one corrupt clip, dropped knowingly
+
+    if args.gpu:
+        import gpu_check
+
+        return gpu_check.main(["--quick"] if args.quick else [])
+    if args.section:
+        args.rows_out.write_text(json.dumps(run_section(args.section, args, args.workdir)))
+        return 0
+
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = args.workdir or Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for section in args.only or SECTIONS:
+            section_started = time.perf_counter()
+            # Each section in its own process: its peak RSS is its own, and nothing one leaves behind slows the next.
+            rows += run_child(section, args, workdir)
+            print(f"{section}: {time.perf_counter() - section_started:.0f} s", file=sys.stderr)
+    report = {"machine": machine(), "quick": args.quick, "total_s": round(time.perf_counter() - started),
+              "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""), "rows": rows}
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    m = report["machine"]
+    print(f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, transformers {m['transformers']}, device "
+          f"{m['device']}; 1-min load {m['load_average_1min']}; total {report['total_s']} s\n")
+    print_table(rows)
+    print(f"\nratio = baseline_s / ours_s, measured in this run; peak RSS of the section's own process. "
+          f"Wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
