@@ -68,7 +68,7 @@ import transformers
 
 import telme_hf.data.cache as cache_module
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer
-from telme_hf.caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
+from telme_hf.caching import ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
 from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media
 from telme_hf.data.collator import MODALITIES, TelMEDataCollator
 from telme_hf.data.meld import load_meld
@@ -77,7 +77,7 @@ from telme_hf.modeling import TelMEProcessor
 from telme_hf.trainer import STAGE_PARTS, TelMEStageTrainer, TelMETrainingArguments, trainer_for_stage
 
 
-FEATURE_PARTS = ["text_teacher", "audio_student", "video_student"]
+FEATURE_PARTS = list(ENCODER_PARTS)
 
 
 # ----------------------------------------------------------------------------------------------------- counting

@@ -100,6 +100,8 @@ class TelMEDataCollator:
                     waves.append(outcome.audio)
                 if need_video:
                     clips.append(outcome.video)
+            elif outcome is None and any(row.get(f"{kind}_features") is not None for kind in ("audio", "video")):
+                media_rows.append(len(kept) - 1)  # its media was encoded before: its features stand for it
         if not kept:
             raise ValueError("Every row of this batch had bad media and on_bad_media='skip' dropped them all.")
         batch = BatchFeature({})

@@ -247,13 +247,16 @@ def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
     Every row gets the text teacher's logits; the rows listed in `media_rows` (all, when the batch has no such
     entry but has media) also get the audio, video and fused logits, the others NaN there and the teacher's as
-    `logits`. Run it under `torch.inference_mode()` with the model in eval mode.
+    `logits`. Precomputed `text_features`/`audio_features`/`video_features` in the batch stand for that encoder
+    (an evaluation on frozen features). Run it under `torch.inference_mode()` with the model in eval mode.
 
     Returns:
         `{"logits", "text_logits", "audio_logits", "video_logits"}`, float32 CPU tensors `(rows, num_labels)`.
     """
     inputs = to_model(batch, model)
-    text_features = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+    text_features = inputs.get("text_features")  # precomputed (an evaluation on cached features), or computed here
+    if text_features is None:
+        text_features = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
     rows, num_labels = text_features.shape[0], model.config.num_labels
     outputs = {name: torch.full((rows, num_labels), math.nan) for name in PART_LOGITS.values()}
     text_logits = model(text_features=text_features).logits.float().cpu()
@@ -261,10 +264,14 @@ def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     outputs["logits"] = text_logits.clone()
     media = inputs.get("media_rows")
     media = torch.arange(rows) if media is None else media.cpu()
-    if len(media) and ("input_values" in inputs or "pixel_values" in inputs):
-        fused = model(text_features=text_features[media.to(text_features.device)],
+    media_inputs = ("input_values", "pixel_values", "audio_features", "video_features")
+    if len(media) and any(name in inputs for name in media_inputs):
+        on_device = media.to(text_features.device)
+        # Decoded media comes for the media rows only; precomputed features come for every row.
+        features = {name: inputs[name][on_device] for name in ("audio_features", "video_features") if name in inputs}
+        fused = model(text_features=text_features[on_device],
                       input_values=inputs.get("input_values"), audio_attention_mask=inputs.get("audio_attention_mask"),
-                      pixel_values=inputs.get("pixel_values"))
+                      pixel_values=inputs.get("pixel_values"), **features)
         for name in ("logits", "audio_logits", "video_logits"):
             outputs[name][media] = getattr(fused, name).float().cpu()
     return outputs

@@ -23,6 +23,8 @@ from .modeling import TelMEForEmotionRecognition
 
 TEACHER_COLUMNS = {"teacher_logits": "text_logits", "teacher_features": "text_features"}
 FEATURE_COLUMNS = {"text_features": "text_features", "audio_features": "audio_features", "video_features": "video_features"}
+# The parts whose weights the features depend on: the three encoders (with their heads, frozen together).
+ENCODER_PARTS = ("text_teacher", "audio_student", "video_student")
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
@@ -137,4 +139,17 @@ def add_frozen_outputs(
         model.train(was_training)
 
 
-__all__ = ["add_frozen_outputs", "module_fingerprint", "TEACHER_COLUMNS", "FEATURE_COLUMNS"]
+def add_encoder_features(dataset, model: TelMEForEmotionRecognition, processor, loader, cache_dir: str | Path,
+                         batch_size: int = 16, desc: str = "features"):
+    """Every encoder's features (`FEATURE_COLUMNS`) as columns, computed once per checkpoint, split and decode
+    options: the stage-3 training input, and what an evaluation reads instead of running the encoders again.
+
+    `dataset` must have been through `prepare_media` with `loader` (rows that `"skip"` drops are gone). The same
+    `desc` and `cache_dir` find the same file: the fusion stage's dev features serve the run's final evaluation.
+    """
+    collator = TelMEDataCollator(processor, ("text", "audio", "video"), loader=loader)
+    return add_frozen_outputs(dataset, model, collator, FEATURE_COLUMNS, cache_dir, ENCODER_PARTS, batch_size, desc)
+
+
+__all__ = ["add_encoder_features", "add_frozen_outputs", "module_fingerprint", "ENCODER_PARTS", "TEACHER_COLUMNS",
+           "FEATURE_COLUMNS"]

@@ -77,7 +77,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     dataset, report = load_evaluation_split(args.data, args.data_root, args.split, processor, model.config,
                                             args.on_bad_media)
     results = evaluate_split(model, processor, dataset, batch_size=args.batch_size, on_bad_media=args.on_bad_media,
-                             cache=args.cache_dir, num_workers=args.num_workers, report=report, split=args.split)
+                             cache=args.cache_dir, num_workers=args.num_workers, report=report, split=args.split,
+                             features_cache=Path(args.cache_dir) / "features" if args.cache_dir else None)
     labels = model.config.label_names
     reference = get_corpus(args.data).paper
     output_dir = Path(args.output_dir or f"telme-eval-{args.data}-{args.split}")
@@ -241,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="For an utterance whose media is missing, unusable or too long: zeros in its place "
                           "(default, as the original), skip = leave it out of the metrics, or error.")
     evaluate.add_argument("--cache-dir", default=None,
-                          help="A decoded-media cache folder to reuse or fill (e.g. a training run's cache/media).")
+                          help="A cache folder to reuse or fill: decoded media (e.g. a training run's cache/media) "
+                          "and, under features/, every encoder's features, so that evaluating the same checkpoint "
+                          "again runs only the heads and the fusion.")
     evaluate.add_argument("--num-workers", type=int, default=0, help="Processes decoding media in parallel.")
     evaluate.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
     evaluate.set_defaults(handler=_evaluate)

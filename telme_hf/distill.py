@@ -27,7 +27,7 @@ from .arguments import (
     stage_value,
     starting_checkpoint,
 )
-from .caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
+from .caching import TEACHER_COLUMNS, add_encoder_features, add_frozen_outputs
 from .components import build_processor, processor_options, train_tokenizer
 from .modeling.loading_telme import MediaCache, MediaLoader, prepare_media
 from .modeling.collating_telme import TelMEDataCollator
@@ -57,7 +57,8 @@ from .modeling.logging_telme import get_logger, progress_disabled
 
 logger = get_logger("telme_hf")
 # The parts whose weights the cached outputs depend on: the teacher's for stage 2, every encoder's for stage 3.
-FROZEN_PARTS = {"teacher": [STAGE_PARTS["teacher"]], "fusion": [STAGE_PARTS[s] for s in ("teacher", "audio", "video")]}
+# The teacher, frozen in stages 2 (its outputs cached); stage 3's frozen encoders are caching.ENCODER_PARTS.
+TEACHER_PARTS = [STAGE_PARTS["teacher"]]
 
 
 # --------------------------------------------------------------------------------------------------------- data
@@ -184,13 +185,13 @@ def train_stage(
     if stage in ("audio", "video"):
         with state.main_process_first():
             train = add_frozen_outputs(train, model, TelMEDataCollator(processor, ("text",)), TEACHER_COLUMNS,
-                                       frozen_dir, FROZEN_PARTS["teacher"], args.per_device_eval_batch_size,
+                                       frozen_dir, TEACHER_PARTS, args.per_device_eval_batch_size,
                                        desc=f"teacher outputs {stage}")
     if stage == "fusion":
         with state.main_process_first():
             train, dev = (
-                add_frozen_outputs(split, model, collator, FEATURE_COLUMNS, frozen_dir, FROZEN_PARTS["fusion"],
-                                   args.per_device_eval_batch_size, desc=f"features {name}")
+                add_encoder_features(split, model, processor, loader, frozen_dir, args.per_device_eval_batch_size,
+                                     desc=f"features {name}")
                 for name, split in (("train", train), ("dev", dev))
             )
     callbacks = [] if training_args.keep_checkpoints else [RemoveEarlierCheckpoints(earlier_checkpoints)]
@@ -370,13 +371,18 @@ def _train_evaluate_and_write(model_args, data_args, training_args, data, report
         load_weights(model, output_dir / "final" if (output_dir / "final" / "model.safetensors").is_file()
                      else resume["weights"])
 
-    # Every part, once, on dev and test: the same evaluation as `telme evaluate`.
-    evaluation = {
-        name: evaluate_split(model, processor, splits[name], training_args.per_device_eval_batch_size,
-                             on_bad_media=data_args.on_bad_media, cache=media_cache, progress=False, split=name,
-                             loader=loader, report=report)
-        for name in ("dev", "test")
-    }
+    # Every part, once, on dev and test: the same evaluation as `telme evaluate`, from the encoders' features (the
+    # fusion stage computed dev's already; test's are computed here, once, and kept for a resumed run).
+    evaluation = {}
+    for name in ("dev", "test"):
+        split = splits[name]
+        if loader is not None:
+            with state.main_process_first():
+                split = add_encoder_features(split, model, processor, loader, cache_dir / "frozen",
+                                             training_args.per_device_eval_batch_size, desc=f"features {name}")
+        evaluation[name] = evaluate_split(model, processor, split, training_args.per_device_eval_batch_size,
+                                          on_bad_media=data_args.on_bad_media, cache=media_cache, progress=False,
+                                          split=name, loader=loader, report=report)
     if not state.is_main_process:
         return results
     for stage, result in results.items():

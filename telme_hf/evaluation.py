@@ -26,7 +26,7 @@ import torch
 
 from .modeling.bad_media_telme import BadMediaReport, check_policy, log_report
 from .modeling.logging_telme import progress_bar
-from .modeling.loading_telme import MediaCache, MediaLoader
+from .modeling.loading_telme import MediaCache, MediaLoader, prepare_media
 from .modeling.collating_telme import TelMEDataCollator
 from .modeling.media_telme import MODALITIES, MediaError
 from .metrics import compute_erc_metrics, plot_confusion_matrix, write_metrics_json, write_predictions_csv
@@ -67,6 +67,9 @@ class _DecodedRows(torch.utils.data.Dataset):
         row = dict(self.dataset[index])
         if not (row.get("audio_path") or row.get("video_path")):  # a text-only load: the teacher alone
             row.update(bad_media=[], skipped=False)
+            return row
+        if row.get("audio_features") is not None and row.get("video_features") is not None:
+            row.update(bad_media=[], skipped=False)  # encoded before (its policy applied then): nothing to decode
             return row
         try:
             outcome = self.loader.load(row)
@@ -113,6 +116,7 @@ def evaluate_split(
     report: BadMediaReport | None = None,
     split: str = "",
     loader: MediaLoader | None = None,
+    features_cache: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Evaluate the fused model and each of its parts on a split, in one forward pass per batch (the text teacher
     alone on a split loaded without media).
@@ -134,6 +138,10 @@ def evaluate_split(
         split: the split's name, for the report.
         loader: a ready `MediaLoader` (a training run's: it knows the bad clips already, so none is decoded or
             logged twice); by default one is built for the processor, `on_bad_media` and `cache`.
+        features_cache: a folder to keep every encoder's features in (one Arrow file per checkpoint, split and
+            decode options): the first evaluation runs the encoders once per utterance as usual, an evaluation of
+            the same checkpoint again runs only the heads and the fusion. Give `cache` too, or media is decoded
+            twice. Rows that already carry the features (`caching.add_encoder_features`) are never decoded.
 
     Returns:
         `{"teacher", "audio", "video", "fusion"}` → metrics of `compute_erc_metrics`, plus `"num_samples"`,
@@ -148,6 +156,14 @@ def evaluate_split(
     report.policy = report.policy or on_bad_media
     loader = loader or MediaLoader.for_processor(processor, cache, on_bad_media=on_bad_media, skip="evaluate",
                                                  cli=True, split=split, report=report)
+    media_columns = [c for c in ("audio_path", "video_path") if c in dataset.column_names]
+    if features_cache is not None and any(any(dataset[c]) for c in media_columns):
+        from .caching import add_encoder_features
+
+        dataset = prepare_media(dataset, loader, desc=f"decoding {split or 'split'} media",
+                                disable_progress=None if progress else True)
+        dataset = add_encoder_features(dataset, model, processor, loader, features_cache, batch_size,
+                                       desc=f"features {split or 'split'}")
     decoded = torch.utils.data.DataLoader(_DecodedRows(dataset, loader), batch_size=None, shuffle=False,
                                           num_workers=num_workers, collate_fn=_as_is)
     collator = TelMEDataCollator(processor, MODALITIES, skipped="text", loader=loader)

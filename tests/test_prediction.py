@@ -249,6 +249,31 @@ def test_evaluate_matches_sklearn_on_a_direct_forward(tiny_corpus, tiny_checkpoi
     assert f"{100 * metrics['weighted_f1']:.2f}" in next(line for line in out.splitlines() if line.startswith("fusion"))
 
 
+@pytest.mark.parametrize("policy", ["zeros", "skip"])
+def test_evaluation_on_cached_features_equals_the_direct_one_and_runs_no_encoder_again(
+        tiny_corpus, tiny_model, tiny_processor, tmp_path, monkeypatch, policy):
+    dev = load_meld(tiny_corpus, splits="dev", on_bad_media=policy)["dev"]
+    direct = evaluate_split(tiny_model, tiny_processor, dev, batch_size=4, on_bad_media=policy, progress=False,
+                            split="dev")
+    cached = evaluate_split(tiny_model, tiny_processor, dev, batch_size=4, on_bad_media=policy, progress=False,
+                            split="dev", cache=tmp_path / "media", features_cache=tmp_path / "features")
+    assert len(list((tmp_path / "features").glob("features-dev-*.arrow"))) == 1
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("an encoder ran although its features were cached")
+
+    for name in ("get_text_features", "get_audio_features", "get_video_features"):
+        monkeypatch.setattr(tiny_model, name, no_encoder)
+    again = evaluate_split(tiny_model, tiny_processor, dev, batch_size=4, on_bad_media=policy, progress=False,
+                           split="dev", cache=tmp_path / "media", features_cache=tmp_path / "features")
+    for result in (cached, again):
+        assert result["keys"] == direct["keys"] and result["labels"] == direct["labels"]
+        assert result["bad_media"] == direct["bad_media"] and len(direct["bad_media"]) >= (policy == "zeros")
+        for part in ("teacher", "audio", "video", "fusion"):
+            np.testing.assert_allclose(result["logits"][part], direct["logits"][part], atol=1e-5)
+            assert result[part]["weighted_f1"] == direct[part]["weighted_f1"]
+
+
 def test_evaluate_split_skip_drops_bad_media_and_zeros_keeps_it(tiny_corpus, tiny_model, tiny_processor):
     manifest = json.loads((tiny_corpus / "corpus.json").read_text())
     missing = manifest["missing"][0]
