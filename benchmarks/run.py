@@ -12,6 +12,7 @@ Rows (`ratio` = baseline_s / ours_s; above 1 means ours is faster):
   stage2            one audio-student step: the frozen teacher run on every batch vs its cached outputs (both from
                     a warm media cache, so the teacher alone differs)
   stage3            one fusion epoch: the three frozen encoders run on every batch vs cached features
+  evaluate          evaluating a checkpoint on a split: the encoders run vs the features an earlier evaluation kept
   inference         a 10-turn dialogue through the pipeline (decoding and preprocessing included) vs the bare
                     model forward (`get_*_features` + fusion) on the same, already collated inputs
   *-full            the same with the paper's backbones (roberta-large, data2vec-audio-base, timesformer-base;
@@ -56,12 +57,14 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer  # noqa: E402
-from telme_hf.caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs  # noqa: E402
+from telme_hf.caching import (  # noqa: E402
+    ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs, module_fingerprint)
 from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media  # noqa: E402
 from telme_hf.data.collator import MODALITIES, TelMEDataCollator  # noqa: E402
 from telme_hf.data.media import AudioDecodeOptions, VideoDecodeOptions, decode_clip  # noqa: E402
 from telme_hf.data.meld import load_meld  # noqa: E402
 from telme_hf.data.synthetic import make_synthetic_corpus  # noqa: E402
+from telme_hf.evaluation import evaluate_split  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -193,6 +196,26 @@ def measure_training(preset: str, workdir: Path, dialogues: int, samples: int | 
         f"one fusion epoch of {len(train)} samples, batch {batch_size} (sum over batches of medians over {repeats}); "
         f"the three frozen encoders dominate the baseline; one-off feature pass {features_s / len(train):.3f} "
         f"s/sample", one_off_s_per_sample=round(features_s / len(train), 4)))
+
+    # Evaluation of a checkpoint: every encoder run (media from a warm cache) vs the features an earlier evaluation
+    # of the same checkpoint kept (`telme evaluate --cache-dir`, and a run's final dev evaluation).
+    def evaluate(features_cache: Path | None) -> None:
+        evaluate_split(model, processor, train, batch_size, on_bad_media="skip", cache=media, progress=False,
+                       split="bench", features_cache=features_cache)
+
+    features_dir = workdir / f"evaluation-features-{preset}"
+    times = interleaved({"encoders": lambda _: evaluate(None), "cached features": lambda _: evaluate(features_dir)},
+                        [None], repeats)
+    base, ours = (statistics.median(times[name]["wall"]) for name in ("encoders", "cached features"))
+    # What the cached path pays once per evaluation whatever the split's size: the weights' fingerprint (cache key).
+    fingerprint_s, _ = bench_training.timed(
+        lambda: [module_fingerprint(getattr(model, part)) for part in ENCODER_PARTS])
+    rows.append(result_row(
+        f"evaluate{suffix}", base, ours,
+        f"evaluate_split on {len(train)} utterances, batch {batch_size}, media from a warm cache: the encoders run "
+        f"({base / len(train):.3f} s/utterance) vs the features kept by an earlier evaluation of the same checkpoint "
+        f"(heads and fusion only); {fingerprint_s:.2f} s of the cached path is the encoders' weight fingerprint, "
+        "paid once per evaluation, not per utterance", fingerprint_s=round(fingerprint_s, 3)))
     return rows
 
 
