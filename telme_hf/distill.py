@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -400,7 +401,11 @@ def _train_evaluate_and_write(model_args, data_args, training_args, data, report
     write_metrics_json({"config": run_config(model_args, data_args, training_args), "training": training,
                         "stages": public, "bad_media": report.by_split()}, output_dir / "results.json")
     last = [s for s in STAGES if s in results][-1]
-    write_evaluation(evaluation["test"], output_dir, label_names, {"split": "test"}, part=last, metrics_file=None)
+    paths = write_evaluation(evaluation["test"], output_dir, label_names, {"split": "test"}, part=last,
+                             metrics_file=None)
+    if paths.get("confusion_matrix") and Path(paths["confusion_matrix"]).is_file():
+        # The checkpoint carries its test confusion matrix (`telme app` shows it beside the card).
+        shutil.copy2(paths["confusion_matrix"], final_dir / "confusion_matrix.png")
     # What the card reports travels with the weights, without the run's local paths.
     write_metrics_json({"dataset": data_args.dataset, "training": training, "stages": public,
                         "bad_media": report.by_split()}, final_dir / "results.json")

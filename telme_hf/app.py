@@ -1,0 +1,322 @@
+# Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
+"""TelME in a browser: a Gradio page that builds a conversation turn by turn and shows one emotion per utterance.
+
+    pip install "telme_hf[app]"
+    telme app --model telme-demo/final            # http://127.0.0.1:7860
+    telme app --model telme-demo/final --export my-space   # app.py + requirements.txt for a Hugging Face Space
+
+The page only presents: every prediction goes through the `"emotion-recognition-in-conversation"` pipeline, the
+code path of `telme predict` (:func:`prepare_dialogue` → :func:`predict_logits` → :func:`format_predictions`).
+
+This file imports neither telme_hf nor anything but gradio, transformers and the standard library at import time,
+so that `telme app --export` can copy it as a Space's `app.py`: there it loads the checkpoint with
+`trust_remote_code=True` (the checkpoint carries its model and pipeline code) and runs where telme_hf is not
+installed.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+# The checkpoint a Space's copy of this file serves (`telme app --export` writes it), or TELME_MODEL.
+DEFAULT_MODEL: str | None = None
+# A page's conversation is bounded so that one request stays a few seconds of work; `telme predict` takes any length.
+MAX_TURNS = 50
+# What the clip field accepts: a clip with both streams (like a MELD clip) or an audio file.
+CLIP_TYPES = [".mp4", ".mkv", ".avi", ".mov", ".webm", ".wav", ".flac", ".mp3", ".m4a", ".ogg"]
+PIPELINE_TASK = "emotion-recognition-in-conversation"
+EXAMPLE_FILE = "example_dialogue.json"
+_PASTED_TURN = re.compile(r"^\s*([^:]{1,80}?)\s*:\s*(.+?)\s*$")
+
+CSS = """
+.telme-table { border-collapse: collapse; width: 100%; font-size: 0.92em; }
+.telme-table th, .telme-table td { border-bottom: 1px solid #ddd; padding: 4px 6px; text-align: left;
+  vertical-align: top; }
+.telme-bar { display: flex; align-items: center; gap: 4px; white-space: nowrap; }
+.telme-bar span.fill { display: inline-block; height: 0.7em; background: #5b8def; }
+.telme-emotion { font-weight: 600; }
+"""
+
+
+# ------------------------------------------------------------------------------------------------------ loading
+def load_pipeline(model: str, device: str | None = None):
+    """The ERC pipeline of a checkpoint folder or Hub id, with the checkpoint's own code (`trust_remote_code`)."""
+    from transformers import pipeline
+
+    return pipeline(PIPELINE_TASK, model=model, trust_remote_code=True, device=device)
+
+
+def read_card(model: str) -> tuple[str, str | None]:
+    """The checkpoint's model card (README.md, front matter removed) and its confusion matrix image, if it has them.
+
+    A folder is looked in first (and its parent: a training run's output folder holds `confusion_matrix.png` beside
+    `final/`); otherwise the Hub repository.
+    """
+    def local_or_hub(name: str) -> str | None:
+        folder = Path(model).expanduser()
+        for candidate in (folder / name, folder.parent / name):
+            if folder.is_dir() and candidate.is_file():
+                return str(candidate)
+        if folder.is_dir():
+            return None
+        try:
+            from huggingface_hub import hf_hub_download
+
+            return hf_hub_download(model, name)
+        except Exception:  # noqa: BLE001 - offline, private or absent: the tab says so
+            return None
+
+    card_path = local_or_hub("README.md")
+    if card_path is None:
+        card = f"No model card found for `{model}`."
+    else:
+        card = Path(card_path).read_text(encoding="utf-8")
+        if card.startswith("---"):
+            end = card.find("\n---", 3)
+            card = card[end + 4:] if end != -1 else card
+    return card.strip(), local_or_hub("confusion_matrix.png")
+
+
+def read_example(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """An example dialogue in the page's JSON form: a list of `{"speaker", "text", "media"}`, media relative to the
+    file's folder."""
+    path = Path(path)
+    turns = json.loads(path.read_text(encoding="utf-8"))
+    return [{**turn, "media": str(path.parent / turn["media"]) if turn.get("media") else None} for turn in turns]
+
+
+# ------------------------------------------------------------------------------------------------------ rendering
+def _escape(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def render_conversation(turns: Sequence[Mapping[str, Any]]) -> str:
+    """The conversation built so far, as an HTML table (turn, speaker, text, clip)."""
+    if not turns:
+        return "<p>No turns yet: add one below, paste several, or load the example.</p>"
+    rows = "".join(
+        f"<tr class='telme-turn'><td>{i}</td><td>{_escape(t['speaker'])}</td><td>{_escape(t['text'])}</td>"
+        f"<td>{_escape(t.get('clip_name') or (Path(t['media']).name if t.get('media') else 'none'))}</td></tr>"
+        for i, t in enumerate(turns))
+    return ("<table class='telme-table'><thead><tr><th>turn</th><th>speaker</th><th>text</th><th>clip</th></tr>"
+            f"</thead><tbody>{rows}</tbody></table>")
+
+
+def render_results(results: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
+    """One row per utterance: the emotion, a probability bar per class, the modalities used and the note."""
+    def bars(scores: Mapping[str, float]) -> str:
+        return "".join(f"<div class='telme-bar' data-label='{_escape(label)}'><span style='width:5.5em'>"
+                       f"{_escape(label)}</span><span class='fill' style='width:{100 * scores[label]:.0f}px'></span>"
+                       f"<span>{scores[label]:.2f}</span></div>" for label in labels)
+
+    rows = "".join(
+        f"<tr class='telme-result'><td>{r['turn']}</td><td>{_escape(r['speaker'])}</td><td>{_escape(r['text'])}"
+        f"</td><td class='telme-emotion'>{_escape(r['label'])}</td><td>{r['score']:.3f}</td><td>{bars(r['scores'])}"
+        f"</td><td class='telme-modalities'>{_escape('+'.join(r['modalities']))}</td>"
+        f"<td class='telme-note'>{_escape(r['note'])}</td></tr>" for r in results)
+    return ("<table class='telme-table'><thead><tr><th>turn</th><th>speaker</th><th>text</th><th>emotion</th>"
+            "<th>score</th><th>probabilities</th><th>from</th><th>note</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+
+
+def _status(message: str, error: bool = False) -> str:
+    return f"⚠️ {message}" if error else message
+
+
+# ------------------------------------------------------------------------------------------------------ actions
+class TelMEApp:
+    """The page's actions as plain functions of the conversation (a list of turn dicts): testable without a browser.
+
+    Args:
+        erc: the `"emotion-recognition-in-conversation"` pipeline.
+        example: turns that "Load the example" puts in the conversation.
+        max_turns: the longest conversation the page takes.
+    """
+
+    def __init__(self, erc, example: Sequence[Mapping[str, Any]] | None = None, max_turns: int = MAX_TURNS):
+        self.erc = erc
+        self.example = [dict(turn) for turn in example or []]
+        self.max_turns = max_turns
+        self.labels = list(erc.model.config.label_names)
+        # The pipeline's own module (telme_hf's, or the checkpoint's remote code): its `prepare_dialogue` checks a
+        # clip exactly as prediction will read it.
+        self._pipeline_module = importlib.import_module(type(erc).__module__)
+
+    def check_clip(self, path: str) -> str | None:
+        """Why a clip cannot be used (one line), or None when it decodes as prediction will decode it."""
+        try:
+            self._pipeline_module.prepare_dialogue([{"speaker": "", "text": "clip check", "media": path}],
+                                                   self.erc.processor, "error")
+        except Exception as error:  # noqa: BLE001 - any unreadable upload becomes the page's message
+            # A media error's reason names the problem without the server's temporary path or the API's options.
+            message = getattr(error, "reason", None) or str(error) or type(error).__name__
+            return message.splitlines()[0]
+        return None
+
+    def _too_many(self, count: int) -> str:
+        return (f"A conversation on this page has at most {self.max_turns} turns; this one would have {count}. "
+                "Remove some, or predict long dialogues with `telme predict --dialogue FILE`.")
+
+    def add_turn(self, turns: list[dict], speaker: str, text: str, clip: str | None,
+                 recording: str | None = None) -> tuple[list[dict], str]:
+        """Append one turn; returns the new conversation and the status line (an error leaves it unchanged)."""
+        speaker, text = (speaker or "").strip(), (text or "").strip()
+        if not text:
+            return turns, _status("A turn needs its text: type what the speaker says, then add the turn.", True)
+        if len(turns) + 1 > self.max_turns:
+            return turns, _status(self._too_many(len(turns) + 1), True)
+        turn: dict[str, Any] = {"speaker": speaker or f"Speaker{len(turns) % 2}", "text": text}
+        for field, path in (("media", clip), ("audio", recording)):
+            if path:
+                problem = self.check_clip(path)
+                if problem:
+                    return turns, _status(f"The clip {Path(path).name} cannot be used: {problem}", True)
+        if clip and recording:
+            # The recording is the turn's audio, the clip its video.
+            turn.update(audio=recording, video=clip, clip_name=f"{Path(clip).name} + recording")
+        elif clip:
+            turn.update(media=clip, clip_name=Path(clip).name)
+        elif recording:
+            turn.update(audio=recording, clip_name="recording")
+        return [*turns, turn], _status(f"Added turn {len(turns)} ({turn['speaker']}).")
+
+    def add_pasted(self, turns: list[dict], pasted: str) -> tuple[list[dict], str]:
+        """Append the turns of a paste, one `Speaker: text` per line (text only)."""
+        lines = [line for line in (pasted or "").splitlines() if line.strip()]
+        if not lines:
+            return turns, _status("Paste one turn per line, as `Speaker: what they say`.", True)
+        if len(turns) + len(lines) > self.max_turns:
+            return turns, _status(self._too_many(len(turns) + len(lines)), True)
+        new = []
+        for number, line in enumerate(lines, start=1):
+            match = _PASTED_TURN.match(line)
+            if not match:
+                return turns, _status(f"Line {number} of the paste is not `Speaker: text`: {line[:60]!r}.", True)
+            new.append({"speaker": match.group(1), "text": match.group(2)})
+        return [*turns, *new], _status(f"Added {len(new)} turns.")
+
+    def load_example(self, turns: list[dict]) -> tuple[list[dict], str]:
+        if not self.example:
+            return turns, _status("This checkpoint ships no example dialogue.", True)
+        return [dict(turn) for turn in self.example][: self.max_turns], _status(
+            f"Loaded the example dialogue ({len(self.example)} turns).")
+
+    def predict(self, turns: list[dict], progress: Any = None) -> tuple[str, str]:
+        """The results table and a status line for the conversation."""
+        if not turns:
+            return "", _status("Add at least one turn first.", True)
+        if progress is not None:
+            progress(0.05, desc=f"Decoding the clips and predicting {len(turns)} utterances")
+        dialogue = [{k: v for k, v in turn.items() if k != "clip_name"} for turn in turns]
+        try:
+            results = self.erc(dialogue, on_bad_media="skip")
+        except Exception as error:  # noqa: BLE001 - shown on the page, never as a stack trace
+            return "", _status(f"Prediction failed: {error}", True)
+        fused = sum(r["modalities"] == ["text", "audio", "video"] for r in results)
+        return render_results(results, self.labels), _status(
+            f"Predicted {len(results)} utterances ({fused} from text, audio and video).")
+
+
+# ------------------------------------------------------------------------------------------------------ the page
+def build_app(erc, card: str = "", confusion_matrix: str | None = None,
+              example: Sequence[Mapping[str, Any]] | None = None, title: str = "TelME"):
+    """The Gradio page (`gradio.Blocks`) for a pipeline; `launch()` it, or mount it in a FastAPI app.
+
+    Args:
+        erc: the `"emotion-recognition-in-conversation"` pipeline (see :func:`load_pipeline`).
+        card: the checkpoint's model card in markdown, shown in the second tab (see :func:`read_card`).
+        confusion_matrix: path of the card's confusion matrix image.
+        example: the example dialogue's turns.
+    """
+    import gradio as gr
+
+    actions = TelMEApp(erc, example)
+    with gr.Blocks(title=title) as page:
+        gr.Markdown(f"# {html.escape(title)}: emotion recognition in conversation\n"
+                    "Build a conversation turn by turn (speaker, text and, if you have one, a clip with its sound "
+                    "and picture), then predict: every utterance gets one emotion, from the dialogue up to it. A "
+                    "turn with a clip is predicted from text, audio and video; one without from its text.")
+        turns = gr.State([])
+        with gr.Tab("Conversation"):
+            conversation = gr.HTML(render_conversation([]), elem_id="telme-conversation")
+            with gr.Row():
+                speaker = gr.Textbox(label="Speaker", placeholder="Ross", scale=1, elem_id="telme-speaker")
+                text = gr.Textbox(label="Text", placeholder="We were on a break!", scale=3, elem_id="telme-text")
+            with gr.Row():
+                clip = gr.File(label="Clip (optional: video with sound, or audio)", file_types=CLIP_TYPES,
+                               type="filepath", elem_id="telme-clip")
+                recording = gr.Audio(label="Or record the audio (optional)", sources=["microphone"],
+                                     type="filepath", elem_id="telme-recording")
+            with gr.Row():
+                add = gr.Button("Add turn", variant="secondary", elem_id="telme-add")
+                undo = gr.Button("Remove last turn", elem_id="telme-undo")
+                clear = gr.Button("Clear", elem_id="telme-clear")
+                load = gr.Button("Load the example", elem_id="telme-example", interactive=bool(actions.example))
+            with gr.Accordion("Paste several turns (text only)", open=False):
+                pasted = gr.Textbox(label="One turn per line: `Speaker: text`", lines=4, elem_id="telme-paste")
+                add_pasted = gr.Button("Add the pasted turns", elem_id="telme-add-pasted")
+            predict = gr.Button("Predict the emotions", variant="primary", elem_id="telme-predict")
+            status = gr.Markdown("", elem_id="telme-status")
+            results = gr.HTML("", elem_id="telme-results")
+        with gr.Tab("Model card"):
+            gr.Markdown(card or "No model card.", elem_id="telme-card")
+            if confusion_matrix:
+                gr.Image(confusion_matrix, label="Confusion matrix (test split)", interactive=False,
+                         elem_id="telme-confusion")
+
+        def show(new_turns: list[dict], message: str) -> tuple[list[dict], str, str]:
+            return new_turns, render_conversation(new_turns), message
+
+        def on_add(current, who, said, path, recorded):
+            new, message = actions.add_turn(current, who, said, path, recorded)
+            cleared = new is not current
+            return (*show(new, message), "" if cleared else said, None if cleared else path,
+                    None if cleared else recorded)
+
+        add.click(on_add, [turns, speaker, text, clip, recording], [turns, conversation, status, text, clip, recording])
+        undo.click(lambda current: show(current[:-1], "Removed the last turn." if current else ""), [turns],
+                   [turns, conversation, status])
+        clear.click(lambda: show([], "Cleared."), None, [turns, conversation, status]).then(
+            lambda: "", None, results)
+        load.click(lambda current: show(*actions.load_example(current)), [turns], [turns, conversation, status])
+        add_pasted.click(lambda current, text_: show(*actions.add_pasted(current, text_)), [turns, pasted],
+                         [turns, conversation, status])
+
+        def on_predict(current, progress=gr.Progress()):
+            return actions.predict(current, progress)
+
+        predict.click(on_predict, [turns], [results, status])
+    return page
+
+
+def launch(page, host: str = "127.0.0.1", port: int | None = None, share: bool = False, **kwargs: Any):
+    """Serve the page (with its stylesheet); returns what `gradio.Blocks.launch` does."""
+    return page.launch(server_name=host, server_port=port, share=share, css=CSS, **kwargs)
+
+
+def main(model: str | None = None) -> None:
+    """A Space's entry point: serve `model` (default TELME_MODEL, then DEFAULT_MODEL) on 0.0.0.0:$PORT."""
+    model = model or os.environ.get("TELME_MODEL") or DEFAULT_MODEL
+    if not model:
+        raise SystemExit("Set TELME_MODEL to a checkpoint folder or Hub id (or run `telme app --model ...`).")
+    here = Path(__file__).resolve().parent
+    if (here / model).is_dir():  # a checkpoint folder inside the Space's repository
+        model = str(here / model)
+    example_path = here / "examples" / EXAMPLE_FILE
+    example = read_example(example_path) if example_path.is_file() else None
+    card, confusion = read_card(model)
+    page = build_app(load_pipeline(model), card, confusion, example)
+    launch(page, os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+           int(os.environ.get("PORT", os.environ.get("GRADIO_SERVER_PORT", 7860))))
+
+
+if __name__ == "__main__":
+    main()
