@@ -20,6 +20,7 @@ from telme_hf.app import MAX_TURNS, TelMEApp, read_card, render_results
 from telme_hf.cli import main
 from telme_hf.data.synthetic import write_media
 from telme_hf.space import export_space
+from without_telme_hf import BLOCK_TELME_HF
 
 
 ARTIFACTS = Path(os.environ.get("TELME_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
@@ -147,9 +148,8 @@ def test_the_exported_space_runs_on_the_checkpoint_code_alone(tiny_checkpoint, c
     assert (space / "README.md").read_text().startswith("---\ntitle: TelME\nemoji: 💬\nsdk: gradio\n")
 
     # Where telme_hf cannot be imported, as on a Space: the app and the checkpoint's own code only.
-    script = f"""
-import importlib.util, json, sys
-sys.modules["telme_hf"] = None  # `import telme_hf` now fails
+    script = BLOCK_TELME_HF + f"""
+import importlib.util, json
 spec = importlib.util.spec_from_file_location("app", {str(space / "app.py")!r})
 app = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(app)

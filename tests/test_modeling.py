@@ -16,6 +16,7 @@ from transformers import AutoConfig, AutoModel
 from telme_hf import REFERENCE_BEHAVIOUR, TelMEConfig, TelMEForEmotionRecognition
 from telme_hf.modeling import MODEL_REFERENCE_BEHAVIOUR, PROCESSOR_REFERENCE_BEHAVIOUR
 from telme_hf.modeling.modeling_telme import TelMEFusion, last_token_positions
+from without_telme_hf import BLOCK_TELME_HF
 
 
 def make_inputs(processor, dialogue, batch_size=3, seed=0):
@@ -177,15 +178,9 @@ def test_save_and_auto_model_reload_give_identical_logits(tmp_path, tiny_model, 
     assert torch.equal(reloaded(**batch).logits, tiny_model(**batch).logits)
 
 
-REMOTE_CODE_SCRIPT = textwrap.dedent(
+REMOTE_CODE_SCRIPT = BLOCK_TELME_HF + textwrap.dedent(
     """
-    import builtins, sys
-    real_import = builtins.__import__
-    def guarded(name, *args, **kwargs):
-        if name == "telme_hf" or name.startswith("telme_hf."):
-            raise ImportError("telme_hf is blocked in this process")
-        return real_import(name, *args, **kwargs)
-    builtins.__import__ = guarded
+    import sys
     try:
         import telme_hf
         raise SystemExit("telme_hf should not be importable here")

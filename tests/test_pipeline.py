@@ -13,6 +13,7 @@ from telme_hf import EmotionRecognitionInConversationPipeline
 from telme_hf.data.cache import media_options
 from telme_hf.data.media import decode_clip
 from telme_hf.data.synthetic import write_media
+from without_telme_hf import BLOCK_TELME_HF
 
 
 TURNS = [
@@ -106,14 +107,8 @@ def test_bad_inputs_say_what_to_pass(erc):
         erc(TURNS, unknown_option=1)
 
 
-PORTABLE_PIPELINE_SCRIPT = """
-import builtins, json, sys
-real_import = builtins.__import__
-def guarded(name, *args, **kwargs):
-    if name == "telme_hf" or name.startswith("telme_hf."):
-        raise ImportError("telme_hf is blocked in this process")
-    return real_import(name, *args, **kwargs)
-builtins.__import__ = guarded
+PORTABLE_PIPELINE_SCRIPT = BLOCK_TELME_HF + """
+import json, sys
 import numpy as np
 from transformers import pipeline
 folder, clip, out = sys.argv[1:4]
