@@ -173,10 +173,14 @@ print(json.dumps({{"module": type(erc).__module__, "loaded": loaded, "media": tu
         export_space(tiny_checkpoint, space)
 
 
-def test_the_app_command_reports_a_missing_checkpoint_in_one_line(tmp_path, capsys):
+def test_the_app_command_reports_a_missing_checkpoint_or_gradio_in_one_line(tmp_path, capsys, monkeypatch):
     code = main(["app", "--model", str(tmp_path / "nothing-here")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("telme app: error: Could not load a TelME model") and err.count("\n") == 1
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as where the extra is not installed
+    code = main(["app", "--model", str(tmp_path / "nothing-here")])
+    expected = 'telme app: error: telme app needs Gradio: pip install "telme_hf[app]"\n'
+    assert code == 2 and capsys.readouterr().err == expected
 
 
 # ------------------------------------------------------------------------------------------------ the browser
