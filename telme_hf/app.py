@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 # The checkpoint a Space's copy of this file serves (`telme app --export` writes it), or TELME_MODEL.
 DEFAULT_MODEL: str | None = None
@@ -150,16 +152,36 @@ class TelMEApp:
         # clip exactly as prediction will read it.
         self._pipeline_module = importlib.import_module(type(erc).__module__)
 
-    def check_clip(self, path: str) -> str | None:
-        """Why a clip cannot be used (one line), or None when it decodes as prediction will decode it."""
+    def check_clip(self, path: str, field: str = "media") -> str | None:
+        """Why a file cannot be used as a turn's `field` ("media", "audio" or "video"), in one line, or None when it
+        decodes as prediction will decode it."""
+        turn: dict[str, Any] = {"speaker": "", "text": "clip check", field: path}
+        # A one-stream file is checked alone: the other stream is a stand-in array, so an error is this file's.
+        if field == "audio":
+            turn["video"] = np.zeros((1, 16, 16, 3), np.uint8)
+        elif field == "video":
+            turn["audio"] = np.zeros(1600, np.float32)
         try:
-            self._pipeline_module.prepare_dialogue([{"speaker": "", "text": "clip check", "media": path}],
-                                                   self.erc.processor, "error")
+            self._pipeline_module.prepare_dialogue([turn], self.erc.processor, "error")
         except Exception as error:  # noqa: BLE001 - any unreadable upload becomes the page's message
             # A media error's reason names the problem without the server's temporary path or the API's options.
             message = getattr(error, "reason", None) or str(error) or type(error).__name__
             return message.splitlines()[0]
         return None
+
+    @staticmethod
+    def clip_field(path: str) -> str:
+        """What a file gives a turn: "media" (both streams, like a MELD clip), "audio" or "video" (one stream)."""
+        try:
+            import av
+
+            with av.open(path) as container:
+                kinds = {stream.type for stream in container.streams}
+        except Exception:  # noqa: BLE001 - unreadable: checking it as a clip says why
+            return "media"
+        if "video" in kinds and "audio" not in kinds:
+            return "video"
+        return "audio" if "audio" in kinds and "video" not in kinds else "media"
 
     def _too_many(self, count: int) -> str:
         return (f"A conversation on this page has at most {self.max_turns} turns; this one would have {count}. "
@@ -174,18 +196,27 @@ class TelMEApp:
         if len(turns) + 1 > self.max_turns:
             return turns, _status(self._too_many(len(turns) + 1), True)
         turn: dict[str, Any] = {"speaker": speaker or f"Speaker{len(turns) % 2}", "text": text}
-        for field, path in (("media", clip), ("audio", recording)):
-            if path:
-                problem = self.check_clip(path)
-                if problem:
-                    return turns, _status(f"The clip {Path(path).name} cannot be used: {problem}", True)
-        if clip and recording:
-            # The recording is the turn's audio, the clip its video.
-            turn.update(audio=recording, video=clip, clip_name=f"{Path(clip).name} + recording")
-        elif clip:
-            turn.update(media=clip, clip_name=Path(clip).name)
-        elif recording:
-            turn.update(audio=recording, clip_name="recording")
+        # A clip with both streams is the turn's media; a file with one stream (an audio file, a silent video) and
+        # the recording are that modality alone; with both, the recording is the audio and the clip the video.
+        parts: dict[str, str] = {}
+        if clip:
+            field = self.clip_field(clip)
+            if field == "media" and recording:
+                field = "video"
+            if field == "audio" and recording:
+                return turns, _status(f"{Path(clip).name} is audio, and so is the recording: give the turn one of "
+                                      "them (or a clip with picture).", True)
+            parts[field] = clip
+        if recording:
+            parts["audio"] = recording
+        for field, path in parts.items():
+            problem = self.check_clip(path, field)
+            if problem:
+                what = "recording" if path == recording else f"clip {Path(path).name}"
+                return turns, _status(f"The {what} cannot be used: {problem}", True)
+        turn.update(parts)
+        if parts:
+            turn["clip_name"] = " + ".join("recording" if p == recording else Path(p).name for p in parts.values())
         return [*turns, turn], _status(f"Added turn {len(turns)} ({turn['speaker']}).")
 
     def add_pasted(self, turns: list[dict], pasted: str) -> tuple[list[dict], str]:
@@ -217,7 +248,16 @@ class TelMEApp:
             progress(0.05, desc=f"Decoding the clips and predicting {len(turns)} utterances")
         dialogue = [{k: v for k, v in turn.items() if k != "clip_name"} for turn in turns]
         try:
+            # As `telme predict`: a turn with a clip gets the fused prediction, one without media its text's.
             results = self.erc(dialogue, on_bad_media="skip")
+            # Every file was checked when its turn was added, so a turn with one stream (a recording, an audio
+            # file) lacks only what the user did not give: zeros stand in for it, the fused prediction uses the
+            # rest, and the note says so.
+            one_stream = [i for i, turn in enumerate(dialogue) if bool(turn.get("audio")) != bool(turn.get("video"))]
+            if one_stream:
+                with_zeros = self.erc(dialogue, on_bad_media="zeros")
+                for index in one_stream:
+                    results[index] = with_zeros[index]
         except Exception as error:  # noqa: BLE001 - shown on the page, never as a stack trace
             return "", _status(f"Prediction failed: {error}", True)
         fused = sum(r["modalities"] == ["text", "audio", "video"] for r in results)

@@ -56,15 +56,16 @@ def erc(tiny_checkpoint):
     return pipeline("emotion-recognition-in-conversation", model=model, processor=processor, device=model.device)
 
 
-def predict_cli(capsys, checkpoint, folder: Path, turns) -> list[dict]:
+def predict_cli(capsys, checkpoint, folder: Path, turns, *options: str) -> list[dict]:
     """`telme predict --format json` on the same turns, written as a dialogue CSV."""
     path = folder / "dialogue.csv"
+    fields = ["speaker", "text", "media", "audio", "video"]
     with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["speaker", "text", "media"])
+        writer = csv.DictWriter(stream, fieldnames=fields)
         writer.writeheader()
-        writer.writerows({"speaker": t["speaker"], "text": t["text"], "media": t.get("media", "")} for t in turns)
+        writer.writerows({field: t.get(field) or "" for field in fields} for t in turns)
     assert main(["predict", "--model", str(checkpoint), "--dialogue", str(path), "--format", "json",
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", *options]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -87,6 +88,31 @@ def test_the_page_predicts_what_telme_predict_does(erc, clips, tiny_checkpoint, 
         for label, probability in result["scores"].items():  # one bar per class, its width the probability
             assert f"data-label='{label}'" in row and f"width:{100 * probability:.0f}px" in row
     assert [r["modalities"] for r in expected] == [["text", "audio", "video"]] * 2 + [["text"]]
+
+
+def test_a_recording_or_an_audio_file_is_the_turn_audio_and_zeros_stand_in_for_its_picture(
+        erc, clips, tiny_checkpoint, tmp_path, capsys):
+    (first, _), _ = clips
+    wav = write_media(tmp_path / "recording.wav", None, (0.3 * np.sin(np.arange(16000) / 9)).astype(np.float32)[None],
+                      sample_rate=16000)
+    app = TelMEApp(erc)
+    turns, _ = app.add_turn([], "Ross", TURNS[0]["text"], str(first))
+    turns, status = app.add_turn(turns, "Rachel", TURNS[1]["text"], None, str(wav))  # recorded in the browser
+    assert status == "Added turn 1 (Rachel)." and turns[1]["audio"] == str(wav) and "video" not in turns[1]
+    turns, _ = app.add_turn(turns, "Ross", "oh my god", str(wav))  # an uploaded audio file
+    assert turns[2]["audio"] == str(wav) and "media" not in turns[2]
+    turns, _ = app.add_turn(turns, "Rachel", "hello there", str(first), str(wav))  # picture from the clip
+    assert turns[3]["video"] == str(first) and turns[3]["audio"] == str(wav)
+    after, status = app.add_turn(turns, "Ross", "hello", str(wav), str(wav))
+    assert after is turns and status.startswith("⚠️ recording.wav is audio, and so is the recording")
+    table, _ = app.predict(turns)
+    with_media = predict_cli(capsys, tiny_checkpoint, tmp_path, turns)
+    with_zeros = predict_cli(capsys, tiny_checkpoint, tmp_path, turns, "--on-bad-media", "zeros")
+    rows = table.split("class='telme-result'")[1:]
+    for index, expected in enumerate([with_media[0], with_zeros[1], with_zeros[2], with_media[3]]):
+        assert f"class='telme-emotion'>{expected['label']}</td><td>{expected['score']:.3f}</td>" in rows[index]
+        assert f"class='telme-note'>{expected['note']}</td>" in rows[index]
+    assert with_zeros[1]["note"] == "video not given: used zeros" and with_media[3]["note"] == ""
 
 
 def test_bad_input_gets_a_message_and_changes_nothing(erc, clips):
@@ -215,7 +241,9 @@ def test_the_page_in_headless_chromium(tiny_checkpoint, clips, tmp_path, capsys)
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1800", f"--user-data-dir={tmp_path / 'profile'}"):
+                 "--disable-dev-shm-usage", "--window-size=1400,1800", f"--user-data-dir={tmp_path / 'profile'}",
+                 # A fake microphone (a tone), allowed without a prompt: the recording path runs too.
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):
         options.add_argument(flag)
     browser = None
     try:
@@ -252,10 +280,19 @@ def test_the_page_in_headless_chromium(tiny_checkpoint, clips, tmp_path, capsys)
         assert len(browser.find_elements(By.CSS_SELECTOR, "#telme-conversation .telme-turn")) == 1
         browser.find_element(By.CSS_SELECTOR, "#telme-clip button[aria-label='Clear']").click()
         add_turn("Rachel", TURNS[1]["text"], second, "Added turn 1 (Rachel).")
+        browser.find_element(By.CSS_SELECTOR, "#telme-recording button.record-button").click()
+        time.sleep(2)  # two seconds of the fake microphone's tone
+        wait.until(lambda b: b.find_element(By.CSS_SELECTOR, "#telme-recording button.stop-button").is_displayed())
+        browser.find_element(By.CSS_SELECTOR, "#telme-recording button.stop-button").click()
+        wait.until(lambda b: not b.find_elements(By.CSS_SELECTOR, "#telme-recording button.stop-button")
+                   or not b.find_element(By.CSS_SELECTOR, "#telme-recording button.stop-button").is_displayed())
+        add_turn("Ross", "oh my god", None, "Added turn 2 (Ross).")
         browser.find_element(By.ID, "telme-predict").click()
-        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#telme-results .telme-emotion")) == 2)
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#telme-results .telme-emotion")) == 3)
         shown = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#telme-results .telme-emotion")]
         used = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#telme-results .telme-modalities")]
+        notes = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#telme-results .telme-note")]
+        clips_shown = browser.find_element(By.ID, "telme-conversation").text
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / "telme_app.png"))
     finally:
@@ -265,6 +302,7 @@ def test_the_page_in_headless_chromium(tiny_checkpoint, clips, tmp_path, capsys)
         server.wait(timeout=30)
     expected = predict_cli(capsys, tiny_checkpoint, tmp_path,
                            [{**TURNS[0], "media": str(first)}, {**TURNS[1], "media": str(second)}])
-    assert shown == [r["label"] for r in expected]
-    assert used == ["text+audio+video"] * 2
+    assert shown[:2] == [r["label"] for r in expected]
+    assert used == ["text+audio+video"] * 3 and notes == ["", "", "video not given: used zeros"]
+    assert clips_shown.splitlines()[-1].endswith("recording")  # the third turn's audio is the recording
     assert (ARTIFACTS / "telme_app.png").stat().st_size > 10_000
