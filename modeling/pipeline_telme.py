@@ -190,7 +190,8 @@ def prepare_dialogue(
             holding both streams, e.g. a MELD clip), `"audio"` and/or `"video"` (paths; or arrays: a 1-D float
             waveform at the model's rate, `(num_frames, height, width, 3)` uint8 RGB frames of any length; or an
             audio dict `{"array", "sampling_rate"}` as a `datasets` Audio column gives, resampled), and
-            `"start"`/`"end"` (seconds) to cut a window out of a longer file.
+            `"start"`/`"end"` (seconds) to cut a window out of a longer file, and `"on_bad_media"` to override the
+            policy below for that turn.
         processor: the model's `TelMEProcessor` (it says how media is decoded).
         on_bad_media: for a turn whose media is missing or unusable: `"skip"` (default: that turn is predicted from
             its text alone), `"zeros"` (zeros in its place, fused prediction, as the original evaluated) or
@@ -211,8 +212,14 @@ def prepare_dialogue(
         raise ValueError(f"The dialogue{f' in {source}' if source else ''} has no turns.")
     root = Path(media_root).expanduser() if media_root is not None else None
     with_media = any(isinstance(turn, Mapping) and has_media(turn) for turn in turns)
-    loader = MediaLoader.for_processor(processor, cache, on_bad_media=on_bad_media, skip="predict", cli=cli_hint) \
-        if with_media else None
+    loaders: dict[str, MediaLoader] = {}  # one per policy in use: the call's, and any turn's own
+
+    def loader_for(policy: str) -> MediaLoader:
+        if policy not in loaders:
+            check_policy(policy)
+            loaders[policy] = MediaLoader.for_processor(processor, cache, on_bad_media=policy, skip="predict",
+                                                        cli=cli_hint)
+        return loaders[policy]
     sampling_rate = int(processor.feature_extractor.sampling_rate)
     prepared: list[PreparedUtterance] = []
     context: list[dict[str, Any]] = []
@@ -224,12 +231,13 @@ def prepare_dialogue(
         context.append(entry)
         key = f"turn {index}{f' ({speaker})' if speaker else ''}"
         utterance = PreparedUtterance(context=list(context), key=f"turn {index}")
-        if loader is None:
+        if not with_media:
             utterance.note = "no media given: text teacher's prediction"
         else:
             row = turn_media(turn, root, sampling_rate, key)
             _check_arrays(row, sampling_rate, key)
             row["utterance_key"] = key
+            loader = loader_for(turn.get("on_bad_media") or on_bad_media)
             outcome = loader.load(row, where=f"of {source}" if source else "")
             utterance.audio, utterance.video, utterance.note = outcome.audio, outcome.video, outcome.note
         prepared.append(utterance)
@@ -408,7 +416,7 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
     like a MELD clip), or `"audio"` and/or `"video"`: file paths; arrays (a 1-D float waveform at the model's
     sampling rate, `(num_frames, height, width, 3)` uint8 RGB frames of any length); or an audio dict
     `{"array", "sampling_rate"}` as a `datasets` Audio column yields it. `"start"`/`"end"` (seconds) cut a window
-    out of a longer file. A turn with media gets the fused prediction of text, audio and video; one without (or
+    out of a longer file; `"on_bad_media"` sets that turn's own policy. A turn with media gets the fused prediction of text, audio and video; one without (or
     whose media is unusable) gets the text teacher's. Each result says which (`modalities`) and why (`note`).
 
     Reading media files needs PyAV (`pip install av`); arrays need nothing more than the model's own requirements.

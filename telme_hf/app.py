@@ -246,18 +246,14 @@ class TelMEApp:
             return "", _status("Add at least one turn first.", True)
         if progress is not None:
             progress(0.05, desc=f"Decoding the clips and predicting {len(turns)} utterances")
-        dialogue = [{k: v for k, v in turn.items() if k != "clip_name"} for turn in turns]
+        # As `telme predict`: a turn with a clip gets the fused prediction, one without media its text's. Every file
+        # was checked when its turn was added, so a turn with one stream (a recording, an audio file) lacks only
+        # what the user did not give: zeros stand in for it, the fused prediction uses the rest, the note says so.
+        dialogue = [{**{k: v for k, v in turn.items() if k != "clip_name"},
+                     **({"on_bad_media": "zeros"} if bool(turn.get("audio")) != bool(turn.get("video")) else {})}
+                    for turn in turns]
         try:
-            # As `telme predict`: a turn with a clip gets the fused prediction, one without media its text's.
             results = self.erc(dialogue, on_bad_media="skip")
-            # Every file was checked when its turn was added, so a turn with one stream (a recording, an audio
-            # file) lacks only what the user did not give: zeros stand in for it, the fused prediction uses the
-            # rest, and the note says so.
-            one_stream = [i for i, turn in enumerate(dialogue) if bool(turn.get("audio")) != bool(turn.get("video"))]
-            if one_stream:
-                with_zeros = self.erc(dialogue, on_bad_media="zeros")
-                for index in one_stream:
-                    results[index] = with_zeros[index]
         except Exception as error:  # noqa: BLE001 - shown on the page, never as a stack trace
             return "", _status(f"Prediction failed: {error}", True)
         fused = sum(r["modalities"] == ["text", "audio", "video"] for r in results)
