@@ -416,8 +416,9 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
     like a MELD clip), or `"audio"` and/or `"video"`: file paths; arrays (a 1-D float waveform at the model's
     sampling rate, `(num_frames, height, width, 3)` uint8 RGB frames of any length); or an audio dict
     `{"array", "sampling_rate"}` as a `datasets` Audio column yields it. `"start"`/`"end"` (seconds) cut a window
-    out of a longer file; `"on_bad_media"` sets that turn's own policy. A turn with media gets the fused prediction of text, audio and video; one without (or
-    whose media is unusable) gets the text teacher's. Each result says which (`modalities`) and why (`note`).
+    out of a longer file; `"on_bad_media"` sets that turn's own policy. A turn with media gets the fused
+    prediction of text, audio and video; one without (or whose media is unusable) gets the text teacher's. Each
+    result says which (`modalities`) and why (`note`).
 
     Reading media files needs PyAV (`pip install av`); arrays need nothing more than the model's own requirements.
 
