@@ -34,6 +34,7 @@ DEFAULT_MODEL: str | None = None
 MAX_TURNS = 50
 # What the clip field accepts: a clip with both streams (like a MELD clip) or an audio file.
 CLIP_TYPES = [".mp4", ".mkv", ".avi", ".mov", ".webm", ".wav", ".flac", ".mp3", ".m4a", ".ogg"]
+# configuration_telme.PIPELINE_TASK, written out: a Space's copy of this file cannot import telme_hf (tested equal).
 PIPELINE_TASK = "emotion-recognition-in-conversation"
 EXAMPLE_FILE = "example_dialogue.json"
 _PASTED_TURN = re.compile(r"^\s*([^:]{1,80}?)\s*:\s*(.+?)\s*$")

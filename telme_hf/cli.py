@@ -59,7 +59,8 @@ def _app(args: argparse.Namespace) -> int:
         raise UsageError('telme app needs Gradio: pip install "telme_hf[app]"') from None
     from transformers import pipeline
 
-    from .app import PIPELINE_TASK, build_app, launch, read_card
+    from .app import build_app, launch, read_card
+    from .modeling.configuration_telme import PIPELINE_TASK
     from .dialogue_files import read_dialogue
     from .prediction import load_model_and_processor
 

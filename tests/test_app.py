@@ -138,6 +138,13 @@ def test_bad_input_gets_a_message_and_changes_nothing(erc, clips):
     assert app.load_example(turns)[1].startswith("⚠️ This checkpoint ships no example")
 
 
+def test_the_page_names_the_pipeline_task_the_checkpoints_register():
+    from telme_hf import app
+    from telme_hf.modeling.configuration_telme import PIPELINE_TASK
+
+    assert app.PIPELINE_TASK == PIPELINE_TASK
+
+
 def test_render_results_escapes_text_and_orders_the_bars_by_label():
     result = {"turn": 0, "speaker": "<b>Ross</b>", "text": "a < b", "label": "joy", "score": 0.7,
               "scores": {"joy": 0.7, "anger": 0.3}, "modalities": ["text"], "note": "no media given"}
