@@ -1,6 +1,7 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
 """The `telme` command: `telme demo`, `telme train`, `telme predict`, `telme evaluate`, `telme app`,
-`telme make-corpus`, `telme convert-original`, `telme upgrade-checkpoint`, `telme push`. Each subcommand's parser and handler live here."""
+`telme make-corpus`, `telme convert-original`, `telme upgrade-checkpoint`, `telme push`. Each subcommand's parser
+and handler live here."""
 
 from __future__ import annotations
 
@@ -230,8 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--output-dir", default="telme-demo", help="Where to write the corpus, checkpoints and reports.")
     demo.add_argument("--quick", action="store_true",
-                      help="A smaller corpus and fewer epochs: about 30 s on 2 CPU cores instead of about 4 minutes, "
-                      "but the model learns little (fused test weighted F1 0.66 instead of 0.85).")
+                      help="A smaller corpus and fewer epochs: about 30 s on 2 CPU cores instead of about 4 "
+                      "minutes, but the model learns little (fused test weighted F1 0.66 instead of 0.85).")
     demo.add_argument("overrides", nargs="*", help="key=value overrides of the recipe's options (e.g. fusion_epochs=5).")
     demo.set_defaults(handler=_demo)
 
