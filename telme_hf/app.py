@@ -37,6 +37,9 @@ CLIP_TYPES = [".mp4", ".mkv", ".avi", ".mov", ".webm", ".wav", ".flac", ".mp3", 
 # configuration_telme.PIPELINE_TASK, written out: a Space's copy of this file cannot import telme_hf (tested equal).
 PIPELINE_TASK = "emotion-recognition-in-conversation"
 EXAMPLE_FILE = "example_dialogue.json"
+# A turn's media keys, as the pipeline reads them (one file with both streams, or one per modality):
+# pipeline_telme.MEDIA_FIELDS, written out for a Space's copy of this file (tested equal).
+MEDIA_FIELDS = ("media", "audio", "video")
 _PASTED_TURN = re.compile(r"^\s*([^:]{1,80}?)\s*:\s*(.+?)\s*$")
 
 CSS = """
@@ -89,11 +92,12 @@ def read_card(model: str) -> tuple[str, str | None]:
 
 
 def read_example(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """An example dialogue in the page's JSON form: a list of `{"speaker", "text", "media"}`, media relative to the
-    file's folder."""
+    """An example dialogue in the page's JSON form: a list of `{"speaker", "text"}` with `"media"` (both streams)
+    or `"audio"`/`"video"` file names relative to the file's folder, and optional `"start"`/`"end"`."""
     path = Path(path)
     turns = json.loads(path.read_text(encoding="utf-8"))
-    return [{**turn, "media": str(path.parent / turn["media"]) if turn.get("media") else None} for turn in turns]
+    return [{**turn, **{field: str(path.parent / turn[field]) for field in MEDIA_FIELDS if turn.get(field)}}
+            for turn in turns]
 
 
 # ------------------------------------------------------------------------------------------------------ rendering
@@ -107,7 +111,8 @@ def render_conversation(turns: Sequence[Mapping[str, Any]]) -> str:
         return "<p>No turns yet: add one below, paste several, or load the example.</p>"
     rows = "".join(
         f"<tr class='telme-turn'><td>{i}</td><td>{_escape(t['speaker'])}</td><td>{_escape(t['text'])}</td>"
-        f"<td>{_escape(t.get('clip_name') or (Path(t['media']).name if t.get('media') else 'none'))}</td></tr>"
+        f"<td>{_escape(t.get('clip_name') or ' + '.join(Path(t[f]).name for f in MEDIA_FIELDS if t.get(f)) or 'none')}"
+        "</td></tr>"
         for i, t in enumerate(turns))
     return ("<table class='telme-table'><thead><tr><th>turn</th><th>speaker</th><th>text</th><th>clip</th></tr>"
             f"</thead><tbody>{rows}</tbody></table>")

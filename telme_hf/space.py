@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import app
+from .modeling.pipeline_telme import MEDIA_FIELDS
 
 
 # What the checkpoint's own code and the page import (the pipeline's docstring lists the former).
@@ -64,11 +65,13 @@ def write_space_example(turns: Sequence[Mapping[str, Any]], folder: Path) -> Pat
     written = []
     for index, turn in enumerate(turns):
         entry = {"speaker": turn.get("speaker", ""), "text": turn["text"]}
-        media = turn.get("media") or turn.get("video") or turn.get("audio")
-        if isinstance(media, (str, os.PathLike)) and Path(media).is_file():
-            name = f"turn{index}{Path(media).suffix}"
-            shutil.copy2(media, folder / name)
-            entry["media"] = name
+        for field in MEDIA_FIELDS:  # each file under the field it had: both streams, or one modality
+            media = turn.get(field)
+            if isinstance(media, (str, os.PathLike)) and Path(media).is_file():
+                name = f"turn{index}-{field}{Path(media).suffix}"
+                shutil.copy2(media, folder / name)
+                entry[field] = name
+        entry.update({bound: turn[bound] for bound in ("start", "end") if turn.get(bound) is not None})
         written.append(entry)
     path = folder / app.EXAMPLE_FILE
     path.write_text(json.dumps(written, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

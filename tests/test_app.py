@@ -138,11 +138,33 @@ def test_bad_input_gets_a_message_and_changes_nothing(erc, clips):
     assert app.load_example(turns)[1].startswith("⚠️ This checkpoint ships no example")
 
 
-def test_the_page_names_the_pipeline_task_the_checkpoints_register():
+def test_the_page_names_the_pipeline_task_and_media_keys_as_the_package_does():
     from telme_hf import app
     from telme_hf.modeling.configuration_telme import PIPELINE_TASK
+    from telme_hf.modeling.pipeline_telme import MEDIA_FIELDS
 
-    assert app.PIPELINE_TASK == PIPELINE_TASK
+    assert app.PIPELINE_TASK == PIPELINE_TASK and app.MEDIA_FIELDS == MEDIA_FIELDS
+
+
+def test_a_space_example_keeps_each_file_under_its_field_and_the_window(clips, tmp_path):
+    from telme_hf.app import read_example, render_conversation
+    from telme_hf.space import write_space_example
+
+    (first, second), _ = clips
+    turns = [{"speaker": "Ross", "text": "hi", "media": str(first), "start": 0.5, "end": 1.0},
+             {"speaker": "Rachel", "text": "oh", "audio": str(second), "video": str(first)},
+             {"speaker": "Ross", "text": "no media"}]
+    back = read_example(write_space_example(turns, tmp_path / "examples"))
+    assert [sorted(turn) for turn in back] == [["end", "media", "speaker", "start", "text"],
+                                               ["audio", "speaker", "text", "video"], ["speaker", "text"]]
+    assert (back[0]["start"], back[0]["end"]) == (0.5, 1.0)
+    for turn, original in zip(back[:2], turns[:2]):
+        for field in ("media", "audio", "video"):
+            if field in original:
+                assert Path(turn[field]).parent == tmp_path / "examples"
+                assert Path(turn[field]).read_bytes() == Path(original[field]).read_bytes()
+    shown = render_conversation(back)
+    assert "turn1-audio.mp4 + turn1-video.mp4" in shown and shown.count("<td>none</td>") == 1
 
 
 def test_render_results_escapes_text_and_orders_the_bars_by_label():
