@@ -84,10 +84,11 @@ def stage_loss(model, stage: str, batch: dict[str, torch.Tensor], frozen: dict[s
 def frozen_outputs(model, batch) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         model.eval()
-        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        text = model.get_text_features(batch["input_ids"], batch["attention_mask"]).pooler_output
         return {"teacher_features": text, "teacher_logits": model.text_teacher.classifier(text), "text_features": text,
-                "audio_features": model.get_audio_features(batch["input_values"], batch["audio_attention_mask"]),
-                "video_features": model.get_video_features(batch["pixel_values"])}
+                "audio_features": model.get_audio_features(batch["input_values"],
+                                                            batch["audio_attention_mask"]).pooler_output,
+                "video_features": model.get_video_features(batch["pixel_values"]).pooler_output}
 
 
 def time_stage(model, stage: str, precision: str, batch, frozen, warmup: int, steps: int) -> dict[str, Any]:

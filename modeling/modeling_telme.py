@@ -14,9 +14,26 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import Data2VecAudioModel, PreTrainedModel, RobertaModel, TimesformerModel
-from transformers.utils import ModelOutput
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_telme import TelMEConfig
+from .logging_telme import get_logger
+
+
+logger = get_logger("telme_hf")
+
+# The backbone of each sub-config, and which attention flag of a backbone each implementation needs.
+_BACKBONES = {"text_config": RobertaModel, "audio_config": Data2VecAudioModel, "video_config": TimesformerModel}
+_ATTENTION_FLAGS = {"sdpa": "_supports_sdpa", "flex_attention": "_supports_flex_attn"}
+
+
+def _backbone_supports(backbone: type[PreTrainedModel], attn_implementation: str | None) -> bool:
+    """Whether a backbone class declares support for an attention implementation (`None` is its default)."""
+    if attn_implementation in (None, "eager", "paged|eager"):
+        return True
+    flag = "_supports_flash_attn" if "flash" in attn_implementation else _ATTENTION_FLAGS.get(attn_implementation)
+    return bool(getattr(backbone, flag or "_supports_attention_backend", False))
 
 
 @dataclass
@@ -60,6 +77,16 @@ def last_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return seq_len - 1 - attention_mask.flip(-1).to(torch.long).argmax(-1)
 
 
+def _pooled(encoder_output: ModelOutput, features: torch.Tensor) -> BaseModelOutputWithPooling:
+    """A backbone's output with `pooler_output` set to the projected feature (as CLIP's `get_text_features`)."""
+    return BaseModelOutputWithPooling(
+        last_hidden_state=encoder_output.last_hidden_state,
+        pooler_output=features,
+        hidden_states=encoder_output.hidden_states,
+        attentions=encoder_output.attentions,
+    )
+
+
 class TelMETextTeacher(nn.Module):
     """RoBERTa over `history </s> Now <s_i> feels <mask>`; the `<mask>` state, projected to d, is F_T."""
 
@@ -69,13 +96,18 @@ class TelMETextTeacher(nn.Module):
         self.projection = nn.Linear(config.text_config.hidden_size, config.projection_dim)
         self.classifier = nn.Linear(config.projection_dim, config.num_labels)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> BaseModelOutputWithPooling:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        positions = last_token_positions(attention_mask)
-        mask_state = hidden[torch.arange(hidden.shape[0], device=hidden.device), positions]
-        return self.projection(mask_state)
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        hidden = out.last_hidden_state
+        mask_state = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_positions(attention_mask)]
+        return _pooled(out, self.projection(mask_state))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(input_ids, attention_mask).pooler_output
 
 
 class TelMEAudioStudent(nn.Module):
@@ -89,18 +121,24 @@ class TelMEAudioStudent(nn.Module):
         self.projection = nn.Linear(width, config.projection_dim) if width != config.projection_dim else nn.Identity()
         self.classifier = nn.Linear(config.projection_dim, config.num_labels)
 
-    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> BaseModelOutputWithPooling:
         if self.pooling == "first":
             # The original passes no mask and keeps frame 0 of left-zero-padded audio.
-            hidden = self.encoder(input_values).last_hidden_state
-            return self.projection(hidden[:, 0])
-        hidden = self.encoder(input_values, attention_mask=attention_mask).last_hidden_state
+            out = self.encoder(input_values, return_dict=True, **kwargs)
+            return _pooled(out, self.projection(out.last_hidden_state[:, 0]))
+        out = self.encoder(input_values, attention_mask=attention_mask, return_dict=True, **kwargs)
+        hidden = out.last_hidden_state
         if attention_mask is None:
-            return self.projection(hidden.mean(dim=1))
+            return _pooled(out, self.projection(hidden.mean(dim=1)))
         frame_mask = self.encoder._get_feature_vector_attention_mask(hidden.shape[1], attention_mask)
         frame_mask = frame_mask.to(hidden.dtype).unsqueeze(-1)
         pooled = (hidden * frame_mask).sum(dim=1) / frame_mask.sum(dim=1).clamp(min=1.0)
-        return self.projection(pooled)
+        return _pooled(out, self.projection(pooled))
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(input_values, attention_mask).pooler_output
 
 
 class TelMEVideoStudent(nn.Module):
@@ -113,9 +151,12 @@ class TelMEVideoStudent(nn.Module):
         self.projection = nn.Linear(width, config.projection_dim) if width != config.projection_dim else nn.Identity()
         self.classifier = nn.Linear(config.projection_dim, config.num_labels)
 
+    def encode(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
+        out = self.encoder(pixel_values, return_dict=True, **kwargs)
+        return _pooled(out, self.projection(out.last_hidden_state[:, 0]))
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(pixel_values).last_hidden_state
-        return self.projection(hidden[:, 0])
+        return self.encode(pixel_values).pooler_output
 
 
 class TelMEFusion(nn.Module):
@@ -180,6 +221,12 @@ class TelMEPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     supports_gradient_checkpointing = True
     _no_split_modules = ["RobertaLayer", "Data2VecAudioEncoderLayer", "TimesformerLayer", "TelMEFusion"]
+    # A composite model: it has no attention of its own (the fusion's is torch's), so it accepts every implementation
+    # and each backbone checks its own (`TelMEForEmotionRecognition.__init__` says which backbone cannot).
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
 
 
 class TelMEForEmotionRecognition(TelMEPreTrainedModel):
@@ -189,6 +236,17 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
 
     Any subset of modalities can be given. Precomputed `*_features` skip the corresponding encoder: this is how the
     fusion stage trains in seconds on cached features.
+
+    The loss on the fused logits trains the fusion and the encoders, but not the three per-modality classifiers
+    (`text_teacher.classifier`, `audio_student.classifier`, `video_student.classifier`): their logits are returned
+    beside the fused ones and the fusion reads the features, not them. This is by design: stage 1 trains the text
+    head and stage 2 the student heads, so fine-tuning the fused model leaves those heads' gradients `None`.
+
+    `attn_implementation` (in `from_pretrained` or the config) reaches the three backbones. A single name applies to
+    every backbone that supports it (RoBERTa and data2vec-audio: `"eager"`, `"sdpa"`, `"flex_attention"`, flash
+    attention; TimeSformer: `"eager"` only, so it keeps eager, with a warning). A dict per sub-config, e.g.
+    `{"text_config": "sdpa", "video_config": "eager"}`, is taken as asked, and a backbone that cannot honour it
+    raises an error naming that sub-model.
 
     Example:
 
@@ -202,26 +260,93 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
     """
 
     def __init__(self, config: TelMEConfig) -> None:
+        requested = config._attn_implementation  # what was asked of the whole model, before it is resolved
         super().__init__(config)
+        self._fit_attention_to_backbones(requested)
         self.text_teacher = TelMETextTeacher(config)
         self.audio_student = TelMEAudioStudent(config)
         self.video_student = TelMEVideoStudent(config)
         self.fusion = TelMEFusion(config)
         self.post_init()
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """F_T: the projected `<mask>` state of the text teacher, shape `(batch_size, projection_dim)`."""
-        return self.text_teacher(input_ids, attention_mask)
+    def _fit_attention_to_backbones(self, requested: str | None) -> None:
+        for key, backbone in _BACKBONES.items():
+            sub_config = getattr(self.config, key)
+            wanted = sub_config._attn_implementation
+            if _backbone_supports(backbone, wanted):
+                continue
+            part = key.removesuffix("_config")
+            if wanted == requested:  # one name for the whole model: the backbones that can use it
+                logger.warning("The %s backbone (%s) has no %r attention; it keeps 'eager'.", part, backbone.__name__,
+                               wanted)
+                sub_config._attn_implementation = "eager"
+                continue
+            supported = ["eager"] + [name for name in ("sdpa", "flex_attention", "flash_attention_2")
+                                     if _backbone_supports(backbone, name)]
+            raise ValueError(f"The {part} sub-model ({backbone.__name__}, `{key}`) does not support "
+                             f"attn_implementation={wanted!r}; it supports {supported}.")
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The text teacher's word embeddings (speaker tokens included)."""
+        return self.text_teacher.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.text_teacher.encoder.set_input_embeddings(value)
+
+    def enable_input_require_grads(self) -> None:
+        # transformers' version hooks every sub-model's input embeddings with `output.requires_grad_()`, which fails on
+        # TimeSformer's patch embedding (it returns a tuple: embeddings, frames, width) in every video forward under
+        # gradient checkpointing. This hook marks the first element of a tuple.
+        def require_grads(module: nn.Module, args: Any, output: Any) -> None:
+            (output[0] if isinstance(output, tuple) else output).requires_grad_(True)
+
+        embeddings = (self.get_input_embeddings(), self.video_student.encoder.get_input_embeddings())
+        self._require_grads_hooks = [module.register_forward_hook(require_grads) for module in embeddings]
+        self._require_grads_hook = self._require_grads_hooks[0]
+
+    @can_return_tuple
+    def get_text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> BaseModelOutputWithPooling | tuple:
+        r"""
+        Args:
+            input_ids, attention_mask: the prompted, left-padded teacher input from [`TelMEProcessor`].
+            **kwargs: given to RoBERTa, e.g. `output_hidden_states=True`, `output_attentions=True`; `return_dict`.
+
+        Returns:
+            [`BaseModelOutputWithPooling`]: `pooler_output` is F_T, the projected `<mask>` state of shape
+            `(batch_size, projection_dim)`; `last_hidden_state` and, on request, `hidden_states`/`attentions` are
+            RoBERTa's.
+        """
+        return self.text_teacher.encode(input_ids, attention_mask, **kwargs)
+
+    @can_return_tuple
     def get_audio_features(
-        self, input_values: torch.Tensor, audio_attention_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """F_a: the pooled audio student state, shape `(batch_size, projection_dim)`."""
-        return self.audio_student(input_values, audio_attention_mask)
+        self, input_values: torch.Tensor, audio_attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> BaseModelOutputWithPooling | tuple:
+        r"""
+        Args:
+            input_values, audio_attention_mask: 16 kHz waveforms and their padding mask.
+            **kwargs: given to data2vec-audio, e.g. `output_hidden_states=True`; `return_dict`.
 
-    def get_video_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """F_v: the video student's CLS state, shape `(batch_size, projection_dim)`."""
-        return self.video_student(pixel_values)
+        Returns:
+            [`BaseModelOutputWithPooling`]: `pooler_output` is F_a, the pooled audio state of shape
+            `(batch_size, projection_dim)`; the other fields are data2vec-audio's.
+        """
+        return self.audio_student.encode(input_values, audio_attention_mask, **kwargs)
+
+    @can_return_tuple
+    def get_video_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling | tuple:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, 3, height, width)`): video frames.
+            **kwargs: given to TimeSformer, e.g. `output_hidden_states=True`; `return_dict`.
+
+        Returns:
+            [`BaseModelOutputWithPooling`]: `pooler_output` is F_v, the projected CLS state of shape
+            `(batch_size, projection_dim)`; the other fields are TimeSformer's.
+        """
+        return self.video_student.encode(pixel_values, **kwargs)
 
     def forward(
         self,
@@ -247,11 +372,11 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if text_features is None and input_ids is not None:
-            text_features = self.get_text_features(input_ids, attention_mask)
+            text_features = self.get_text_features(input_ids, attention_mask, return_dict=True).pooler_output
         if audio_features is None and input_values is not None:
-            audio_features = self.get_audio_features(input_values, audio_attention_mask)
+            audio_features = self.get_audio_features(input_values, audio_attention_mask, return_dict=True).pooler_output
         if video_features is None and pixel_values is not None:
-            video_features = self.get_video_features(pixel_values)
+            video_features = self.get_video_features(pixel_values, return_dict=True).pooler_output
 
         text_logits = self.text_teacher.classifier(text_features) if text_features is not None else None
         audio_logits = self.audio_student.classifier(audio_features) if audio_features is not None else None

@@ -264,7 +264,7 @@ def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     inputs = to_model(batch, model)
     text_features = inputs.get("text_features")  # precomputed (an evaluation on cached features), or computed here
     if text_features is None:
-        text_features = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+        text_features = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
     rows, num_labels = text_features.shape[0], model.config.num_labels
     outputs = {name: torch.full((rows, num_labels), math.nan) for name in PART_LOGITS.values()}
     text_logits = model(text_features=text_features).logits.float().cpu()

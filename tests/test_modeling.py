@@ -144,9 +144,9 @@ def test_teacher_reads_the_mask_position_under_left_and_right_padding(tiny_model
     assert last_token_positions(torch.tensor([[0, 0, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1]])).tolist() == [3, 2, 3]
     ids = torch.tensor([[0, 11, 12, 13, 4]])
     left = tiny_model.get_text_features(torch.cat([torch.ones(1, 2, dtype=torch.long), ids], 1),
-                                        torch.tensor([[0, 0, 1, 1, 1, 1, 1]]))
+                                        torch.tensor([[0, 0, 1, 1, 1, 1, 1]])).pooler_output
     right = tiny_model.get_text_features(torch.cat([ids, torch.ones(1, 2, dtype=torch.long)], 1),
-                                         torch.tensor([[1, 1, 1, 1, 1, 0, 0]]))
+                                         torch.tensor([[1, 1, 1, 1, 1, 0, 0]])).pooler_output
     assert torch.allclose(left, right, atol=1e-5)
 
 
@@ -155,7 +155,7 @@ def test_audio_mean_pooling_ignores_padding(tiny_model, tiny_processor):
     short = rng.standard_normal(5000).astype(np.float32)
     batch = tiny_processor(audio=[short, rng.standard_normal(9000).astype(np.float32)])
     assert batch["audio_attention_mask"][0].sum() == 5000
-    pooled = tiny_model.get_audio_features(batch["input_values"], batch["audio_attention_mask"])
+    pooled = tiny_model.get_audio_features(batch["input_values"], batch["audio_attention_mask"]).pooler_output
     encoder = tiny_model.audio_student.encoder
     hidden = encoder(batch["input_values"], attention_mask=batch["audio_attention_mask"]).last_hidden_state
     # frames of the CNN front end: each conv layer maps L to floor((L - kernel) / stride) + 1
