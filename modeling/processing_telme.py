@@ -403,14 +403,25 @@ class TelMEProcessor(ProcessorMixin):
 
         Args:
             conversations: one conversation (a list of turns) or a batch of them; each is encoded for its last turn.
+                Text goes in only this way (there is no `text=`): the prompt needs each turn's speaker.
             audio: one waveform or a list (1-D float arrays at `sampling_rate`, 16 kHz by default).
             videos: one clip or a list of clips, each `(num_frames, height, width, 3)` uint8 RGB.
             sampling_rate: rate of `audio`; checked against the feature extractor's.
 
         Returns:
-            `BatchFeature` with `input_ids`/`attention_mask`, `input_values`/`audio_attention_mask`,
+            `BatchFeature` with `input_ids`/`attention_mask` (the text's mask), `input_values`/`audio_attention_mask`
+            (the audio's mask, named apart so both fit one batch and reach the model's keywords of the same names),
             `pixel_values` of shape `(batch, num_frames, 3, height, width)` — whichever were requested.
+
+        Raises:
+            `TypeError` for any other keyword (`text=`, `images=`, ...): it would otherwise be silently ignored.
         """
+        if kwargs:
+            raise TypeError(
+                f"TelMEProcessor does not take {', '.join(f'`{k}=`' for k in sorted(kwargs))}; it accepts "
+                "`conversations=` (lists of {'speaker', 'text'} turns), `audio=`, `videos=`, `sampling_rate=` and "
+                "`return_tensors=`."
+            )
         if conversations is None and audio is None and videos is None:
             raise ValueError("Give at least one of `conversations`, `audio` or `videos`.")
         data: dict[str, Any] = {}
