@@ -2,6 +2,7 @@
 
     python benchmarks/run.py --quick      # under 10 minutes on 2 CPU cores, full-size rows included
     python benchmarks/run.py              # more clips, samples and repeats
+    python benchmarks/run.py --smoke --output /tmp/rows.json   # every section's flow in seconds (the tests)
     python benchmarks/run.py --gpu        # on a CUDA machine: fp32 / bf16 / fp16 step throughput, peak memory,
                                           # and one short recipe run of every stage with full-size models
 
@@ -59,9 +60,9 @@ import transformers  # noqa: E402
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer  # noqa: E402
 from telme_hf.caching import (  # noqa: E402
     ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs, module_fingerprint)
-from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media  # noqa: E402
-from telme_hf.data.collator import MODALITIES, TelMEDataCollator  # noqa: E402
-from telme_hf.data.media import AudioDecodeOptions, VideoDecodeOptions, decode_clip  # noqa: E402
+from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media  # noqa: E402
+from telme_hf.modeling.collating_telme import TelMEDataCollator  # noqa: E402
+from telme_hf.modeling.media_telme import MODALITIES, AudioDecodeOptions, VideoDecodeOptions, decode_clip  # noqa: E402
 from telme_hf.data.meld import load_meld  # noqa: E402
 from telme_hf.data.synthetic import make_synthetic_corpus  # noqa: E402
 from telme_hf.evaluation import evaluate_split  # noqa: E402
@@ -97,19 +98,26 @@ def interleaved(paths: dict[str, Callable[[Any], Any]], items: Sequence[Any], re
             for name in paths}
 
 
-def clip_args(quick: bool) -> argparse.Namespace:
-    """MELD-like clips: 1280x720, 3.2 s at 24 fps, H.264 + AAC 48 kHz stereo."""
+def clip_args(smoke: bool = False) -> argparse.Namespace:
+    """MELD-like clips: 1280x720, 3.2 s at 24 fps, H.264 + AAC 48 kHz stereo (`smoke`: 64x48, 1 s)."""
+    if smoke:
+        return argparse.Namespace(width=64, height=48, seconds=1.0, fps=24, sample_rate=48000, preset="veryfast")
     return argparse.Namespace(width=1280, height=720, seconds=3.2, fps=24, sample_rate=48000, preset="veryfast")
 
 
-def make_clips(folder: Path, count: int) -> list[Path]:
+def clip_name(smoke: bool = False) -> str:
+    clip = clip_args(smoke)
+    return "720p" if clip.height == 720 else f"{clip.width}x{clip.height}"
+
+
+def make_clips(folder: Path, count: int, smoke: bool = False) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    return [bench_decode.make_clip(folder / f"dia0_utt{i}.mp4", i, clip_args(True)) for i in range(count)]
+    return [bench_decode.make_clip(folder / f"dia0_utt{i}.mp4", i, clip_args(smoke)) for i in range(count)]
 
 
 # ------------------------------------------------------------------------------------------------- decode, cache
-def measure_decode(workdir: Path, clips: int, repeats: int) -> list[dict[str, Any]]:
-    paths = make_clips(workdir / "clips", clips)
+def measure_decode(workdir: Path, clips: int, repeats: int, smoke: bool = False) -> list[dict[str, Any]]:
+    paths = make_clips(workdir / "clips", clips, smoke)
     audio, video = AudioDecodeOptions(), VideoDecodeOptions(num_frames=8, size=224)
     cache = MediaCache(workdir / "decode-cache")
     for path in paths:
@@ -123,10 +131,12 @@ def measure_decode(workdir: Path, clips: int, repeats: int) -> list[dict[str, An
     cpu = {name: statistics.median(t["cpu"]) for name, t in times.items()}
     return [
         result_row("decode", med["naive"], med["ours"],
-                   f"per 720p clip, {clips} clips x {repeats}; CPU s naive {cpu['naive']:.3f} vs ours {cpu['ours']:.3f}; "
+                   f"per {clip_name(smoke)} clip, {clips} clips x {repeats}; CPU s naive {cpu['naive']:.3f} vs ours "
+                   f"{cpu['ours']:.3f}; "
                    "ours: one open for both streams, only the 8 picked frames converted, resized during conversion"),
         result_row("cache", med["ours"], med["cache"],
-                   f"per 720p clip: decode_clip vs a warm MediaCache read (8 frames at 224, 16 kHz audio); "
+                   f"per {clip_name(smoke)} clip: decode_clip vs a warm MediaCache read (8 frames at 224, 16 kHz "
+                   "audio); "
                    f"CPU s {cpu['ours']:.3f} vs {cpu['cache']:.4f}"),
     ]
 
@@ -220,14 +230,15 @@ def measure_training(preset: str, workdir: Path, dialogues: int, samples: int | 
 
 
 # --------------------------------------------------------------------------------------------------- inference
-def measure_inference(preset: str, workdir: Path, turns: int, repeats: int, suffix: str) -> list[dict[str, Any]]:
+def measure_inference(preset: str, workdir: Path, turns: int, repeats: int, suffix: str,
+                      smoke: bool = False) -> list[dict[str, Any]]:
     """A `turns`-turn dialogue with 720p clips: the pipeline end to end vs the bare forward on collated inputs."""
     from transformers import pipeline
 
     import telme_hf  # noqa: F401  (registers the pipeline task)
-    from telme_hf.prediction import prepare_dialogue
+    from telme_hf.modeling.pipeline_telme import prepare_dialogue
 
-    clips = make_clips(workdir / "dialogue", turns)
+    clips = make_clips(workdir / "dialogue", turns, smoke)
     texts = [f"turn {i}: well, I did not expect that at all, did you?" for i in range(turns)]
     model, processor = build_model(preset, texts * 20)
     model.eval()
@@ -255,21 +266,21 @@ def measure_inference(preset: str, workdir: Path, turns: int, repeats: int, suff
         num_frames=8, size=224))}, clips, 1)["d"]["wall"]) * turns
     return [result_row(
         f"inference{suffix}", base, ours,
-        f"{turns}-turn dialogue, 720p clips, batch {batch_size}: pipeline {ours / turns:.3f} s/utterance "
+        f"{turns}-turn dialogue, {clip_name(smoke)} clips, batch {batch_size}: pipeline {ours / turns:.3f} s/utterance "
         f"({turns / ours:.2f} utt/s) vs bare forward {base / turns:.3f} s/utterance; decoding the clips "
         f"~{decode_s:.2f} s of it; ratio = bare / pipeline (1.0 = no overhead)",
         seconds_per_utterance=round(ours / turns, 4))]
 
 
 # ------------------------------------------------------------------------------------------------------ the run
-def run_child(section: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    """A full-size section in its own process: its rows, each with that process's peak RSS."""
-    out = workdir / f"{section}.json"
-    command = [sys.executable, str(Path(__file__).resolve()), "--section", section, "--workdir", str(workdir),
-               "--rows-out", str(out)] + (["--quick"] if args.quick else [])
+def run_child(sections: Sequence[str], args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    """Sections in their own process: their rows, each with that process's peak RSS."""
+    out = workdir / f"{sections[0]}.json"
+    command = [sys.executable, str(Path(__file__).resolve()), "--section", *sections, "--workdir", str(workdir),
+               "--rows-out", str(out)] + (["--quick"] if args.quick else []) + (["--smoke"] if args.smoke else [])
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode != 0:
-        raise SystemExit(f"benchmark section {section} failed:\n{completed.stderr[-4000:]}")
+        raise SystemExit(f"benchmark section {' '.join(sections)} failed:\n{completed.stderr[-4000:]}")
     return json.loads(out.read_text())
 
 
@@ -293,25 +304,29 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"| {row['peak_rss_mb']} | {row['notes']} |")
 
 
-def sizes(quick: bool) -> dict[str, int]:
+def sizes(quick: bool, smoke: bool = False) -> dict[str, int]:
+    if smoke:  # the flow of every section, not a measurement
+        return {"clips": 1, "decode_repeats": 1, "dialogues": 2, "repeats": 1, "full_samples": 2, "full_repeats": 1,
+                "turns": 2, "inference_repeats": 1}
     return {"clips": 4 if quick else 10, "decode_repeats": 3 if quick else 5, "dialogues": 10 if quick else 20,
             "repeats": 3 if quick else 5, "full_samples": 4 if quick else 8, "full_repeats": 2 if quick else 3,
             "turns": 10, "inference_repeats": 2 if quick else 3}
 
 
 def run_section(section: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    size = sizes(args.quick)
+    size = sizes(args.quick, args.smoke)
+    full_preset = "tiny" if args.smoke else "meld"
     if section == "decode":
-        return measure_decode(workdir, size["clips"], size["decode_repeats"])
+        return measure_decode(workdir, size["clips"], size["decode_repeats"], args.smoke)
     if section == "training":
         return measure_training("tiny", workdir, size["dialogues"], None, 4, size["repeats"], "")
     if section == "inference":
-        return measure_inference("tiny", workdir, size["turns"], size["repeats"], "")
+        return measure_inference("tiny", workdir, size["turns"], size["repeats"], "", args.smoke)
     if section == "training-full":
-        return measure_training("meld", workdir, size["dialogues"], size["full_samples"], 2, size["full_repeats"],
-                                "-full")
+        return measure_training(full_preset, workdir, size["dialogues"], size["full_samples"], 2,
+                                size["full_repeats"], "-full")
     if section == "inference-full":
-        return measure_inference("meld", workdir, size["turns"], size["inference_repeats"], "-full")
+        return measure_inference(full_preset, workdir, size["turns"], size["inference_repeats"], "-full", args.smoke)
     raise ValueError(f"unknown section {section!r}")
 
 
@@ -322,11 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer clips, samples and repeats (under 10 minutes)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every section's flow in seconds: one small clip, two dialogues, one repeat, the tiny "
+                             "preset for the -full rows too; the figures mean nothing and nothing is written "
+                             "unless --output is given")
     parser.add_argument("--gpu", action="store_true", help="the GPU check instead (benchmarks/gpu_check.py)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
-    parser.add_argument("--output", type=Path, default=HERE / "results.json", help="where to write the rows")
+    parser.add_argument("--output", type=Path, help="where to write the rows (default: benchmarks/results.json)")
     parser.add_argument("--workdir", type=Path, help="keep clips, corpora and caches here")
-    parser.add_argument("--section", choices=SECTIONS, help=argparse.SUPPRESS)  # a child process's one section
+    parser.add_argument("--section", nargs="+", choices=SECTIONS, help=argparse.SUPPRESS)  # a child's sections
     parser.add_argument("--rows-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     datasets.disable_progress_bars()
@@ -340,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return gpu_check.main(["--quick"] if args.quick else [])
     if args.section:
-        args.rows_out.write_text(json.dumps(run_section(args.section, args, args.workdir)))
+        args.rows_out.write_text(json.dumps([row for section in args.section
+                                             for row in run_section(section, args, args.workdir)]))
         return 0
 
     started = time.perf_counter()
@@ -348,20 +368,24 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.workdir or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
-        for section in args.only or SECTIONS:
-            section_started = time.perf_counter()
-            # Each section in its own process: its peak RSS is its own, and nothing one leaves behind slows the next.
-            rows += run_child(section, args, workdir)
-            print(f"{section}: {time.perf_counter() - section_started:.0f} s", file=sys.stderr)
+        sections = list(args.only or SECTIONS)
+        # Each section in its own process: its peak RSS is its own, and nothing one leaves behind slows the next.
+        # A smoke run checks the flow only, so it pays for one process start instead of five.
+        for group in [sections] if args.smoke else [[section] for section in sections]:
+            group_started = time.perf_counter()
+            rows += run_child(group, args, workdir)
+            print(f"{' '.join(group)}: {time.perf_counter() - group_started:.0f} s", file=sys.stderr)
     report = {"machine": machine(), "quick": args.quick, "total_s": round(time.perf_counter() - started),
               "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""), "rows": rows}
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    output = args.output or (None if args.smoke else HERE / "results.json")
+    if output is not None:
+        output.write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]
     print(f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, transformers {m['transformers']}, device "
           f"{m['device']}; 1-min load {m['load_average_1min']}; total {report['total_s']} s\n")
     print_table(rows)
     print(f"\nratio = baseline_s / ours_s, measured in this run; peak RSS of the section's own process. "
-          f"Wrote {args.output}")
+          + (f"Wrote {output}" if output is not None else "(smoke run: nothing written)"))
     return 0
 
 

@@ -252,7 +252,7 @@ def resolve_bad_media(
     Example:
 
     ```python
-    >>> from telme_hf.data.media import MissingMediaError
+    >>> from telme_hf.modeling.media_telme import MissingMediaError
     >>> problem = ("audio+video", MissingMediaError("dia1_utt2.mp4", "file not found"))
     >>> resolve_bad_media([problem], {"audio": None, "video": None}, "skip", "dia1_utt2").note
     'audio+video missing (dia1_utt2.mp4): dropped'

@@ -25,7 +25,7 @@ PASSTHROUGH_COLUMNS = ("text_features", "audio_features", "video_features", "tea
 
 
 class TelMEDataCollator:
-    """Build a batch for `TelMEForEmotionRecognition` from dataset rows (see `telme_hf.data.load_meld`) or turns.
+    """Build a batch for `TelMEForEmotionRecognition` from dataset rows (see `telme_hf.data.meld.load_meld`) or turns.
 
     Media is decoded as the processor says (`MediaLoader.for_processor`), through the bad-media policy. Rows that
     already carry `audio`/`video` arrays (decoded upstream, e.g. by DataLoader workers) are not decoded again.
@@ -34,7 +34,7 @@ class TelMEDataCollator:
         processor: the model's `TelMEProcessor`; it decides how media is decoded and fed.
         modalities: what the stage needs; the teacher stage passes `("text",)` and touches no media.
         cache: a `MediaCache` (or its folder) so each clip is decoded once across epochs, stages and runs.
-        on_bad_media: `"error"`, `"skip"` or `"zeros"`; see `telme_hf.data.bad_media`.
+        on_bad_media: `"error"`, `"skip"` or `"zeros"`; see `telme_hf.modeling.bad_media_telme`.
         skipped: what happens to a row that `"skip"` leaves out: `"drop"` it from the batch (training,
             evaluation), or keep it with its text alone (`"text"`, prediction: `media_rows` then lists the rows
             that have media).
@@ -146,4 +146,4 @@ def to_model(batch: Mapping[str, Any], model: torch.nn.Module) -> dict[str, Any]
     return moved
 
 
-__all__ = ["TelMEDataCollator", "MODALITIES", "PASSTHROUGH_COLUMNS", "to_model"]
+__all__ = ["TelMEDataCollator", "PASSTHROUGH_COLUMNS", "to_model"]

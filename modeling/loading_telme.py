@@ -164,7 +164,7 @@ class MediaLoader:
     Args:
         audio, video: decode options, or `None` for a modality that is never needed.
         cache: a `MediaCache`, or `None` to decode every time.
-        on_bad_media: `"error"`, `"skip"` or `"zeros"` (see `telme_hf.data.bad_media`).
+        on_bad_media: `"error"`, `"skip"` or `"zeros"` (see `telme_hf.modeling.bad_media_telme`).
         max_media_seconds: media (or a window) longer than this is bad media.
         pixel_mean: the decoded colour that reaches the model as zeros (see `placeholder_colour`).
         split: recorded with the report's entries.

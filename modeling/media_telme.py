@@ -23,7 +23,7 @@ Why it looks the way it does (figures measured on MELD-like 720p clips, see ``be
 Example:
 
 ```python
->>> from telme_hf.data.media import AudioDecodeOptions, VideoDecodeOptions, decode_clip
+>>> from telme_hf.modeling.media_telme import AudioDecodeOptions, VideoDecodeOptions, decode_clip
 >>> clip = decode_clip("MELD.Raw/train_splits/dia0_utt0.mp4")  # doctest: +SKIP
 >>> clip.audio.shape, clip.audio.dtype  # doctest: +SKIP
 ((89088,), dtype('float32'))
@@ -68,7 +68,6 @@ __all__ = [
     "decode_video",
     "media_duration",
     "resample_waveform",
-    "sample_frame_indices",
     "strided_window_picks",
     "MEDIA_DECODER_VERSION",
     "REFERENCE_AUDIO_RATE",

@@ -520,7 +520,6 @@ __all__ = [
     "EmotionRecognitionInConversationPipeline",
     "MEDIA_FIELDS",
     "PART_LOGITS",
-    "PIPELINE_TASK",
     "PreparedUtterance",
     "format_predictions",
     "has_media",

@@ -33,8 +33,8 @@ TelMEProcessor.register_for_auto_class()
 
 from .components import build_processor, train_tokenizer  # noqa: E402  (needs the registered classes)
 from .evaluation import evaluate_split  # noqa: E402
-from .prediction import predict_dialogue  # noqa: E402
-from .pipeline import PIPELINE_TASK, EmotionRecognitionInConversationPipeline  # noqa: E402
+from .modeling.configuration_telme import PIPELINE_TASK  # noqa: E402
+from .modeling.pipeline_telme import EmotionRecognitionInConversationPipeline, predict_dialogue  # noqa: E402
 
 
 PIPELINE_REGISTRY.register_pipeline(

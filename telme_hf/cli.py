@@ -99,7 +99,8 @@ def _train(argv: list[str]) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from .dialogue_files import read_dialogue, render_predictions
-    from .prediction import format_predictions, load_model_and_processor, predict_logits, prepare_dialogue
+    from .modeling.pipeline_telme import format_predictions, predict_logits, prepare_dialogue
+    from .prediction import load_model_and_processor
 
     turns = read_dialogue(args.dialogue)
     model, processor = load_model_and_processor(args.model, args.device)

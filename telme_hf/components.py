@@ -232,11 +232,9 @@ def upgrade_checkpoint(folder: str | os.PathLike) -> list[str]:
 
 __all__ = [
     "add_speaker_tokens",
-    "apply_legacy_preprocessing",
     "build_feature_extractor",
     "build_image_processor",
     "build_processor",
-    "legacy_processor_options",
     "min_audio_samples",
     "processor_options",
     "train_tokenizer",

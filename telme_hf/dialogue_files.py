@@ -16,7 +16,7 @@ from typing import Any
 
 from .data.dialogues import read_csv_rows
 from .metrics import align_table
-from .prediction import MEDIA_FIELDS
+from .modeling.pipeline_telme import MEDIA_FIELDS
 
 
 __all__ = ["predict_command", "read_dialogue", "render_predictions", "write_example_dialogue"]

@@ -29,8 +29,8 @@ from .modeling.logging_telme import progress_bar
 from .modeling.loading_telme import MediaCache, MediaLoader, prepare_media
 from .modeling.collating_telme import TelMEDataCollator
 from .modeling.media_telme import MODALITIES, MediaError
+from .modeling.pipeline_telme import DEFAULT_BATCH_SIZE, PART_LOGITS, predict_batch
 from .metrics import compute_erc_metrics, plot_confusion_matrix, write_metrics_json, write_predictions_csv
-from .prediction import DEFAULT_BATCH_SIZE, PART_LOGITS, predict_batch
 
 
 __all__ = ["evaluate_split", "load_evaluation_split", "write_evaluation"]

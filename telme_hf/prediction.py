@@ -1,13 +1,13 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
-"""Predict with a trained TelME: a dialogue in, one emotion per utterance out.
+"""Load a trained TelME checkpoint for prediction, with an error naming the damaged file when it fails.
 
-The prediction code lives in the Hub-portable `telme_hf.modeling.pipeline_telme` (a checkpoint carries it, so its
-pipeline runs where telme_hf is not installed); this module adds loading a checkpoint.
+Prediction itself is `telme_hf.modeling.pipeline_telme` (a checkpoint carries it).
 
 Example:
 
 ```python
->>> from telme_hf.prediction import load_model_and_processor, predict_dialogue
+>>> from telme_hf.modeling.pipeline_telme import predict_dialogue
+>>> from telme_hf.prediction import load_model_and_processor
 >>> model, processor = load_model_and_processor("telme-demo/final")  # doctest: +SKIP
 >>> turns = [
 ...     {"speaker": "Ross", "text": "We were on a break!", "media": "clips/dia0_utt0.mp4"},
@@ -26,35 +26,8 @@ from pathlib import Path
 
 import torch
 
-from .modeling.pipeline_telme import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_PREDICT_POLICY,
-    MEDIA_FIELDS,
-    PART_LOGITS,
-    PreparedUtterance,
-    format_predictions,
-    has_media,
-    predict_batch,
-    predict_dialogue,
-    predict_logits,
-    prepare_dialogue,
-)
 
-
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_PREDICT_POLICY",
-    "MEDIA_FIELDS",
-    "PART_LOGITS",
-    "PreparedUtterance",
-    "format_predictions",
-    "has_media",
-    "load_model_and_processor",
-    "predict_batch",
-    "predict_dialogue",
-    "predict_logits",
-    "prepare_dialogue",
-]
+__all__ = ["load_model_and_processor"]
 
 
 def damaged_file(folder: str, error: Exception) -> str:

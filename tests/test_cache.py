@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from telme_hf.data.bad_media import PLACEHOLDER_AUDIO_SAMPLES
-from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media
-from telme_hf.data.collator import TelMEDataCollator
-from telme_hf.data.media import (
+from telme_hf.modeling.bad_media_telme import PLACEHOLDER_AUDIO_SAMPLES
+from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media
+from telme_hf.modeling.collating_telme import TelMEDataCollator
+from telme_hf.modeling.media_telme import (
     AudioDecodeOptions,
     CorruptMediaError,
     MissingMediaError,
@@ -204,7 +204,7 @@ def test_a_bad_clip_is_decoded_and_logged_once(clips, caplog, monkeypatch):
 
 
 def test_a_stream_longer_than_its_header_says_stops_at_the_cap(tmp_path):
-    from telme_hf.data.media import decode_clip
+    from telme_hf.modeling.media_telme import decode_clip
 
     rng = np.random.default_rng(0)
     # 4 s of video and audio; decoding with a 2 s cap must stop (here no header is consulted at all).

@@ -10,7 +10,7 @@ import pytest
 from telme_hf import IEMOCAP_LABELS
 from telme_hf.data.dialogues import row_features
 from telme_hf.data.iemocap import IemocapPathResolver, iemocap_actor, load_iemocap
-from telme_hf.data.media import MissingMediaError
+from telme_hf.modeling.media_telme import MissingMediaError
 
 
 HEADER = "Utterance,Speaker,Dialogue_ID,Start_Time,End_Time,Wav_Path,Video_Path,Emotion"

@@ -1,4 +1,4 @@
-"""Tests for telme_hf.data.media: media generated with PyAV in tmp_path, no network."""
+"""Tests for telme_hf.modeling.media_telme: media generated with PyAV in tmp_path, no network."""
 
 import pickle
 
@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from telme_hf.data.media import (
+from telme_hf.modeling.media_telme import (
     AudioDecodeOptions,
     CorruptMediaError,
     DecodedClip,
@@ -19,8 +19,8 @@ from telme_hf.data.media import (
     decode_clip,
     decode_video,
     media_duration,
-    sample_frame_indices,
 )
+from telme_hf.modeling.processing_telme import sample_frame_indices
 from telme_hf.data.synthetic import write_media
 
 from frame_index import HEIGHT, WIDTH, indexed_frames, read_indices

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from telme_hf import MELD_LABELS
-from telme_hf.data.bad_media import BadMediaReport
+from telme_hf.modeling.bad_media_telme import BadMediaReport
 from telme_hf.data.dialogues import (
     assign_speaker_indices,
     decode_csv_bytes,
@@ -17,7 +17,7 @@ from telme_hf.data.dialogues import (
     row_features,
     scan_missing_media,
 )
-from telme_hf.data.media import MissingMediaError
+from telme_hf.modeling.media_telme import MissingMediaError
 from telme_hf.data.meld import load_meld
 
 

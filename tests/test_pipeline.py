@@ -10,8 +10,8 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 import telme_hf
 from telme_hf import EmotionRecognitionInConversationPipeline
-from telme_hf.data.cache import media_options
-from telme_hf.data.media import decode_clip
+from telme_hf.modeling.loading_telme import media_options
+from telme_hf.modeling.media_telme import decode_clip
 from telme_hf.data.synthetic import write_media
 from without_telme_hf import BLOCK_TELME_HF
 

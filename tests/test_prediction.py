@@ -14,13 +14,13 @@ import torch
 from sklearn.metrics import f1_score
 
 from telme_hf.cli import main
-from telme_hf.data.cache import media_options
-from telme_hf.data.media import decode_clip
+from telme_hf.modeling.loading_telme import media_options
+from telme_hf.modeling.media_telme import decode_clip
 from telme_hf.data.meld import load_meld
 from telme_hf.data.synthetic import write_media
 from telme_hf.dialogue_files import predict_command, read_dialogue, write_example_dialogue
 from telme_hf.evaluation import evaluate_split, load_evaluation_split
-from telme_hf.prediction import predict_dialogue
+from telme_hf.modeling.pipeline_telme import predict_dialogue
 
 
 TURNS = [
@@ -341,7 +341,7 @@ def test_damaged_checkpoints_and_dialogue_values_of_the_wrong_type_are_named(tin
 
 
 def test_worker_errors_reach_the_caller_as_themselves(tiny_corpus, tiny_model, tiny_processor):
-    from telme_hf.data.media import MissingMediaError
+    from telme_hf.modeling.media_telme import MissingMediaError
 
     dev = load_meld(tiny_corpus, splits="dev", on_bad_media="zeros")["dev"]
     with pytest.raises(MissingMediaError, match="file not found") as caught:

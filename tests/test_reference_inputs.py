@@ -153,7 +153,7 @@ def processor_for(preset, tokenizer, **config_kwargs):
 def loader_for(processor):
     from dataclasses import replace
 
-    from telme_hf.data.cache import MediaLoader, media_options
+    from telme_hf.modeling.loading_telme import MediaLoader, media_options
 
     audio, video = media_options(processor)
     # Native frame size, so the index stripes survive (the preset's 224-px centre crop would cut the outer ones).

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from telme_hf.data.media import (
+from telme_hf.modeling.media_telme import (
     AudioDecodeOptions,
     CorruptMediaError,
     MissingMediaError,

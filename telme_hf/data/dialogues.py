@@ -36,7 +36,6 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from ..modeling.processing_telme import TEXT_NORMALIZATIONS, first_appearance_indices
 from ..modeling.bad_media_telme import (
-    BAD_MEDIA_POLICIES,
     BadMediaEntry,
     BadMediaPolicy,
     BadMediaReport,
@@ -50,8 +49,6 @@ from ..modeling.logging_telme import get_logger
 
 __all__ = [
     "LOGGER_NAME",
-    "MODALITIES",
-    "BAD_MEDIA_POLICIES",
     "CsvRow",
     "add_dialogue_structure",
     "assign_speaker_indices",
@@ -428,7 +425,7 @@ def row_features(label_names: Sequence[str]) -> Features:
     """The `datasets.Features` of every loader's rows.
 
     Media are plain path strings (no `Audio()`/`Video()` feature: those decode through torchcodec, which this
-    package does not use); `telme_hf.data.media` decodes them. `start`/`end` are the IEMOCAP window in seconds
+    package does not use); `telme_hf.modeling.media_telme` decodes them. `start`/`end` are the IEMOCAP window in seconds
     and NaN when the clip is the whole file (MELD).
     """
     return Features(
