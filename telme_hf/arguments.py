@@ -28,12 +28,13 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from .modeling.bad_media_telme import BAD_MEDIA_POLICIES
 from .data.registry import CORPUS_NAMES
-from .recipe import RECIPES, original_hyperparameters, reference_precision
+from .recipe import RECIPES, REFERENCE_PRECISION, original_hyperparameters
 
 
 STAGES = ("teacher", "audio", "video", "fusion")
 PRESETS = ("meld", "iemocap", "tiny")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
+FROZEN_OUTPUTS = ("auto", "cached", "recomputed")
 
 
 @dataclass
@@ -97,7 +98,12 @@ class DataArguments:
 
 
 def _per_stage(what: str, stage: str) -> Any:
-    return field(default=None, metadata={"help": f"{what} of the {stage} stage (default: {'num_train_epochs' if what == 'Epochs' else 'learning_rate'})."})
+    run_option = {"Epochs": "num_train_epochs", "Learning rate": "learning_rate", "Precision": "precision"}[what]
+    metadata = {"help": f"{what} of the {stage} stage (default: {run_option}"
+                        + (", or the recipe's for this stage)." if what == "Precision" else ").")}
+    if what == "Precision":
+        metadata["choices"] = list(PRECISIONS[1:])
+    return field(default=None, metadata=metadata)
 
 
 @dataclass
@@ -122,8 +128,16 @@ class TelMETrainingArguments(TrainingArguments):
         teacher_epochs, audio_epochs, video_epochs, fusion_epochs (`float`, *optional*):
             A stage's own epochs (default `num_train_epochs`).
         precision (`str`, *optional*, defaults to `"auto"`):
-            `"auto"` (`accelerate launch --mixed_precision` if given, else bf16 on a GPU that supports it and fp32
-            otherwise: bf16 on a CPU is ~20x slower), `"no"`, `"fp16"` or `"bf16"`.
+            Every stage's precision unless it has its own: `"no"` (fp32), `"fp16"` (autocast and a grad scaler),
+            `"bf16"` (autocast), or `"auto"`: the recipe's choice (`reference`: fp32 teacher, fp16 students and
+            fusion; `clean`: `accelerate launch --mixed_precision fp16|bf16` if given, else bf16 on a GPU that
+            supports it and fp32 otherwise, since bf16 on a CPU is ~20x slower). See :func:`stage_precision`.
+        teacher_precision, audio_precision, video_precision, fusion_precision (`str`, *optional*):
+            A stage's own precision (`"no"`, `"fp16"` or `"bf16"`); wins over `precision` and the recipe.
+        frozen_outputs (`str`, *optional*, defaults to `"auto"`):
+            The frozen parts' outputs a stage learns from (the teacher's in the student stages, every encoder's in
+            the fusion stage): `"cached"` once per sample before the stage, or `"recomputed"` for every training
+            batch, as the original does. `"auto"`: recomputed under `recipe=reference`, cached otherwise.
         keep_checkpoints (`bool`, *optional*, defaults to `False`):
             Keep each stage's epoch checkpoints (each is the whole model plus optimizer state) after its best epoch
             is loaded.
@@ -144,7 +158,7 @@ class TelMETrainingArguments(TrainingArguments):
     stages: list[str] = field(default_factory=lambda: list(STAGES), metadata={
         "help": "The stages to train, in order (later stages alone start from init_from or OUTPUT_DIR/final)."})
     recipe: str = field(default="clean", metadata={
-        "help": "clean (the Trainer's schedule and init) or reference (the original scripts' loop exactly).",
+        "help": "clean (the Trainer's schedule and init) or reference (the original scripts' loop; the README lists what still differs).",
         "choices": list(RECIPES)})
     seeds: list[int] | None = field(default=None, metadata={
         "help": "Run the whole recipe once per seed into OUTPUT_DIR/seed-N/ and write summary.json."})
@@ -157,8 +171,18 @@ class TelMETrainingArguments(TrainingArguments):
     video_epochs: float | None = _per_stage("Epochs", "video")
     fusion_epochs: float | None = _per_stage("Epochs", "fusion")
     precision: str = field(default="auto", metadata={
-        "help": "auto (bf16 on a GPU that supports it, else fp32; accelerate launch --mixed_precision wins), no, "
-        "fp16 or bf16.", "choices": list(PRECISIONS)})
+        "help": "Every stage's precision unless it has its own: no (fp32), fp16 (autocast + grad scaler), bf16, or "
+        "auto: the recipe's (reference: fp32 teacher, fp16 students and fusion; clean: accelerate launch "
+        "--mixed_precision if fp16/bf16, else bf16 on a GPU that supports it, else fp32).",
+        "choices": list(PRECISIONS)})
+    teacher_precision: str | None = _per_stage("Precision", "teacher")
+    audio_precision: str | None = _per_stage("Precision", "audio")
+    video_precision: str | None = _per_stage("Precision", "video")
+    fusion_precision: str | None = _per_stage("Precision", "fusion")
+    frozen_outputs: str = field(default="auto", metadata={
+        "help": "The frozen parts' outputs a stage learns from: cached (once per sample), recomputed (every "
+        "training batch, as the original), or auto (recomputed under recipe=reference, else cached).",
+        "choices": list(FROZEN_OUTPUTS)})
     keep_checkpoints: bool = field(default=False, metadata={
         "help": "Keep each stage's epoch checkpoints after its best epoch is loaded."})
     response_weight: float = field(default=1.0, metadata={"help": "α: weight of the DIST response loss."})
@@ -196,6 +220,12 @@ class TelMETrainingArguments(TrainingArguments):
             problems.append(f"`recipe` must be one of {list(RECIPES)}, got {self.recipe!r}")
         if self.precision not in PRECISIONS:
             problems.append(f"`precision` must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        for stage in STAGES:
+            own = getattr(self, f"{stage}_precision")
+            if own is not None and own not in PRECISIONS[1:]:
+                problems.append(f"`{stage}_precision` must be one of {list(PRECISIONS[1:])}, got {own!r}")
+        if self.frozen_outputs not in FROZEN_OUTPUTS:
+            problems.append(f"`frozen_outputs` must be one of {list(FROZEN_OUTPUTS)}, got {self.frozen_outputs!r}")
         if self.seeds is not None:
             seeds = [self.seeds] if isinstance(self.seeds, int) else list(self.seeds)
             if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -317,22 +347,44 @@ def stage_value(training_args: TelMETrainingArguments, dataset: str, name: str, 
     return original.get(name, getattr(training_args, name))
 
 
-def precision_flags(training_args: TelMETrainingArguments, stage: str | None = None) -> dict[str, bool]:
-    """`bf16`/`fp16` for a stage: `accelerate launch --mixed_precision` wins, then `precision`; `auto` is bf16 on a
-    GPU that supports it and fp32 otherwise. Under `recipe=reference` the stage decides, as in the original."""
-    if training_args.recipe == "reference" and stage is not None:
-        return reference_precision(stage)
-    choice = os.environ.get("ACCELERATE_MIXED_PRECISION") or training_args.precision
-    if choice == "auto":
-        choice = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    if choice not in ("no", "fp16", "bf16"):
-        raise ValueError(f"mixed precision must be auto, no, fp16 or bf16, got {choice!r}.")
-    return {"bf16": choice == "bf16", "fp16": choice == "fp16"}
+def stage_precision(training_args: TelMETrainingArguments, stage: str) -> str:
+    """The precision a stage trains in: `"no"` (fp32), `"fp16"` or `"bf16"`.
+
+    The stage's own option (`audio_precision`, ...) wins; then `precision` unless it is `"auto"`; then the recipe:
+    `reference` trains the teacher in fp32 and the students and fusion under fp16 (on any device: torch has CPU
+    autocast and grad scaling), `clean` takes `accelerate launch --mixed_precision fp16|bf16`, else bf16 on a GPU
+    that supports it, else fp32.
+
+    Example:
+
+    ```python
+    >>> args = TelMETrainingArguments(output_dir="x", recipe="reference", fusion_precision="bf16")
+    >>> [stage_precision(args, stage) for stage in STAGES]
+    ['no', 'fp16', 'fp16', 'bf16']
+    ```
+    """
+    own = getattr(training_args, f"{stage}_precision")
+    if own is not None:
+        return own
+    if training_args.precision != "auto":
+        return training_args.precision
+    if training_args.recipe == "reference":
+        return REFERENCE_PRECISION[stage]
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "").lower()
+    if launched in ("fp16", "bf16"):
+        return launched
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def recomputes_frozen_outputs(training_args: TelMETrainingArguments) -> bool:
+    """Whether the student and fusion stages recompute the frozen parts' outputs for every batch (`frozen_outputs`)."""
+    if training_args.frozen_outputs == "auto":
+        return training_args.recipe == "reference"
+    return training_args.frozen_outputs == "recomputed"
 
 
 def stage_arguments(training_args: TelMETrainingArguments, dataset: str, stage: str) -> TelMETrainingArguments:
     """The `TrainingArguments` of one stage, derived from the run's (which stay as they are)."""
-    flags = precision_flags(training_args, stage)
     reference = training_args.recipe == "reference"
     args = dataclasses.replace(
         training_args,
@@ -354,11 +406,14 @@ def stage_arguments(training_args: TelMETrainingArguments, dataset: str, stage: 
         push_to_hub=False,
         seeds=None,
         dataloader_pin_memory=training_args.dataloader_pin_memory and torch.cuda.is_available(),
-        **flags,
+        # The stage's trainer runs its own autocast and grad scaler (`telme_hf.trainer`): accelerate's would be
+        # fixed by the first stage that prepares the model, and does nothing for fp16 on a CPU.
+        precision=stage_precision(training_args, stage),
+        bf16=False,
+        fp16=False,
     )
-    # `TrainingArguments` takes the mixed precision from `accelerate launch` when neither flag is set; a stage that
-    # must run in fp32 (the reference teacher) says so.
-    args.mixed_precision = "fp16" if flags["fp16"] else "bf16" if flags["bf16"] else "no"
+    # `TrainingArguments` takes the mixed precision from `accelerate launch` when neither flag is set.
+    args.mixed_precision = "no"
     return args
 
 
@@ -369,10 +424,21 @@ def _argument_names() -> set[str]:
     return {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
 
 
+def _takes_no(name: str) -> bool:
+    """Whether an option's choices include `"no"`, which YAML reads as `false` (`precision: no`)."""
+    for cls in ARGUMENT_CLASSES:
+        for item in dataclasses.fields(cls):
+            if item.name == name:
+                return "no" in (item.metadata.get("choices") or ())
+    return False
+
+
 def _tokens(name: str, value: Any) -> list[str]:
     """Command-line tokens setting `name` to a YAML value (so argparse checks its type like any flag)."""
     if value is None:
         return []
+    if value is False and _takes_no(name):
+        return [f"--{name}", "no"]
     if isinstance(value, (list, tuple)):
         return [f"--{name}", *(str(item) for item in value)] if value else []
     if isinstance(value, bool):
@@ -534,7 +600,8 @@ __all__ = [
     "resolve_config",
     "corpus_root",
     "parse_recipe_args",
-    "precision_flags",
+    "recomputes_frozen_outputs",
+    "stage_precision",
     "recipe_parser",
     "stage_arguments",
     "stage_value",

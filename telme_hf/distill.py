@@ -24,6 +24,8 @@ from .arguments import (
     cache_root,
     check_run,
     corpus_root,
+    recomputes_frozen_outputs,
+    stage_precision,
     stage_arguments,
     stage_value,
     starting_checkpoint,
@@ -170,7 +172,8 @@ def train_stage(
     resume_checkpoint: str | None = None,
     earlier_checkpoints: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one stage and keep its best dev epoch; return `{"selected_epoch", "best_checkpoint", "_scaler_state"}`.
+    """Train one stage and keep its best dev epoch; return `{"selected_epoch", "best_checkpoint", "_scaler_state",
+    "_precision"}` (`_precision`: what the steps ran in, :meth:`PrecisionMonitor.report`).
 
     `scaler_state` starts the stage's grad scaler where the previous stage's ended (the reference recipe's video
     student continues the audio student's); the returned `_scaler_state` is this stage's final one.
@@ -179,22 +182,28 @@ def train_stage(
     previous stage's folder, loses its checkpoints once this stage has saved its first one.
     """
     args = stage_arguments(training_args, dataset, stage)
-    collator = TelMEDataCollator(processor, STAGE_MODALITIES[stage], loader=loader)
+    recompute = recomputes_frozen_outputs(training_args) and stage != "teacher"
+    # Recomputing the teacher's outputs in a student stage needs its text in every batch.
+    modalities = ("text", *STAGE_MODALITIES[stage]) if recompute and stage in ("audio", "video") \
+        else STAGE_MODALITIES[stage]
+    collator = TelMEDataCollator(processor, modalities, loader=loader)
     train, dev = splits["train"], splits["dev"]
     state = PartialState()
     frozen_dir = cache_dir / "frozen"
-    if stage in ("audio", "video"):
+    if stage in ("audio", "video") and not recompute:
         with state.main_process_first():
             train = add_frozen_outputs(train, model, TelMEDataCollator(processor, ("text",)), TEACHER_COLUMNS,
                                        frozen_dir, TEACHER_PARTS, args.per_device_eval_batch_size,
                                        desc=f"teacher outputs {stage}")
     if stage == "fusion":
+        # Dev's features are the same either way (eval mode, CSV order); train's, when recomputed, come from every
+        # shuffled batch under the stage's autocast, as in the original.
         with state.main_process_first():
-            train, dev = (
-                add_encoder_features(split, model, processor, loader, frozen_dir, args.per_device_eval_batch_size,
-                                     desc=f"features {name}")
-                for name, split in (("train", train), ("dev", dev))
-            )
+            dev = add_encoder_features(dev, model, processor, loader, frozen_dir, args.per_device_eval_batch_size,
+                                       desc="features dev")
+            if not recompute:
+                train = add_encoder_features(train, model, processor, loader, frozen_dir,
+                                             args.per_device_eval_batch_size, desc="features train")
     callbacks = [] if training_args.keep_checkpoints else [RemoveEarlierCheckpoints(earlier_checkpoints)]
     trainer = trainer_for_stage(stage)(
         model=model, args=args, train_dataset=train, eval_dataset=dev, data_collator=collator,
@@ -210,7 +219,7 @@ def train_stage(
     # stage, also when its checkpoints are removed.
     trainer.save_state()
     return {"selected_epoch": _selected_epoch(trainer), "best_checkpoint": trainer.state.best_model_checkpoint,
-            "_scaler_state": grad_scaler_state(trainer)}
+            "_scaler_state": grad_scaler_state(trainer), "_precision": trainer.precision_monitor.report()}
 
 
 # ----------------------------------------------------------------------------------------------------------- run
@@ -347,7 +356,9 @@ def _train_evaluate_and_write(model_args, data_args, training_args, data, report
     previous_dir: Path | None = None
     for stage in stages:
         if resume and stage in resume["finished"]:
-            results[stage] = {"selected_epoch": resume["finished"][stage]["selected_epoch"]}
+            finished = resume["finished"][stage]
+            results[stage] = {"selected_epoch": finished["selected_epoch"],
+                              **{key: finished[key] for key in ("autocast_dtype", "grad_scaler") if key in finished}}
             previous_dir = output_dir / stage
             logger.info("stage %s finished before the interruption: skipped.", stage)
             continue
@@ -362,8 +373,14 @@ def _train_evaluate_and_write(model_args, data_args, training_args, data, report
         result = train_stage(stage, model, processor, splits, training_args, data_args.dataset, loader, cache_dir,
                              carried, checkpoint, previous_dir)
         scaler_state = result.pop("_scaler_state")
+        # What the stage's steps really ran in, measured inside the forward (`PrecisionMonitor`).
+        result.update(result.pop("_precision"))
+        logger.info("stage %s trained under %s autocast%s.", stage, result["autocast_dtype"],
+                    "" if not result["grad_scaler"] else
+                    ", grad scaler at {final_scale:g} with {skipped_steps} skipped steps".format(**result["grad_scaler"]))
         if state.is_main_process:
-            record_stage(output_dir, stage, result["selected_epoch"], result.pop("best_checkpoint"))
+            record_stage(output_dir, stage, result["selected_epoch"], result.pop("best_checkpoint"),
+                         {key: result[key] for key in ("autocast_dtype", "grad_scaler")})
         else:
             result.pop("best_checkpoint")
         results[stage] = result
@@ -465,7 +482,8 @@ def training_summary(model_args: ModelArguments, data_args: DataArguments, train
 
     dataset = data_args.dataset
     stages = {stage: {"epochs": float(stage_value(training_args, dataset, "epochs", stage)),
-                      "learning_rate": float(stage_value(training_args, dataset, "learning_rate", stage))}
+                      "learning_rate": float(stage_value(training_args, dataset, "learning_rate", stage)),
+                      "precision": stage_precision(training_args, stage)}
               for stage in STAGES if stage in training_args.stages}
     options: dict[str, Any] = {"dataset": dataset, "preset": model_args.preset,
                                "reference_behaviour": model_args.reference_behaviour, "recipe": training_args.recipe}

@@ -13,9 +13,10 @@ own values stay, since from-scratch tiny backbones need other rates.
 | weight decay | not on biases and norms | on every parameter |
 | head and fusion init | `post_init`: N(0, 0.02), zero biases | PyTorch defaults (:func:`reset_heads_to_pytorch_defaults`) |
 | new speaker-token rows | transformers' mean resizing | N(0, 0.02), as transformers 4.27 did |
-| precision | `mixed_precision` (bf16 on a GPU by `auto`) | teacher fp32; students and fusion fp16 autocast + grad scaler |
+| precision | `precision` (`auto`: bf16 on a GPU, fp32 on a CPU) | teacher fp32; students and fusion fp16 autocast + grad scaler |
 | clipping | after unscaling | on the scaled gradients (under fp16) |
-| grad scaler | one per stage | the video student continues the audio student's (one loop in the original) |
+| grad scaler | one per fp16 stage | one for both students: the video student's loop starts from the audio student's scaler |
+| frozen outputs | cached once per sample | recomputed for every training batch (`frozen_outputs`) |
 | optimizer | `adamw_torch_fused` where available | `torch.optim.AdamW` (`adamw_torch`) |
 """
 
@@ -33,6 +34,10 @@ from .modeling.logging_telme import get_logger
 logger = get_logger("telme_hf")
 
 RECIPES = ("clean", "reference")
+
+# The original trains the teacher in fp32 and the students and the fusion under `torch.cuda.amp.autocast()` (fp16)
+# with a `GradScaler`; `precision=auto` under `recipe=reference` takes these (see `telme_hf.arguments.stage_precision`).
+REFERENCE_PRECISION = {"teacher": "no", "audio": "fp16", "video": "fp16", "fusion": "fp16"}
 
 # The original scripts' settings (`MELD|IEMOCAP/{teacher,student,fusion}.py`). The MELD teacher's 1e-6 is the
 # code's default; the paper says 1e-5 for everything.
@@ -141,25 +146,6 @@ def reset_heads_to_pytorch_defaults(model: nn.Module) -> list[str]:
     return reset
 
 
-def reference_precision(stage: str, cuda: bool | None = None) -> dict[str, bool]:
-    """The original's precision: fp32 teacher; fp16 autocast with a grad scaler for the students and the fusion.
-
-    On a machine without CUDA, fp16 autocast is replaced by fp32 (CPU fp16/bf16 kernels are far slower and the
-    original never ran there); without a scaler the clip-before-unscale quirk then has no effect. The substitution
-    is logged.
-    """
-    cuda = torch.cuda.is_available() if cuda is None else cuda
-    if stage == "teacher":
-        return {"bf16": False, "fp16": False}
-    if not cuda:
-        logger.info(
-            "recipe=reference, stage %s: the original trains it under fp16 autocast with a grad scaler on a GPU; "
-            "there is no CUDA device here, so it runs in fp32 (and the clip acts on unscaled gradients).", stage,
-        )
-        return {"bf16": False, "fp16": False}
-    return {"bf16": False, "fp16": True}
-
-
 def grad_scaler_state(trainer: Any) -> dict[str, Any] | None:
     """The grad scaler's state after a stage (`None` without fp16), for :func:`continue_grad_scaler`."""
     scaler = getattr(trainer.accelerator, "scaler", None)
@@ -183,6 +169,6 @@ __all__ = [
     "grad_scaler_state",
     "original_hyperparameters",
     "original_linear_schedule",
-    "reference_precision",
+    "REFERENCE_PRECISION",
     "reset_heads_to_pytorch_defaults",
 ]

@@ -41,11 +41,13 @@ def read_state(output_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def record_stage(output_dir: str | os.PathLike, stage: str, selected_epoch: float | None,
-                 best_checkpoint: str | None) -> None:
-    """Write that `stage` finished, with its selected epoch and best checkpoint (written atomically)."""
+                 best_checkpoint: str | None, precision: dict[str, Any] | None = None) -> None:
+    """Write that `stage` finished, with its selected epoch, best checkpoint and the precision its steps ran in
+    (written atomically)."""
     path = Path(output_dir) / STATE_FILE
     state = read_state(output_dir)
-    state["stages"][stage] = {"selected_epoch": selected_epoch, "best_checkpoint": best_checkpoint}
+    state["stages"][stage] = {"selected_epoch": selected_epoch, "best_checkpoint": best_checkpoint,
+                              **(precision or {})}
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
     os.replace(tmp, path)

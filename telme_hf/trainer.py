@@ -8,10 +8,17 @@
 Everything else in the model is frozen (`requires_grad=False`) and kept in eval mode, so dropout and SpecAugment
 never touch a part that is not being trained. The losses are the pure functions of `telme_hf.losses`.
 
+Precision is the stage's own (`args.precision`, resolved by `telme_hf.arguments.stage_precision`): the trainer
+enters autocast around every forward itself and owns the grad scaler of an fp16 stage, so a process that trains
+several stages on one model object gives each its own precision (accelerate wraps a model's forward once, at the
+first `prepare`, and makes no scaler for fp16 on a CPU). What the steps really ran in is recorded by
+:class:`PrecisionMonitor`: the autocast dtype seen inside the model's forward, the final loss scale and the skipped
+steps.
+
 `recipe="reference"` reproduces the original training loop's optimisation, each difference one small override:
 its linear schedule sized in samples but stepped per batch (`original_linear_schedule`), weight decay on every
-parameter (`get_decay_parameter_names`), and gradient clipping on the loss-scaled gradients under fp16
-(`_clip_grad_norm`).
+parameter (`get_decay_parameter_names`), gradient clipping on the loss-scaled gradients under fp16 (the scaler is
+unscaled before the clip only in the clean recipe, `training_step`), and evaluation without autocast.
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 from torch.nn import functional as F
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
-from .arguments import STAGES, TelMETrainingArguments
+from .arguments import STAGES, TelMETrainingArguments, stage_precision
 from .losses import student_distillation_loss
 from .modeling import TelMEForEmotionRecognition
 from .progress import StageProgressCallback
@@ -31,6 +39,66 @@ from .recipe import original_linear_schedule
 
 STAGE_PARTS = {"teacher": "text_teacher", "audio": "audio_student", "video": "video_student", "fusion": "fusion"}
 STAGE_MODALITIES = {"teacher": ("text",), "audio": ("audio",), "video": ("video",), "fusion": ("text", "audio", "video")}
+
+
+PRECISION_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def release_from_accelerate(model: torch.nn.Module) -> None:
+    """Undo what an earlier `accelerator.prepare` left on a model object: its autocast-wrapped `forward` and the flag
+    that makes the next accelerator skip the model, so that the next stage is prepared afresh."""
+    if "_original_forward" in model.__dict__:
+        extract_model_from_parallel(model, keep_fp32_wrapper=False)
+    model.__dict__.pop("_is_accelerate_prepared", None)
+
+
+class PrecisionMonitor(TrainerCallback):
+    """What a stage's training steps really ran in: the autocast dtype seen inside the model's forward (a forward
+    pre-hook on the trained part's classifier, training steps only), the grad scaler's final scale and the optimizer steps it skipped.
+
+    A skipped step is read from the scale: torch's `GradScaler` lowers it exactly when a step found inf/NaN gradients
+    (accelerate's `step_was_skipped` misses the skips of a fused optimizer, which skips inside its own kernel).
+    """
+
+    def __init__(self, device_type: str) -> None:
+        self.device_type = device_type
+        self.autocast_dtypes: set[str] = set()
+        self.scaler: torch.amp.GradScaler | None = None
+        self.skipped_steps = 0
+        self._scale: float | None = None
+
+    def observe_forward(self, module: torch.nn.Module, args: Any) -> None:
+        if module.training:
+            dtype = (torch.get_autocast_dtype(self.device_type) if torch.is_autocast_enabled(self.device_type)
+                     else torch.float32)
+            self.autocast_dtypes.add(str(dtype).removeprefix("torch."))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._scale = None if self.scaler is None else float(self.scaler.get_scale())
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        if self.scaler is None:
+            return
+        scale = float(self.scaler.get_scale())
+        if scale < self._scale:
+            self.skipped_steps += 1
+        self._scale = scale
+
+    def report(self) -> dict[str, Any]:
+        """`{"autocast_dtype": "float16", "grad_scaler": {"final_scale", "skipped_steps"}}` (no scaler: `None`);
+        several dtypes in one stage are joined with `+` (it never should happen)."""
+        scaler = None if self.scaler is None else {"final_scale": float(self.scaler.get_scale()),
+                                                   "skipped_steps": self.skipped_steps}
+        return {"autocast_dtype": "+".join(sorted(self.autocast_dtypes)) or None, "grad_scaler": scaler}
+
+
+class ScheduleEveryBatch(TrainerCallback):
+    """The original steps its schedule after every batch, also when the grad scaler skipped the optimizer step; the
+    Trainer leaves it for the next real step. Added for the reference recipe's fp16 stages."""
+
+    def on_optimizer_step(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        if getattr(optimizer, "step_was_skipped", False):
+            lr_scheduler.step()
 
 
 def freeze_all_but(model: TelMEForEmotionRecognition, stage: str) -> None:
@@ -51,8 +119,49 @@ class TelMEStageTrainer(Trainer):
         if self.stage and args.stage != self.stage:
             raise ValueError(f"{type(self).__name__} trains the {self.stage!r} stage but args.stage={args.stage!r}.")
         freeze_all_but(model, args.stage)
+        release_from_accelerate(model)
+        self.precision = stage_precision(args, args.stage)  # already resolved in a run's stage arguments
         super().__init__(model=model, args=args, **kwargs)
         StageProgressCallback.install(self, args.stage)
+        self.precision_monitor = PrecisionMonitor(self.args.device.type)
+        self.add_callback(self.precision_monitor)
+        if self._reference and self.precision == "fp16":
+            self.add_callback(ScheduleEveryBatch())
+
+    # --------------------------------------------------------------------------------------------- precision
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        if self.precision == "fp16":
+            # The stage's own scaler (torch's defaults, as the original's `GradScaler()`): accelerate's mixed
+            # precision stays off, so its backward scales the loss and its optimizer steps through this scaler.
+            self.accelerator.scaler = torch.amp.GradScaler(self.accelerator.device.type)
+
+    def autocast_smart_context_manager(self, cache_enabled: bool | None = True):
+        dtype = PRECISION_DTYPES[self.precision]
+        if self._reference and not self.model.training:
+            dtype = torch.float32  # the original evaluates without autocast
+        # Entered explicitly even for fp32, so that no autocast around the trainer leaks into an fp32 stage.
+        return torch.autocast(self.args.device.type, dtype=dtype, enabled=dtype is not torch.float32,
+                              cache_enabled=cache_enabled)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        scaler = self.accelerator.scaler
+        if scaler is not None and not self._reference and self.accelerator.sync_gradients:
+            # The clean recipe clips the true gradients: unscale before the Trainer's clip. The reference recipe
+            # leaves them scaled, as the original's `clip_grad_norm_` before `scaler.step` does.
+            scaler.unscale_(getattr(self.optimizer, "optimizer", self.optimizer))
+        return loss
+
+    def train(self, *args: Any, **kwargs: Any):
+        self.precision_monitor.scaler = self.accelerator.scaler
+        # On the trained part's classifier: called inside the model's forward, so under any autocast that wraps it.
+        part = getattr(self.accelerator.unwrap_model(self.model), STAGE_PARTS[self.args.stage])
+        hook = part.classifier.register_forward_pre_hook(self.precision_monitor.observe_forward)
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            hook.remove()
 
     def _keep_frozen_parts_in_eval(self, model: torch.nn.Module) -> None:
         # Trainer calls model.train() before every step; the frozen parts must stay deterministic.
@@ -84,16 +193,6 @@ class TelMEStageTrainer(Trainer):
             self._created_lr_scheduler = True
             return self.lr_scheduler
         return super().create_scheduler(num_training_steps, optimizer)
-
-    def _clip_grad_norm(self, model: torch.nn.Module):
-        # The original clips before `scaler.step` without `scaler.unscale_`: under fp16 the norm-10 clip acts on the
-        # loss-scaled gradients (after unscaling the norm is at most 10 / scale). Without a scaler this is a plain
-        # clip, like the clean recipe's.
-        if self._reference:
-            return torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.grad is not None], self.args.max_grad_norm
-            )
-        return super()._clip_grad_norm(model)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._keep_frozen_parts_in_eval(model)
@@ -183,10 +282,13 @@ __all__ = [
     "STAGES",
     "STAGE_MODALITIES",
     "TelMETrainingArguments",
+    "PRECISION_DTYPES",
+    "PrecisionMonitor",
     "TelMEStageTrainer",
     "TeacherTrainer",
     "StudentDistillationTrainer",
     "FusionTrainer",
     "freeze_all_but",
+    "release_from_accelerate",
     "trainer_for_stage",
 ]

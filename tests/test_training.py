@@ -11,9 +11,9 @@ import torch
 
 from telme_hf import TelMEForEmotionRecognition
 from telme_hf.caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
-from telme_hf.arguments import parse_recipe_args, precision_flags, starting_checkpoint
-from telme_hf.data.cache import MediaCache, MediaLoader, prepare_media
-from telme_hf.data.collator import TelMEDataCollator
+from telme_hf.arguments import STAGES, parse_recipe_args, stage_arguments, stage_precision, starting_checkpoint
+from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media
+from telme_hf.modeling.collating_telme import TelMEDataCollator
 from telme_hf.data.meld import load_meld
 from telme_hf.distill import _selected_epoch, run_distillation
 from telme_hf.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
@@ -255,18 +255,27 @@ def test_distillation_run_writes_every_artefact(tmp_path, tiny_corpus):
     assert results["fusion"]["test"]["num_samples"] > 0
 
 
-def test_precision_comes_from_accelerate_then_the_config(monkeypatch):
+def test_stage_precision_comes_from_the_stage_then_the_run_then_the_recipe(monkeypatch):
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
-    args = TelMETrainingArguments(output_dir="x")
-    expected_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    assert precision_flags(args) == {"bf16": expected_bf16, "fp16": False}
-    args.precision = "fp16"
-    assert precision_flags(args) == {"bf16": False, "fp16": True}
-    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
-    assert precision_flags(args) == {"bf16": True, "fp16": False}
-    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "int3")
-    with pytest.raises(ValueError, match="mixed precision"):
-        precision_flags(args)
+    gpu_bf16 = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    clean = TelMETrainingArguments(output_dir="x")
+    assert [stage_precision(clean, stage) for stage in STAGES] == [gpu_bf16] * 4
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # accelerate launch --mixed_precision fp16
+    assert stage_precision(clean, "audio") == "fp16"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # what accelerate launch sets when not told: auto stays
+    assert stage_precision(clean, "audio") == gpu_bf16
+    reference = TelMETrainingArguments(output_dir="x", recipe="reference")
+    assert [stage_precision(reference, stage) for stage in STAGES] == ["no", "fp16", "fp16", "fp16"]
+    own = TelMETrainingArguments(output_dir="x", recipe="reference", precision="bf16", fusion_precision="no")
+    assert [stage_precision(own, stage) for stage in STAGES] == ["bf16", "bf16", "bf16", "no"]
+    stage_args = stage_arguments(own, "synthetic", "audio")
+    # accelerate's own mixed precision stays off: the stage's trainer enters autocast and owns the scaler.
+    assert (stage_args.precision, stage_args.fp16, stage_args.bf16, stage_args.mixed_precision) == (
+        "bf16", False, False, "no")
+    with pytest.raises(ValueError, match="video_precision"):
+        TelMETrainingArguments(output_dir="x", video_precision="fp8")
+    with pytest.raises(ValueError, match="frozen_outputs"):
+        TelMETrainingArguments(output_dir="x", frozen_outputs="sometimes")
 
 
 def test_a_later_stage_alone_needs_a_trained_checkpoint(tmp_path, tiny_model):
