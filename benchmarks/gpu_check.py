@@ -10,8 +10,10 @@
    built offline from their configs; inputs are MELD-shaped (a 128-token prompt, 3.2 s of 16 kHz audio, 8 frames
    at 224x224), batch 4 as in the recipe.
 2. One short `telme train` run of every stage on a generated synthetic corpus with the full-size models
-   (`random_weights=true`), in the recipe's default precision (`auto`: bf16 where supported): its wall time and
-   that its results and checkpoint were written.
+   (`random_weights=true`), in the recipe's default precision (`auto`: bf16 where supported), and one of the tiny
+   preset under `recipe=reference` (fp32 teacher, fp16 students and fusion): wall time, and per stage the autocast
+   dtype its forward saw, the grad scaler's final scale and skipped steps, as the run recorded them.
+   `--recipe-only` runs just these (a minute on a GPU).
 
 Writes `benchmarks/gpu_results.json` and prints a markdown table with bf16/fp16 throughput ratios against fp32.
 """
@@ -131,22 +133,42 @@ def time_stage(model, stage: str, precision: str, batch, frozen, warmup: int, st
             "peak_gpu_mb": round(peak), "loss_finite": finite}
 
 
-def recipe_run(preset: str, workdir: Path, cpu_flow: bool) -> dict[str, Any]:
-    """One short `telme train` of every stage on a synthetic corpus with random full-size (or tiny) models."""
-    output_dir = workdir / "recipe"
+def recipe_run(preset: str, workdir: Path, cpu_flow: bool, *overrides: str) -> dict[str, Any]:
+    """One short `telme train` of every stage on a synthetic corpus with random full-size (or tiny) models; the
+    precision each stage's steps really ran in, as the run recorded it in `results.json`.
+
+    Run from `workdir`, so that the installed `telme_hf` is imported whatever the working directory (started from the
+    repository root, `-m telme_hf.cli` would otherwise import the source folder, which has no `modeling`)."""
+    output_dir = workdir / f"recipe-{len(list(workdir.glob('recipe-*')))}"
     command = [sys.executable, "-m", "telme_hf.cli", "train", "--config", "tiny", f"preset={preset}",
                "random_weights=true", f"output_dir={output_dir}", "synthetic_dialogues=12", "num_train_epochs=1",
-               "teacher_epochs=1", "fusion_epochs=1", "per_device_train_batch_size=4", "learning_rate=1e-5"]
+               "teacher_epochs=1", "fusion_epochs=1", "per_device_train_batch_size=4", "learning_rate=1e-5",
+               *overrides]
     if cpu_flow:
         command.append("--use_cpu")
     started = time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True,
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=workdir,
                                env={**os.environ, "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"})
     seconds = time.perf_counter() - started
     written = (output_dir / "results.json").exists() and (output_dir / "final" / "model.safetensors").exists()
-    stages = sorted(json.loads((output_dir / "results.json").read_text())["stages"]) if written else []
+    results = json.loads((output_dir / "results.json").read_text()) if written else {}
+    configured = (results.get("training") or {}).get("stages", {})
+    precision = {stage: {"configured": configured.get(stage, {}).get("precision"),
+                         "autocast_dtype": result.get("autocast_dtype"), "grad_scaler": result.get("grad_scaler")}
+                 for stage, result in results.get("stages", {}).items()}
     return {"command": " ".join(command[1:]), "returncode": completed.returncode, "seconds": round(seconds, 1),
-            "stages": stages, "written": written, "stderr_tail": completed.stderr[-2000:]}
+            "stages": sorted(precision), "precision": precision, "written": written,
+            "stderr_tail": completed.stderr[-2000:]}
+
+
+def print_recipe(name: str, recipe: dict[str, Any]) -> None:
+    print(f"\n{name} ({recipe['seconds']} s, exit {recipe['returncode']}): {recipe['command']}")
+    print("| stage | configured | autocast seen in the forward | grad scaler: final scale | skipped steps |")
+    print("|---|---|---|---:|---:|")
+    for stage, seen in recipe["precision"].items():
+        scaler = seen["grad_scaler"] or {}
+        print(f"| {stage} | {seen['configured']} | {seen['autocast_dtype']} | {scaler.get('final_scale', '-')} "
+              f"| {scaler.get('skipped_steps', '-')} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer timed steps")
     parser.add_argument("--output", type=Path, default=HERE / "gpu_results.json")
     parser.add_argument("--skip-recipe", action="store_true", help="only the step timings")
+    parser.add_argument("--recipe-only", action="store_true",
+                        help="only the two recipe runs (the full-size clean one, the tiny reference one)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available() and not args.cpu_flow:
         print("gpu_check: error: no CUDA device; pass --cpu-flow to check the flow on a CPU.", file=sys.stderr)
@@ -172,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     precisions = ("no",) if args.cpu_flow else PRECISIONS
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         precisions = ("no", "fp16")
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "torch": torch.__version__,
+        "transformers": transformers.__version__, "preset": preset, "steps": []}
+    if args.recipe_only:
+        return finish(args, report, device)
     torch.manual_seed(0)
     model = TelMEForEmotionRecognition(TelMEConfig.from_preset(preset)).to(device)
     text_tokens, audio_seconds = (16, 0.5) if args.cpu_flow else (128, 3.2)
@@ -186,17 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     fp32 = {row["stage"]: row["steps_per_s"] for row in rows if row["precision"] == "no"}
     for row in rows:
         row["vs_fp32"] = round(row["steps_per_s"] / fp32[row["stage"]], 2)
-    report: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "torch": torch.__version__,
-        "preset": preset, "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
-        "batch": {"size": 4, "text_tokens": text_tokens, "audio_seconds": audio_seconds}, "steps": rows}
+    report.update(parameters_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+                  batch={"size": 4, "text_tokens": text_tokens, "audio_seconds": audio_seconds}, steps=rows)
     del model, frozen, batch
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    if not args.skip_recipe:
-        with tempfile.TemporaryDirectory() as scratch:
-            report["recipe"] = recipe_run(preset, Path(scratch), args.cpu_flow)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{report['device']}, torch {report['torch']}, {report['preset']} preset ({report['parameters_m']}M "
           f"parameters), batch {report['batch']}")
     print("| stage | precision | steps/s | vs fp32 | peak GPU MB | loss finite |")
@@ -204,15 +227,26 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"| {row['stage']} | {row['precision']} | {row['steps_per_s']:.2f} | {row['vs_fp32']:.2f}x "
               f"| {row['peak_gpu_mb']} | {row['loss_finite']} |")
-    if "recipe" in report:
-        recipe = report["recipe"]
-        print(f"\nrecipe run ({recipe['seconds']} s, exit {recipe['returncode']}, stages {recipe['stages']}): "
-              f"{recipe['command']}")
-        if recipe["returncode"] != 0:
-            print(recipe["stderr_tail"], file=sys.stderr)
-            return 1
+    return finish(args, report, device)
+
+
+def finish(args: argparse.Namespace, report: dict[str, Any], device: torch.device) -> int:
+    """The recipe runs (unless --skip-recipe), then the report written and printed."""
+    failed = False
+    if not args.skip_recipe:
+        with tempfile.TemporaryDirectory() as scratch:
+            report["recipe"] = recipe_run(report["preset"], Path(scratch), args.cpu_flow)
+            # The original's precision (fp32 teacher; fp16 autocast and one grad scaler for the students and the
+            # fusion), a few steps per stage, as the run recorded what its forward saw.
+            report["reference_recipe"] = recipe_run("tiny", Path(scratch), args.cpu_flow, "recipe=reference")
+        for name, title in (("recipe", "recipe run"), ("reference_recipe", "tiny reference recipe")):
+            print_recipe(title, report[name])
+            if report[name]["returncode"] != 0:
+                print(report[name]["stderr_tail"], file=sys.stderr)
+                failed = True
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"Wrote {args.output}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

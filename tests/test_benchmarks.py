@@ -102,7 +102,14 @@ def test_bench_decode_runs_on_small_clips():
 @pytest.mark.slow  # ~30 s on 2 cores: one `telme train` of every stage
 def test_the_gpu_check_recipe_run_trains_every_stage_on_a_cpu(tmp_path):
     out = tmp_path / "gpu.json"
-    run_script("gpu_check.py", "--cpu-flow", "--output", str(out))
-    recipe = json.loads(out.read_text())["recipe"]
+    run_script("gpu_check.py", "--cpu-flow", "--recipe-only", "--output", str(out))
+    report = json.loads(out.read_text())
+    recipe = report["recipe"]
     assert recipe["returncode"] == 0 and recipe["written"], recipe["stderr_tail"]
     assert recipe["stages"] == ["audio", "fusion", "teacher", "video"]
+    # The tiny reference recipe reports the precision each stage's forward really saw (fp16 works on a CPU too).
+    seen = report["reference_recipe"]["precision"]
+    assert {stage: (s["configured"], s["autocast_dtype"]) for stage, s in seen.items()} == {
+        "teacher": ("no", "float32"), "audio": ("fp16", "float16"), "video": ("fp16", "float16"),
+        "fusion": ("fp16", "float16")}
+    assert seen["teacher"]["grad_scaler"] is None and seen["fusion"]["grad_scaler"]["final_scale"] > 0
