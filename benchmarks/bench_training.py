@@ -68,14 +68,14 @@ import transformers
 
 import telme_hf.modeling.loading_telme as loading_module
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer
-from telme_hf.caching import ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
+from telme_hf.training.frozen_features import ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
 from telme_hf.data.meld import load_meld
 from telme_hf.data.synthetic import make_synthetic_corpus
 from telme_hf.modeling import TelMEProcessor
 from telme_hf.modeling.collating_telme import TelMEDataCollator
 from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media
 from telme_hf.modeling.media_telme import MODALITIES
-from telme_hf.trainer import STAGE_PARTS, TelMEStageTrainer, TelMETrainingArguments, trainer_for_stage
+from telme_hf.training.trainer import STAGE_PARTS, TelMEStageTrainer, TelMETrainingArguments, trainer_for_stage
 
 
 FEATURE_PARTS = list(ENCODER_PARTS)

@@ -63,7 +63,7 @@ def fake_batch(model, batch_size: int, text_tokens: int, audio_seconds: float, d
 def stage_loss(model, stage: str, batch: dict[str, torch.Tensor], frozen: dict[str, torch.Tensor]) -> torch.Tensor:
     """The stage's training loss, as the stage trainers compute it (students from cached teacher outputs, the
     fusion from cached features)."""
-    from telme_hf.losses import student_distillation_loss
+    from telme_hf.training.losses import student_distillation_loss
 
     labels = batch["labels"]
     if stage == "teacher":
@@ -98,7 +98,7 @@ def time_stage(model, stage: str, precision: str, batch, frozen, warmup: int, st
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
 
-    from telme_hf.trainer import freeze_all_but
+    from telme_hf.training.trainer import freeze_all_but
 
     AcceleratorState._reset_state(True)  # each precision gets its own accelerator state
     GradientState._reset_state()

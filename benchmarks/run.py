@@ -58,14 +58,14 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer  # noqa: E402
-from telme_hf.caching import (  # noqa: E402
+from telme_hf.training.frozen_features import (  # noqa: E402
     ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs, module_fingerprint)
 from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media  # noqa: E402
 from telme_hf.modeling.collating_telme import TelMEDataCollator  # noqa: E402
 from telme_hf.modeling.media_telme import MODALITIES, AudioDecodeOptions, VideoDecodeOptions, decode_clip  # noqa: E402
 from telme_hf.data.meld import load_meld  # noqa: E402
 from telme_hf.data.synthetic import make_synthetic_corpus  # noqa: E402
-from telme_hf.evaluation import evaluate_split  # noqa: E402
+from telme_hf.inference.evaluation import evaluate_split  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------------ helpers

@@ -22,9 +22,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from telme_hf.arguments import check_run, parse_recipe_args, recipe_parser
+from telme_hf.training.arguments import check_run, parse_recipe_args, recipe_parser
 from telme_hf.cli import report_error
-from telme_hf.distill import run_distillation
+from telme_hf.training.run import run_distillation
 from telme_hf.modeling.media_telme import MediaError
 
 

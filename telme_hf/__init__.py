@@ -7,8 +7,20 @@ that it loads where `telme_hf` is not installed. It also registers the `"emotion
 pipeline task, so `transformers.pipeline("emotion-recognition-in-conversation", model=...)` works.
 """
 
+import os as _os
+
 from transformers import AutoConfig, AutoModel, AutoProcessor
 from transformers.pipelines import PIPELINE_REGISTRY
+
+
+# The Hub folder (`modeling/`) and the recipes (`recipes/`) sit beside this package in a source checkout and are
+# installed as `telme_hf.modeling` and `telme_hf.recipes`. When this source folder is imported although the package
+# was installed without `-e` (Python started from the repository root puts it first on `sys.path`), they are found
+# beside it.
+_source_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(__path__[0], "modeling")) and _os.path.isfile(
+        _os.path.join(_source_root, "modeling", "configuration_telme.py")):
+    __path__.append(_source_root)
 
 from .modeling import (
     IEMOCAP_LABELS,
@@ -31,8 +43,8 @@ TelMEConfig.register_for_auto_class()
 TelMEForEmotionRecognition.register_for_auto_class("AutoModel")
 TelMEProcessor.register_for_auto_class()
 
-from .components import build_processor, train_tokenizer  # noqa: E402  (needs the registered classes)
-from .evaluation import evaluate_split  # noqa: E402
+from .preprocessing import build_processor, train_tokenizer  # noqa: E402  (needs the registered classes)
+from .inference.evaluation import evaluate_split  # noqa: E402
 from .modeling.configuration_telme import PIPELINE_TASK  # noqa: E402
 from .modeling.pipeline_telme import EmotionRecognitionInConversationPipeline, predict_dialogue  # noqa: E402
 

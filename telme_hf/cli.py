@@ -15,9 +15,9 @@ from pathlib import Path
 
 # ------------------------------------------------------------------------------------------------------ handlers
 def _demo(args: argparse.Namespace) -> int:
-    from .arguments import packaged_config, parse_recipe_args
-    from .dialogue_files import predict_command
-    from .distill import run_distillation
+    from .training.arguments import packaged_config, parse_recipe_args
+    from .inference.dialogue_files import predict_command
+    from .training.run import run_distillation
 
     overrides = [f"output_dir={args.output_dir}"]
     if args.quick:
@@ -62,13 +62,13 @@ def _app(args: argparse.Namespace) -> int:
 
     from .app import build_app, launch, read_card
     from .modeling.configuration_telme import PIPELINE_TASK
-    from .dialogue_files import read_dialogue
-    from .prediction import load_model_and_processor
+    from .inference.dialogue_files import read_dialogue
+    from .inference.prediction import load_model_and_processor
 
     example_file = _find_example(args.model, args.example)
     example = read_dialogue(example_file) if example_file else None
     if args.export:
-        from .space import export_space
+        from .hub.space import export_space
 
         folder = export_space(args.model, args.export, example)
         print(f"Wrote a Space to {folder} (app.py, requirements.txt, README.md{', examples/' if example else ''}). "
@@ -84,7 +84,7 @@ def _app(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from .distill import push_folder_to_hub
+    from .training.run import push_folder_to_hub
 
     url = push_folder_to_hub(args.folder, args.repo_id, private=not args.public)
     print(f"Uploaded {args.folder} to {url}")
@@ -98,9 +98,9 @@ def _train(argv: list[str]) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .dialogue_files import read_dialogue, render_predictions
+    from .inference.dialogue_files import read_dialogue, render_predictions
     from .modeling.pipeline_telme import format_predictions, predict_logits, prepare_dialogue
-    from .prediction import load_model_and_processor
+    from .inference.prediction import load_model_and_processor
 
     turns = read_dialogue(args.dialogue)
     model, processor = load_model_and_processor(args.model, args.device)
@@ -113,9 +113,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .data.registry import get_corpus
-    from .evaluation import evaluate_split, load_evaluation_split, write_evaluation
-    from .metrics import format_per_class_table
-    from .prediction import load_model_and_processor
+    from .inference.evaluation import evaluate_split, load_evaluation_split, write_evaluation
+    from .inference.metrics import format_per_class_table
+    from .inference.prediction import load_model_and_processor
 
     model, processor = load_model_and_processor(args.model, args.device)
     dataset, report = load_evaluation_split(args.data, args.data_root, args.split, processor, model.config,
@@ -159,7 +159,7 @@ def _make_corpus(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert import convert_original_checkpoint
+    from .hub.convert import convert_original_checkpoint
     from .data.registry import get_corpus
 
     folder = convert_original_checkpoint(
@@ -173,7 +173,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    from .components import upgrade_checkpoint
+    from .preprocessing import upgrade_checkpoint
 
     moved = upgrade_checkpoint(args.folder)
     if moved:
@@ -206,8 +206,8 @@ def _positive_int(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .convert import AV_ORDER_CHOICES
-    from .convert import DATASETS as CONVERTIBLE
+    from .hub.convert import AV_ORDER_CHOICES
+    from .hub.convert import DATASETS as CONVERTIBLE
     from .modeling.bad_media_telme import BAD_MEDIA_POLICIES
     from .data.registry import CORPUS_NAMES
     from .modeling.configuration_telme import TEXT_BACKBONE

@@ -19,7 +19,7 @@ import pytest
 from telme_hf.app import MAX_TURNS, TelMEApp, read_card, render_results
 from telme_hf.cli import main
 from telme_hf.data.synthetic import write_media
-from telme_hf.space import export_space
+from telme_hf.hub.space import export_space
 from without_telme_hf import BLOCK_TELME_HF
 
 
@@ -50,7 +50,7 @@ def clips(tmp_path):
 def erc(tiny_checkpoint):
     from transformers import pipeline
 
-    from telme_hf.prediction import load_model_and_processor
+    from telme_hf.inference.prediction import load_model_and_processor
 
     model, processor = load_model_and_processor(tiny_checkpoint, "cpu")
     return pipeline("emotion-recognition-in-conversation", model=model, processor=processor, device=model.device)
@@ -148,7 +148,7 @@ def test_the_page_names_the_pipeline_task_and_media_keys_as_the_package_does():
 
 def test_a_space_example_keeps_each_file_under_its_field_and_the_window(clips, tmp_path):
     from telme_hf.app import read_example, render_conversation
-    from telme_hf.space import write_space_example
+    from telme_hf.hub.space import write_space_example
 
     (first, second), _ = clips
     turns = [{"speaker": "Ross", "text": "hi", "media": str(first), "start": 0.5, "end": 1.0},

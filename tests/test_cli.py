@@ -70,7 +70,7 @@ def test_readme_telme_commands_and_flags_exist():
 
 def check_recipe_overrides(words):
     """Every option a README recipe command sets exists (`--config` aside, which is checked for its file)."""
-    from telme_hf.arguments import override_tokens, resolve_config
+    from telme_hf.training.arguments import override_tokens, resolve_config
 
     if "--config" in words:
         position = words.index("--config")
@@ -88,7 +88,7 @@ def test_readme_shows_predict_and_evaluate():
 
 
 def test_readme_dialogue_csv_is_what_predict_reads(tmp_path):
-    from telme_hf.dialogue_files import read_dialogue
+    from telme_hf.inference.dialogue_files import read_dialogue
 
     blocks = re.findall(r"```csv\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     assert blocks, "the README shows no dialogue CSV"

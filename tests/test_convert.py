@@ -29,7 +29,7 @@ from transformers import (
 
 from telme_hf import REFERENCE_BEHAVIOUR, TelMEConfig, TelMEForEmotionRecognition
 from telme_hf.modeling import MODEL_REFERENCE_BEHAVIOUR
-from telme_hf.convert import (
+from telme_hf.hub.convert import (
     ConversionError,
     _check_speaker_token_ids,
     _load_tokenizer,
@@ -370,7 +370,7 @@ def test_cli_converts_and_logs_the_dropped_pooler(meld_release, tmp_path, tiny_t
     from telme_hf.cli import main
 
     argv = ["convert-original", *argv]
-    with caplog.at_level(logging.INFO, logger="telme_hf.convert"):
+    with caplog.at_level(logging.INFO, logger="telme_hf.hub.convert"):
         assert main(argv) == 0
     dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert any("text_model.pooler.dense.weight" in m and "pooler" in m for m in dropped)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from telme_hf.losses import (
+from telme_hf.training.losses import (
     feature_distillation_loss,
     pearson_correlation,
     response_distillation_loss,

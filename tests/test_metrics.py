@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from telme_hf.data.registry import CORPORA, PAPER_CORPUS_LABELS
-from telme_hf.metrics import (
+from telme_hf.inference.metrics import (
     compute_erc_metrics,
     format_per_class_table,
     load_erc_metric,
@@ -20,7 +20,7 @@ from telme_hf.metrics import (
 
 
 MELD = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
-ERC_METRIC_DIR = Path(__file__).resolve().parents[1] / "telme_hf" / "erc_metric"
+ERC_METRIC_DIR = Path(__file__).resolve().parents[1] / "telme_hf" / "inference" / "erc_metric"
 
 # A small example where every number below was computed by hand.
 #   class 0: 4 true, 2 predicted, 2 correct -> P = 1,    R = 1/2 -> F1 = 2/3
@@ -226,7 +226,7 @@ def test_evaluate_module_default_config_needs_labels(evaluate_offline):
 def test_write_predictions_csv_rows_and_probabilities(tmp_path):
     import csv
 
-    from telme_hf.metrics import write_predictions_csv
+    from telme_hf.inference.metrics import write_predictions_csv
 
     logits = [[2.0, 0.0], [0.0, 0.0]]
     path = write_predictions_csv(tmp_path / "p.csv", ["a", "b"], logits, ["neg", "pos"], gold=[1, 0])

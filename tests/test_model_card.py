@@ -8,7 +8,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from telme_hf import TelMEConfig
-from telme_hf.model_card import render_model_card, set_card_repo, training_table
+from telme_hf.hub.model_card import render_model_card, set_card_repo, training_table
 
 
 def metrics(weighted_f1: float, accuracy: float, labels) -> dict:
@@ -71,8 +71,8 @@ def test_a_tiny_random_model_names_no_base_model_and_a_teacher_only_run_says_so(
 
 
 def test_training_section_has_no_local_paths(tmp_path, tiny_processor):
-    from telme_hf.arguments import parse_recipe_args
-    from telme_hf.distill import training_summary
+    from telme_hf.training.arguments import parse_recipe_args
+    from telme_hf.training.run import training_summary
 
     (tmp_path / "corpus").mkdir()
     model_args, data_args, training_args = parse_recipe_args(

@@ -26,7 +26,7 @@ def test_wheel_holds_the_modeling_package_and_data_files(tmp_path):
         "telme_hf/modeling/modeling_telme.py",
         "telme_hf/modeling/configuration_telme.py",
         "telme_hf/modeling/processing_telme.py",
-        "telme_hf/erc_metric/erc_metric.py",
+        "telme_hf/inference/erc_metric/erc_metric.py",
         "telme_hf/recipes/distill.py",
     ):
         assert name in names, name

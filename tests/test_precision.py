@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from telme_hf import TelMEForEmotionRecognition
-from telme_hf.arguments import parse_recipe_args
+from telme_hf.training.arguments import parse_recipe_args
 from telme_hf.data.meld import load_meld
-from telme_hf.distill import run_distillation
+from telme_hf.training.run import run_distillation
 from telme_hf.modeling.collating_telme import TelMEDataCollator
-from telme_hf.trainer import TelMETrainingArguments, trainer_for_stage
+from telme_hf.training.trainer import TelMETrainingArguments, trainer_for_stage
 
 
 def run_all_stages(tiny_corpus, output_dir, *overrides):

@@ -1,4 +1,4 @@
-"""`telme predict`, `telme evaluate` and the notebook API (`telme_hf.prediction`, `telme_hf.evaluation`), against
+"""`telme predict`, `telme evaluate` and the notebook API (`telme_hf.inference.prediction`, `telme_hf.inference.evaluation`), against
 direct model forwards."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from telme_hf.modeling.loading_telme import media_options
 from telme_hf.modeling.media_telme import decode_clip
 from telme_hf.data.meld import load_meld
 from telme_hf.data.synthetic import write_media
-from telme_hf.dialogue_files import predict_command, read_dialogue, write_example_dialogue
-from telme_hf.evaluation import evaluate_split, load_evaluation_split
+from telme_hf.inference.dialogue_files import predict_command, read_dialogue, write_example_dialogue
+from telme_hf.inference.evaluation import evaluate_split, load_evaluation_split
 from telme_hf.modeling.pipeline_telme import predict_dialogue
 
 

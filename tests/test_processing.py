@@ -182,7 +182,7 @@ def test_a_telme_hf_01_checkpoint_keeps_its_preprocessing(tmp_path, tiny_model, 
     import json
 
     from telme_hf.cli import main
-    from telme_hf.prediction import load_model_and_processor
+    from telme_hf.inference.prediction import load_model_and_processor
 
     folder = tmp_path / "old"
     tiny_model.save_pretrained(folder)

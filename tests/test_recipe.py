@@ -3,7 +3,7 @@
 The original loop is restated here in plain torch from its facts (`torch.optim.AdamW(part.parameters(), lr)`,
 `get_linear_schedule_with_warmup(len(train), len(train) * epochs)` stepped per batch, `clip_grad_norm_(…, 10)`,
 CE for the teacher; CE + α·DIST + β·feature-KL for a student, teacher recomputed each step), independently of
-`telme_hf.trainer` and `telme_hf.losses`.
+`telme_hf.training.trainer` and `telme_hf.training.losses`.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import torch
 from torch.nn import functional as F
 
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition
-from telme_hf.caching import TEACHER_COLUMNS, add_frozen_outputs
+from telme_hf.training.frozen_features import TEACHER_COLUMNS, add_frozen_outputs
 from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media
 from telme_hf.modeling.collating_telme import TelMEDataCollator
 from telme_hf.data.meld import load_meld
-from telme_hf.arguments import parse_recipe_args, stage_value
-from telme_hf.distill import run_distillation
-from telme_hf.recipe import original_hyperparameters, reset_heads_to_pytorch_defaults
-from telme_hf.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
+from telme_hf.training.arguments import parse_recipe_args, stage_value
+from telme_hf.training.run import run_distillation
+from telme_hf.training.recipe import original_hyperparameters, reset_heads_to_pytorch_defaults
+from telme_hf.training.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
 
 
 # The paper's rate: large enough to move every weight far beyond the 1e-6 tolerance in 15 steps, small enough that

@@ -13,14 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from telme_hf.run_state import last_checkpoint, read_state, resume_point, take_cache_lock
+from telme_hf.training.resume import last_checkpoint, read_state, resume_point, take_cache_lock
 
 
 # Runs the recipe, SIGKILLing itself after N training steps of one stage (as a crash or an out-of-memory kill would).
 KILLING_RECIPE = textwrap.dedent(
     """
     import os, signal, sys
-    from telme_hf import trainer
+    from telme_hf.training import trainer
     stage, after = os.environ.get("KILL_STAGE"), int(os.environ.get("KILL_AFTER", "0"))
     step = trainer.TelMEStageTrainer.training_step
     seen = {"steps": 0}

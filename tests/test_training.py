@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from telme_hf import TelMEForEmotionRecognition
-from telme_hf.caching import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
-from telme_hf.arguments import STAGES, parse_recipe_args, stage_arguments, stage_precision, starting_checkpoint
+from telme_hf.training.frozen_features import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
+from telme_hf.training.arguments import STAGES, parse_recipe_args, stage_arguments, stage_precision, starting_checkpoint
 from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media
 from telme_hf.modeling.collating_telme import TelMEDataCollator
 from telme_hf.data.meld import load_meld
-from telme_hf.distill import _selected_epoch, run_distillation
-from telme_hf.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
+from telme_hf.training.run import _selected_epoch, run_distillation
+from telme_hf.training.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ def test_config_overrides_and_errors(tmp_path):
     with pytest.raises(ValueError, match="write fusion_epochs="):  # telme_hf 0.1's per-stage spelling
         parse_recipe_args(["epochs.fusion=3"])
     # Arguments built in Python are checked for their types before anything is read.
-    from telme_hf.arguments import check_run
+    from telme_hf.training.arguments import check_run
 
     model_args, data_args, args = parse_recipe_args([])
     args.learning_rate = "fast"
@@ -189,7 +189,7 @@ def test_telme_push_uploads_the_final_folder_with_its_card_pointed_at_the_repo(t
     from huggingface_hub import HfApi, ModelCard
 
     from telme_hf.cli import main
-    from telme_hf.model_card import write_model_card
+    from telme_hf.hub.model_card import write_model_card
 
     folder = tmp_path / "final"
     tiny_model.save_pretrained(folder)
@@ -309,7 +309,7 @@ def test_feature_cache_is_invalidated_by_a_replaced_clip_or_a_changed_config(spl
 
 
 def test_single_stage_run_keeps_earlier_stage_results(tmp_path):
-    from telme_hf.distill import _earlier_results, _merge_stages
+    from telme_hf.training.run import _earlier_results, _merge_stages
 
     (tmp_path / "results.json").write_text(json.dumps({"stages": {"teacher": {"test": 1}, "fusion": {"test": 2}}}))
     earlier = _earlier_results(tmp_path / "results.json")["stages"]

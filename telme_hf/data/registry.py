@@ -122,13 +122,13 @@ def corpus_options(preprocessing: Any) -> dict[str, Any]:
 
     Args:
         preprocessing: the model's `TelMEProcessor`, or its options as a mapping
-            (`telme_hf.components.processor_options`, before a processor exists).
+            (`telme_hf.preprocessing.processor_options`, before a processor exists).
 
     Example:
 
     ```python
     >>> from telme_hf import TelMEConfig
-    >>> from telme_hf.components import processor_options
+    >>> from telme_hf.preprocessing import processor_options
     >>> corpus_options(processor_options(TelMEConfig.from_preset("meld", reference_behaviour=True)))
     {'speaker_index_carryover': True, 'text_normalization': 'none', 'num_speaker_tokens': 9}
     ```

@@ -6,9 +6,9 @@
 - stage `fusion`: only the ASF fusion, every encoder frozen, on cached features when given.
 
 Everything else in the model is frozen (`requires_grad=False`) and kept in eval mode, so dropout and SpecAugment
-never touch a part that is not being trained. The losses are the pure functions of `telme_hf.losses`.
+never touch a part that is not being trained. The losses are the pure functions of `telme_hf.training.losses`.
 
-Precision is the stage's own (`args.precision`, resolved by `telme_hf.arguments.stage_precision`): the trainer
+Precision is the stage's own (`args.precision`, resolved by `telme_hf.training.arguments.stage_precision`): the trainer
 enters autocast around every forward itself and owns the grad scaler of an fp16 stage, so a process that trains
 several stages on one model object gives each its own precision (accelerate wraps a model's forward once, at the
 first `prepare`, and makes no scaler for fp16 on a CPU). What the steps really ran in is recorded by
@@ -32,7 +32,7 @@ from transformers import Trainer, TrainerCallback
 
 from .arguments import STAGES, TelMETrainingArguments, stage_precision
 from .losses import student_distillation_loss
-from .modeling import TelMEForEmotionRecognition
+from ..modeling import TelMEForEmotionRecognition
 from .progress import StageProgressCallback
 from .recipe import original_linear_schedule
 
@@ -214,7 +214,7 @@ class StudentDistillationTrainer(TelMEStageTrainer):
     """Stage 2: an audio or video student distilled from the frozen text teacher.
 
     The teacher's logits and features are read from the batch (`teacher_logits`, `teacher_features`, computed once
-    per sample by `telme_hf.caching`) or, when absent, computed on the fly without gradients. Evaluation uses the
+    per sample by `telme_hf.training.frozen_features`) or, when absent, computed on the fly without gradients. Evaluation uses the
     student's own logits and plain cross-entropy: the teacher is not needed there.
     """
 
@@ -248,7 +248,7 @@ class StudentDistillationTrainer(TelMEStageTrainer):
         if inputs.get("input_ids") is None:
             raise ValueError(
                 "The student stage needs the teacher's outputs: add `teacher_logits`/`teacher_features` columns "
-                "(telme_hf.caching.add_frozen_outputs with TEACHER_COLUMNS) or give the collator the 'text' modality."
+                "(telme_hf.training.frozen_features.add_frozen_outputs with TEACHER_COLUMNS) or give the collator the 'text' modality."
             )
         teacher = self.accelerator.unwrap_model(model).text_teacher
         with torch.no_grad():

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .modeling.collating_telme import TelMEDataCollator, to_model
-from .modeling import TelMEForEmotionRecognition
+from ..modeling.collating_telme import TelMEDataCollator, to_model
+from ..modeling import TelMEForEmotionRecognition
 
 
 TEACHER_COLUMNS = {"teacher_logits": "text_logits", "teacher_features": "text_features"}

@@ -26,8 +26,8 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from .modeling.bad_media_telme import BAD_MEDIA_POLICIES
-from .data.registry import CORPUS_NAMES
+from ..modeling.bad_media_telme import BAD_MEDIA_POLICIES
+from ..data.registry import CORPUS_NAMES
 from .recipe import RECIPES, REFERENCE_PRECISION, original_hyperparameters
 
 
@@ -120,7 +120,7 @@ class TelMETrainingArguments(TrainingArguments):
         stages (`list[str]`, *optional*, defaults to all four):
             The stages a run trains, in order.
         recipe (`str`, *optional*, defaults to `"clean"`):
-            `"reference"` reproduces the original training loop (see `telme_hf.recipe`).
+            `"reference"` reproduces the original training loop (see `telme_hf.training.recipe`).
         seeds (`list[int]`, *optional*):
             Run the whole recipe once per seed into `output_dir/seed-N/` and summarise them.
         teacher_learning_rate, audio_learning_rate, video_learning_rate, fusion_learning_rate (`float`, *optional*):
@@ -336,7 +336,7 @@ def check_types(arguments: Any) -> None:
 
 def stage_value(training_args: TelMETrainingArguments, dataset: str, name: str, stage: str | None = None) -> Any:
     """A training setting as a stage uses it: the original scripts' value under `recipe=reference` on MELD or
-    IEMOCAP (`telme_hf.recipe.ORIGINAL_HYPERPARAMETERS`), else the stage's own option (`fusion_epochs`, ...), else
+    IEMOCAP (`telme_hf.training.recipe.ORIGINAL_HYPERPARAMETERS`), else the stage's own option (`fusion_epochs`, ...), else
     the run's (`num_train_epochs`, `learning_rate`, ...)."""
     original = original_hyperparameters(training_args.recipe, dataset)
     if stage is not None and name in ("learning_rate", "epochs"):
@@ -406,7 +406,7 @@ def stage_arguments(training_args: TelMETrainingArguments, dataset: str, stage: 
         push_to_hub=False,
         seeds=None,
         dataloader_pin_memory=training_args.dataloader_pin_memory and torch.cuda.is_available(),
-        # The stage's trainer runs its own autocast and grad scaler (`telme_hf.trainer`): accelerate's would be
+        # The stage's trainer runs its own autocast and grad scaler (`telme_hf.training.trainer`): accelerate's would be
         # fixed by the first stage that prepares the model, and does nothing for fp16 on a CPU.
         precision=stage_precision(training_args, stage),
         bf16=False,
@@ -461,7 +461,7 @@ def _unknown(name: str, source: str) -> ValueError:
 
 def configs_dir() -> Path:
     """The folder of the configs shipped with the package (`recipes/configs`, installed as `telme_hf.recipes`)."""
-    from . import recipes
+    from .. import recipes
 
     return Path(recipes.__file__).resolve().parent / "configs"
 

@@ -3,9 +3,9 @@
 
 Load it offline from its folder:
 
-    evaluate.load("<path to telme_hf/erc_metric>", "meld")
+    evaluate.load("<path to telme_hf/inference/erc_metric>", "meld")
 
-or with `telme_hf.metrics.load_erc_metric("meld")`. The computation is `telme_hf.metrics.compute_erc_metrics`,
+or with `telme_hf.inference.metrics.load_erc_metric("meld")`. The computation is `telme_hf.inference.metrics.compute_erc_metrics`,
 the same function `Trainer.compute_metrics` and the CLI use, so `telme_hf` must be importable.
 """
 
@@ -15,7 +15,7 @@ import evaluate
 # `evaluate` reads the text after "From:" on an import line as the install hint it prints when the import fails
 # (and any other trailing comment on an import line as a URL): keep these comments exactly in this form.
 from telme_hf.data.registry import PAPER_CORPUS_LABELS  # From: -e <root of the telme_hf repository>
-from telme_hf.metrics import compute_erc_metrics  # From: -e <root of the telme_hf repository>
+from telme_hf.inference.metrics import compute_erc_metrics  # From: -e <root of the telme_hf repository>
 
 
 _CITATION = """\
@@ -53,11 +53,11 @@ Returns:
     support (`dict` label -> `int`), confusion_matrix (`list` of `list` of `int`), labels (`list` of `str`),
     num_samples (`int`).
 Examples:
-    >>> metric = evaluate.load("telme_hf/erc_metric", "meld")
+    >>> metric = evaluate.load("telme_hf/inference/erc_metric", "meld")
     >>> results = metric.compute(predictions=[4, 4, 0], references=[4, 3, 0])
     >>> round(results["weighted_f1"], 4)
     0.5556
-    >>> metric = evaluate.load("telme_hf/erc_metric")
+    >>> metric = evaluate.load("telme_hf/inference/erc_metric")
     >>> results = metric.compute(predictions=[0, 1, 1], references=[0, 1, 0], labels=["neg", "pos"])
     >>> results["confusion_matrix"]
     [[1, 1], [0, 1]]

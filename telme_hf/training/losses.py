@@ -87,7 +87,7 @@ def pearson_correlation(a: torch.Tensor, b: torch.Tensor, dim: int = -1, eps: fl
 
     ```python
     >>> import torch
-    >>> from telme_hf.losses import pearson_correlation
+    >>> from telme_hf.training.losses import pearson_correlation
     >>> a = torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
     >>> b = torch.tensor([[2.0, 4.0, 6.0], [3.0, 2.0, 1.0]])
     >>> pearson_correlation(a, b).round(decimals=4)
@@ -146,7 +146,7 @@ def response_distillation_loss(
 
     ```python
     >>> import torch
-    >>> from telme_hf.losses import response_distillation_loss
+    >>> from telme_hf.training.losses import response_distillation_loss
     >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
     >>> round(response_distillation_loss(logits, logits, temperature=1.0).item(), 4)
     0.0
@@ -201,7 +201,7 @@ def feature_distillation_loss(
 
     ```python
     >>> import torch
-    >>> from telme_hf.losses import feature_distillation_loss
+    >>> from telme_hf.training.losses import feature_distillation_loss
     >>> teacher = torch.randn(4, 8)
     >>> feature_distillation_loss(3.0 * teacher, teacher).abs().item() < 1e-6  # same directions
     True
@@ -269,7 +269,7 @@ def student_distillation_loss(
 
     ```python
     >>> import torch
-    >>> from telme_hf.losses import student_distillation_loss
+    >>> from telme_hf.training.losses import student_distillation_loss
     >>> out = student_distillation_loss(
     ...     torch.randn(4, 7, requires_grad=True), torch.randn(4, 7), torch.randn(4, 16), torch.randn(4, 16),
     ...     torch.tensor([0, 3, 6, 4]), alpha=1.0, beta=1.0, temperature=4.0,

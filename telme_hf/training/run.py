@@ -2,7 +2,7 @@
 """TelME's whole training run — teacher, audio student, video student, fusion — as one function.
 
 `recipes/distill.py` (under `accelerate launch`, or `telme train`) and `telme demo` parse the run's options
-(`telme_hf.arguments`) and call :func:`run_distillation`.
+(`telme_hf.training.arguments`) and call :func:`run_distillation`.
 """
 
 from __future__ import annotations
@@ -30,23 +30,23 @@ from .arguments import (
     stage_value,
     starting_checkpoint,
 )
-from .caching import TEACHER_COLUMNS, add_encoder_features, add_frozen_outputs
-from .components import build_processor, processor_options, train_tokenizer
-from .modeling.loading_telme import MediaCache, MediaLoader, prepare_media
-from .modeling.collating_telme import TelMEDataCollator
-from .data.registry import get_corpus, load_corpus
-from .dialogue_files import predict_command, write_example_dialogue
-from .evaluation import evaluate_split, write_evaluation
-from .metrics import (
+from .frozen_features import TEACHER_COLUMNS, add_encoder_features, add_frozen_outputs
+from ..preprocessing import build_processor, processor_options, train_tokenizer
+from ..modeling.loading_telme import MediaCache, MediaLoader, prepare_media
+from ..modeling.collating_telme import TelMEDataCollator
+from ..data.registry import get_corpus, load_corpus
+from ..inference.dialogue_files import predict_command, write_example_dialogue
+from ..inference.evaluation import evaluate_split, write_evaluation
+from ..inference.metrics import (
     format_per_class_table,
     format_seed_summary,
     make_compute_metrics,
     summarize_seed_runs,
     write_metrics_json,
 )
-from .modeling import TelMEConfig, TelMEForEmotionRecognition, TelMEProcessor
+from ..modeling import TelMEConfig, TelMEForEmotionRecognition, TelMEProcessor
 from .recipe import continue_grad_scaler, grad_scaler_state, reset_heads_to_pytorch_defaults
-from .run_state import (
+from .resume import (
     RemoveEarlierCheckpoints,
     record_stage,
     release_cache_lock,
@@ -55,7 +55,7 @@ from .run_state import (
     take_cache_lock,
 )
 from .trainer import STAGE_MODALITIES, STAGE_PARTS, STAGES, trainer_for_stage
-from .modeling.logging_telme import get_logger, progress_disabled
+from ..modeling.logging_telme import get_logger, progress_disabled
 
 
 logger = get_logger("telme_hf")
@@ -96,7 +96,7 @@ def load_data(model_args: ModelArguments, data_args: DataArguments, training_arg
     """
     root = corpus_root(data_args, training_args)
     if data_args.dataset == "synthetic" and not (Path(root) / "train_sent_emo.csv").exists():
-        from .data.synthetic import make_synthetic_corpus
+        from ..data.synthetic import make_synthetic_corpus
 
         make_synthetic_corpus(root, num_dialogues=data_args.synthetic_dialogues, seed=data_args.synthetic_seed,
                               progress=not progress_disabled(training_args.disable_tqdm))
@@ -113,7 +113,7 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
     if source:
         from transformers import AutoProcessor
 
-        from .components import apply_legacy_preprocessing
+        from ..preprocessing import apply_legacy_preprocessing
 
         model = TelMEForEmotionRecognition.from_pretrained(source)
         if model.config.label_names != list(label_names):
@@ -427,7 +427,7 @@ def _train_evaluate_and_write(model_args, data_args, training_args, data, report
     write_metrics_json({"dataset": data_args.dataset, "training": training, "stages": public,
                         "bad_media": report.by_split()}, final_dir / "results.json")
     copy_trainer_states(output_dir, final_dir, list(public))
-    from .model_card import write_model_card
+    from ..hub.model_card import write_model_card
 
     repo_id = None
     if training_args.push_to_hub:
@@ -478,7 +478,7 @@ def training_summary(model_args: ModelArguments, data_args: DataArguments, train
                      processor: Any) -> dict[str, Any]:
     """The training setup a model card shows: each stage's epochs and learning rate as it ran them, and the options
     that change the result (no local paths)."""
-    from .model_card import is_hub_id
+    from ..hub.model_card import is_hub_id
 
     dataset = data_args.dataset
     stages = {stage: {"epochs": float(stage_value(training_args, dataset, "epochs", stage)),
@@ -537,7 +537,7 @@ def push_folder_to_hub(folder: str | Path, repo_id: str, private: bool = True) -
     the card's usage section is pointed at the repository first."""
     from huggingface_hub import HfApi
 
-    from .model_card import set_card_repo
+    from ..hub.model_card import set_card_repo
 
     folder = Path(folder)
     missing = [name for name in ("config.json", "model.safetensors") if not (folder / name).is_file()]

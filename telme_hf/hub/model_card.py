@@ -5,8 +5,8 @@ body from `model_card.md`.
 The `model-index` holds the headline model only (the fused one when the run trained it), on test and on dev, one
 `EvalResult` per metric: `huggingface_hub` identifies a result by task, dataset, config, split and revision, so the
 parts' scores (text teacher, audio and video students), which share all of those, would fold into one block. They
-are in the card's table instead. Trained checkpoints (`telme_hf.distill`) and converted original ones
-(`telme_hf.convert`) share this renderer.
+are in the card's table instead. Trained checkpoints (`telme_hf.training.run`) and converted original ones
+(`telme_hf.hub.convert`) share this renderer.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .data.registry import get_corpus, paper_column_order
-from .modeling import TelMEConfig
+from ..data.registry import get_corpus, paper_column_order
+from ..modeling import TelMEConfig
 
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
@@ -137,7 +137,7 @@ def results_table(results: Mapping[str, Any], labels: Sequence[str]) -> str:
 
 
 def training_table(training: Mapping[str, Any] | str | None) -> str:
-    """Markdown: the options that matter (see `telme_hf.distill.training_summary`), one row each."""
+    """Markdown: the options that matter (see `telme_hf.training.run.training_summary`), one row each."""
     if isinstance(training, str):
         return training
     if not training:
@@ -200,7 +200,7 @@ def render_model_card(
         processor: its processor (the preprocessing behaviours).
         results: per stage, `{"selected_epoch", "dev", "test"}` metrics dicts (as in `results.json`).
         training: `{"stages": {stage: {"epochs", "learning_rate"}}, "options": {...}}` (see
-            `telme_hf.distill.training_summary`), or a sentence.
+            `telme_hf.training.run.training_summary`), or a sentence.
         dataset: `meld`, `iemocap` or `synthetic`.
         repo: Hub id or folder shown in the usage section (`set_card_repo` changes it on upload).
         origin: markdown on where the weights come from.

@@ -7,7 +7,7 @@ write their artefacts with :func:`write_evaluation`.
 Example:
 
 ```python
->>> from telme_hf.evaluation import evaluate_split, load_evaluation_split
+>>> from telme_hf.inference.evaluation import evaluate_split, load_evaluation_split
 >>> test, report = load_evaluation_split("meld", "/data/MELD.Raw", "test", processor, model.config)  # doctest: +SKIP
 >>> evaluate_split(model, processor, test, report=report)["fusion"]["weighted_f1"]  # doctest: +SKIP
 0.6737
@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
-from .modeling.bad_media_telme import BadMediaReport, check_policy, log_report
-from .modeling.logging_telme import progress_bar
-from .modeling.loading_telme import MediaCache, MediaLoader, prepare_media
-from .modeling.collating_telme import TelMEDataCollator
-from .modeling.media_telme import MODALITIES, MediaError
-from .modeling.pipeline_telme import DEFAULT_BATCH_SIZE, PART_LOGITS, predict_batch
+from ..modeling.bad_media_telme import BadMediaReport, check_policy, log_report
+from ..modeling.logging_telme import progress_bar
+from ..modeling.loading_telme import MediaCache, MediaLoader, prepare_media
+from ..modeling.collating_telme import TelMEDataCollator
+from ..modeling.media_telme import MODALITIES, MediaError
+from ..modeling.pipeline_telme import DEFAULT_BATCH_SIZE, PART_LOGITS, predict_batch
 from .metrics import compute_erc_metrics, plot_confusion_matrix, write_metrics_json, write_predictions_csv
 
 
@@ -46,7 +46,7 @@ def load_evaluation_split(data: str, data_root: str | os.PathLike, split: str, p
     Returns:
         `(Dataset, BadMediaReport)`.
     """
-    from .data.registry import load_corpus
+    from ..data.registry import load_corpus
 
     data_dict, report = load_corpus(data, data_root, processor, config.label_names, splits=(split,),
                                     on_bad_media=on_bad_media)
@@ -158,7 +158,7 @@ def evaluate_split(
                                                  cli=True, split=split, report=report)
     media_columns = [c for c in ("audio_path", "video_path") if c in dataset.column_names]
     if features_cache is not None and any(any(dataset[c]) for c in media_columns):
-        from .caching import add_encoder_features
+        from ..training.frozen_features import add_encoder_features
 
         dataset = prepare_media(dataset, loader, desc=f"decoding {split or 'split'} media",
                                 disable_progress=None if progress else True)

@@ -43,12 +43,12 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from .components import build_processor
-from .data.registry import get_corpus
-from .modeling import TelMEConfig, TelMEForEmotionRecognition
-from .modeling.configuration_telme import TEXT_BACKBONE
-from .modeling.processing_telme import speaker_token
-from .modeling.logging_telme import get_logger
+from ..preprocessing import build_processor
+from ..data.registry import get_corpus
+from ..modeling import TelMEConfig, TelMEForEmotionRecognition
+from ..modeling.configuration_telme import TEXT_BACKBONE
+from ..modeling.processing_telme import speaker_token
+from ..modeling.logging_telme import get_logger
 
 
 logger = get_logger(__name__)
@@ -501,7 +501,7 @@ def render_conversion_card(
     config: TelMEConfig, processor: Any, dataset: str, output_dir: str | os.PathLike,
     sources: Mapping[str, tuple[str, str]], dropped: Mapping[str, int], av_order: Sequence[str],
 ) -> str:
-    """README.md of a converted checkpoint (`telme_hf.model_card`): where it comes from, which original behaviours
+    """README.md of a converted checkpoint (`telme_hf.hub.model_card`): where it comes from, which original behaviours
     are on, how to check it.
 
     Args:
@@ -616,7 +616,7 @@ def convert_original_checkpoint(
     Example:
 
     ```python
-    >>> from telme_hf.convert import convert_original_checkpoint
+    >>> from telme_hf.hub.convert import convert_original_checkpoint
     >>> folder = convert_original_checkpoint(
     ...     "MELD/save_model/teacher.bin", "MELD/save_model/student_audio/total_student.bin",
     ...     "MELD/save_model/student_video/total_student.bin", "MELD/save_model/total_fusion.bin",

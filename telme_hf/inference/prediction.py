@@ -7,7 +7,7 @@ Example:
 
 ```python
 >>> from telme_hf.modeling.pipeline_telme import predict_dialogue
->>> from telme_hf.prediction import load_model_and_processor
+>>> from telme_hf.inference.prediction import load_model_and_processor
 >>> model, processor = load_model_and_processor("telme-demo/final")  # doctest: +SKIP
 >>> turns = [
 ...     {"speaker": "Ross", "text": "We were on a break!", "media": "clips/dia0_utt0.mp4"},
@@ -68,7 +68,7 @@ def load_model_and_processor(name_or_path: str | os.PathLike, device: str | torc
     """
     from transformers import AutoModel, AutoProcessor
 
-    from .modeling.processing_telme import apply_legacy_preprocessing
+    from ..modeling.processing_telme import apply_legacy_preprocessing
 
     name = os.fspath(name_or_path)
     try:

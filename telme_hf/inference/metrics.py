@@ -5,8 +5,8 @@ One implementation, :func:`compute_erc_metrics`, serves every consumer:
 
 * ``transformers.Trainer`` through :func:`make_compute_metrics` (a flat dict of floats, which is what the Trainer
   logs and what ``metric_for_best_model="weighted_f1"`` selects on);
-* the ``evaluate`` module in ``telme_hf/erc_metric`` (loadable offline with :func:`load_erc_metric` or
-  ``evaluate.load(<path to telme_hf/erc_metric>)``);
+* the ``evaluate`` module in ``telme_hf/inference/erc_metric`` (loadable offline with :func:`load_erc_metric` or
+  ``evaluate.load(<path to telme_hf/inference/erc_metric>)``);
 * the CLI and users, with :func:`format_per_class_table`, :func:`plot_confusion_matrix` and
   :func:`write_metrics_json`.
 
@@ -94,7 +94,7 @@ def compute_erc_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Se
     Example:
 
     ```python
-    >>> from telme_hf.metrics import compute_erc_metrics
+    >>> from telme_hf.inference.metrics import compute_erc_metrics
     >>> m = compute_erc_metrics([0, 0, 1, 2], [0, 1, 1, 2], labels=["anger", "joy", "neutral"])
     >>> round(m["weighted_f1"], 4), m["accuracy"], m["confusion_matrix"]
     (0.75, 0.75, [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
@@ -164,7 +164,7 @@ def make_compute_metrics(labels: Sequence[str]) -> Callable[[EvalPrediction], di
     ```python
     >>> import numpy as np
     >>> from transformers import EvalPrediction
-    >>> from telme_hf.metrics import make_compute_metrics
+    >>> from telme_hf.inference.metrics import make_compute_metrics
     >>> compute_metrics = make_compute_metrics(["neg", "pos"])
     >>> logits = np.array([[2.0, 0.1], [0.3, 1.5], [0.9, 0.2]])
     >>> compute_metrics(EvalPrediction(predictions=(logits,), label_ids=np.array([0, 1, 1])))["accuracy"]
@@ -273,7 +273,7 @@ def format_per_class_table(
     Example:
 
     ```python
-    >>> from telme_hf.metrics import compute_erc_metrics, format_per_class_table
+    >>> from telme_hf.inference.metrics import compute_erc_metrics, format_per_class_table
     >>> m = compute_erc_metrics([0, 1, 1], [0, 1, 0], labels=["sad", "happy"])
     >>> print(format_per_class_table({"fusion": m}, labels=["sad", "happy"]))
     model   sad    happy  weighted F1
@@ -282,7 +282,7 @@ def format_per_class_table(
 
     ```
     """
-    from .data.registry import paper_column_order
+    from ..data.registry import paper_column_order
 
     labels = [str(label) for label in labels]
     if order is None:
@@ -324,7 +324,7 @@ def normalize_confusion_matrix(
     Example:
 
     ```python
-    >>> from telme_hf.metrics import normalize_confusion_matrix
+    >>> from telme_hf.inference.metrics import normalize_confusion_matrix
     >>> normalize_confusion_matrix([[2, 2, 0], [0, 1, 0], [0, 0, 0]]).tolist()
     [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
 
@@ -469,7 +469,7 @@ def format_seed_summary(summary: Mapping[str, Any]) -> str:
         return f"{100 * spread['mean']:.2f} ± {100 * spread['std']:.2f}"
 
     stages = summary["stages"]
-    from .data.registry import paper_column_order
+    from ..data.registry import paper_column_order
 
     labels = paper_column_order(list(next(iter(stages.values()))["test_f1"]) if stages else [])
     table = [["stage", "dev weighted F1", "test weighted F1", *[f"test {label}" for label in labels]]]
@@ -544,7 +544,7 @@ def write_metrics_json(metrics: Mapping[str, Any], path: str | Path) -> Path:
 def load_erc_metric(config_name: str | None = None, **kwargs: Any):
     """Load the ERC metric shipped with this package through ``evaluate`` (works offline).
 
-    Equivalent to ``evaluate.load("<site-packages>/telme_hf/erc_metric", config_name)``. With ``config_name``
+    Equivalent to ``evaluate.load("<site-packages>/telme_hf/inference/erc_metric", config_name)``. With ``config_name``
     ``"meld"`` or ``"iemocap"`` the label names are known; otherwise pass ``labels=[...]`` to ``compute``.
 
     Args:
@@ -557,7 +557,7 @@ def load_erc_metric(config_name: str | None = None, **kwargs: Any):
     Example:
 
     ```python
-    >>> from telme_hf.metrics import load_erc_metric
+    >>> from telme_hf.inference.metrics import load_erc_metric
     >>> metric = load_erc_metric("meld")
     >>> metric.compute(predictions=[4, 4, 0], references=[4, 3, 0])["weighted_f1"]  # doctest: +ELLIPSIS
     0.5555...

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import app
-from .modeling.pipeline_telme import MEDIA_FIELDS
+from .. import app
+from ..modeling.pipeline_telme import MEDIA_FIELDS
 
 
 # What the checkpoint's own code and the page import (the pipeline's docstring lists the former).

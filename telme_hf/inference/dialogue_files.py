@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .data.dialogues import read_csv_rows
+from ..data.dialogues import read_csv_rows
 from .metrics import align_table
-from .modeling.pipeline_telme import MEDIA_FIELDS
+from ..modeling.pipeline_telme import MEDIA_FIELDS
 
 
 __all__ = ["predict_command", "read_dialogue", "render_predictions", "write_example_dialogue"]

@@ -3,7 +3,7 @@
 
 `reference` differs from `clean` in the named pieces below and in three `TelMEStageTrainer` overrides (the
 sample-counted schedule, weight decay on every parameter, clipping on loss-scaled gradients, see
-`telme_hf.trainer`). Used with the MELD or IEMOCAP corpus, it also takes the original scripts' per-stage learning
+`telme_hf.training.trainer`). Used with the MELD or IEMOCAP corpus, it also takes the original scripts' per-stage learning
 rates, epochs and batch size (:data:`ORIGINAL_HYPERPARAMETERS`); on the synthetic corpus (`tiny.yaml`) the config's
 own values stay, since from-scratch tiny backbones need other rates.
 
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
-from .modeling.logging_telme import get_logger
+from ..modeling.logging_telme import get_logger
 
 
 logger = get_logger("telme_hf")
@@ -36,7 +36,7 @@ logger = get_logger("telme_hf")
 RECIPES = ("clean", "reference")
 
 # The original trains the teacher in fp32 and the students and the fusion under `torch.cuda.amp.autocast()` (fp16)
-# with a `GradScaler`; `precision=auto` under `recipe=reference` takes these (see `telme_hf.arguments.stage_precision`).
+# with a `GradScaler`; `precision=auto` under `recipe=reference` takes these (see `telme_hf.training.arguments.stage_precision`).
 REFERENCE_PRECISION = {"teacher": "no", "audio": "fp16", "video": "fp16", "fusion": "fp16"}
 
 # The original scripts' settings (`MELD|IEMOCAP/{teacher,student,fusion}.py`). The MELD teacher's 1e-6 is the
