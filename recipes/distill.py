@@ -19,31 +19,31 @@ with `AutoModel.from_pretrained`), `results.json`, `confusion_matrix.png`, `pred
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
-from telme_hf.training.arguments import check_run, parse_recipe_args, recipe_parser
-from telme_hf.cli import report_error
-from telme_hf.training.run import run_distillation
+from telme_hf.errors import report_error
 from telme_hf.modeling.media_telme import MediaError
+from telme_hf.training.arguments import TelMEParser
+from telme_hf.training.plan import plan_run
+from telme_hf.training.run import run_distillation
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "recipes/distill.py") -> int:
-    """Parse the options, check them, run the recipe. A mistake in the options ends with one line and status 2, bad
-    data with one line and status 1 (`TRANSFORMERS_VERBOSITY=debug` adds the traceback)."""
+    """Parse the options, plan the run (every check made before any data is read), run it. A mistake in the options
+    ends with one line and status 2, bad data with one line and status 1 (`TRANSFORMERS_VERBOSITY=debug` adds the
+    traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = TelMEParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     if "-h" in argv or "--help" in argv:
-        import argparse
-
-        recipe_parser(with_config=True, prog=prog, description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(["--help"])  # exits
+        parser.parse_args(["--help"])  # prints the options and exits 0
     try:
-        model_args, data_args, training_args = parse_recipe_args(argv)
-        check_run(model_args, data_args, training_args)
+        plan = plan_run(*parser.parse(argv))
     except (ValueError, FileNotFoundError) as error:
         return report_error(prog, error, status=2)
     try:
-        run_distillation(model_args, data_args, training_args)
+        run_distillation(plan)
     except (MediaError, OSError, ValueError) as error:
         # Bad data (a missing folder, a malformed row, unusable media under on_bad_media=error), said in one line.
         return report_error(prog, error, status=1)

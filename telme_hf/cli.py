@@ -12,11 +12,14 @@ import textwrap
 import time
 from pathlib import Path
 
+from .errors import UsageError, report_error
+
 
 # ------------------------------------------------------------------------------------------------------ handlers
 def _demo(args: argparse.Namespace) -> int:
-    from .training.arguments import packaged_config, parse_recipe_args
     from .inference.dialogue_files import predict_command
+    from .training.arguments import packaged_config, parse_recipe_args
+    from .training.plan import plan_run
     from .training.run import run_distillation
 
     overrides = [f"output_dir={args.output_dir}"]
@@ -25,13 +28,12 @@ def _demo(args: argparse.Namespace) -> int:
         overrides += ["synthetic_dialogues=60", "teacher_epochs=15", "audio_epochs=3", "video_epochs=5",
                       "fusion_epochs=10"]
     try:
-        model_args, data_args, training_args = parse_recipe_args(
-            ["--config", str(packaged_config("tiny")), *overrides, *args.overrides])
+        plan = plan_run(*parse_recipe_args(["--config", str(packaged_config("tiny")), *overrides, *args.overrides]))
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
     started = time.time()
-    run_distillation(model_args, data_args, training_args, announce_next_step=False)
-    output_dir = Path(training_args.output_dir)
+    run_distillation(plan, announce_next_step=False)
+    output_dir = plan.output_dir
     print(f"Finished in {time.time() - started:.0f} s. Results: {output_dir / 'results.json'}; confusion matrix: "
           f"{output_dir / 'confusion_matrix.png'}; predictions: {output_dir / 'predictions.csv'}; "
           f"checkpoint: {output_dir / 'final'}")
@@ -61,7 +63,7 @@ def _app(args: argparse.Namespace) -> int:
     from transformers import pipeline
 
     from .app import build_app, launch, read_card
-    from .modeling.configuration_telme import PIPELINE_TASK
+    from .modeling.pipeline_telme import PIPELINE_TASK
     from .inference.dialogue_files import read_dialogue
     from .inference.prediction import load_model_and_processor
 
@@ -84,7 +86,7 @@ def _app(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from .training.run import push_folder_to_hub
+    from .hub.push import push_folder_to_hub
 
     url = push_folder_to_hub(args.folder, args.repo_id, private=not args.public)
     print(f"Uploaded {args.folder} to {url}")
@@ -99,7 +101,8 @@ def _train(argv: list[str]) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from .inference.dialogue_files import read_dialogue, render_predictions
-    from .modeling.pipeline_telme import format_predictions, predict_logits, prepare_dialogue
+    from .modeling.pipeline_telme import format_predictions, predict_logits
+    from .inference.prediction import prepare_dialogue
     from .inference.prediction import load_model_and_processor
 
     turns = read_dialogue(args.dialogue)
@@ -184,9 +187,6 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------------------------------- parser
-class UsageError(ValueError):
-    """A mistake in the command's options (exit status 2, as argparse's own)."""
-
 
 class _ParagraphFormatter(argparse.HelpFormatter):
     # Wraps the description like the default formatter but prints the epilog (example commands) as written, so a
@@ -208,7 +208,7 @@ def _positive_int(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .hub.convert import AV_ORDER_CHOICES
     from .hub.convert import DATASETS as CONVERTIBLE
-    from .modeling.bad_media_telme import BAD_MEDIA_POLICIES
+    from .modeling.media_telme import BAD_MEDIA_POLICIES
     from .data.registry import CORPUS_NAMES
     from .modeling.configuration_telme import TEXT_BACKBONE
 
@@ -409,15 +409,6 @@ def main(argv: list[str] | None = None) -> int:
         return report_error(f"telme {args.command}", error, status=2)
     except (MediaError, OSError, ValueError) as error:
         return report_error(f"telme {args.command}", error, status=1)
-
-
-def report_error(prog: str, error: BaseException, status: int) -> int:
-    """Print `PROG: error: MESSAGE` to stderr and return `status`; at debug verbosity the traceback is logged too."""
-    from .modeling.logging_telme import get_logger
-
-    get_logger("telme_hf").debug("%s failed:", prog, exc_info=error)
-    print(f"{prog}: error: {error}", file=sys.stderr)
-    return status
 
 
 if __name__ == "__main__":

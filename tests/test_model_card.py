@@ -72,13 +72,14 @@ def test_a_tiny_random_model_names_no_base_model_and_a_teacher_only_run_says_so(
 
 def test_training_section_has_no_local_paths(tmp_path, tiny_processor):
     from telme_hf.training.arguments import parse_recipe_args
+    from telme_hf.training.plan import plan_run
     from telme_hf.training.run import training_summary
 
     (tmp_path / "corpus").mkdir()
-    model_args, data_args, training_args = parse_recipe_args(
+    plan = plan_run(*parse_recipe_args(
         ["--config", "tiny", f"data_root={tmp_path / 'corpus'}", f"output_dir={tmp_path / 'run'}",
-         "fusion_epochs=7", "teacher_learning_rate=2e-5"])
-    summary = training_summary(model_args, data_args, training_args, tiny_processor)
+         "fusion_epochs=7", "teacher_learning_rate=2e-5"]))
+    summary = training_summary(plan, tiny_processor)
     table = training_table(summary)
     assert str(tmp_path) not in table
     assert re.search(r"^\| TelME \(fused\) \| 7 \| ", table, flags=re.M)

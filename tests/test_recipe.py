@@ -19,10 +19,12 @@ from torch.nn import functional as F
 
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition
 from telme_hf.training.frozen_features import TEACHER_COLUMNS, add_frozen_outputs
-from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media
-from telme_hf.modeling.collating_telme import TelMEDataCollator
+from telme_hf.data.media_cache import MediaCache, prepare_media
+from telme_hf.modeling.media_telme import MediaLoader
+from telme_hf.training.frozen_features import TrainingCollator as TelMEDataCollator
 from telme_hf.data.meld import load_meld
-from telme_hf.training.arguments import parse_recipe_args, stage_value
+from telme_hf.training.arguments import parse_recipe_args
+from telme_hf.training.plan import stage_value
 from telme_hf.training.run import run_distillation
 from telme_hf.training.recipe import original_hyperparameters, reset_heads_to_pytorch_defaults
 from telme_hf.training.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
@@ -251,7 +253,7 @@ def test_original_hyperparameters_only_for_the_paper_corpora():
     clean = TelMETrainingArguments(output_dir="x", teacher_learning_rate=1e-5)
     assert stage_value(clean, "meld", "learning_rate", "teacher") == 1e-5
     assert stage_value(clean, "meld", "epochs", "audio") == clean.num_train_epochs
-    with pytest.raises(SystemExit):  # argparse refuses a recipe that is not a choice
+    with pytest.raises(ValueError, match="`recipe` must be one of"):
         parse_recipe_args(["recipe=original"])
     with pytest.raises(ValueError, match="seeds"):
         parse_recipe_args(["seeds=[1,1]"])

@@ -11,9 +11,11 @@ import torch
 
 from telme_hf import TelMEForEmotionRecognition
 from telme_hf.training.frozen_features import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
-from telme_hf.training.arguments import STAGES, parse_recipe_args, stage_arguments, stage_precision, starting_checkpoint
-from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media
-from telme_hf.modeling.collating_telme import TelMEDataCollator
+from telme_hf.training.arguments import STAGES, parse_recipe_args
+from telme_hf.training.plan import plan_run, stage_arguments, stage_precision
+from telme_hf.data.media_cache import MediaCache, prepare_media
+from telme_hf.modeling.media_telme import MediaLoader
+from telme_hf.training.frozen_features import TrainingCollator as TelMEDataCollator
 from telme_hf.data.meld import load_meld
 from telme_hf.training.run import _selected_epoch, run_distillation
 from telme_hf.training.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
@@ -162,26 +164,31 @@ def test_config_overrides_and_errors(tmp_path):
         path.write_text("datset: synthetic\n")
         parse_recipe_args(["--config", str(path)])
     with pytest.raises(ValueError, match="data_root"):
-        parse_recipe_args(["dataset=meld"])
+        plan_run(*parse_recipe_args(["dataset=meld"]))
     with pytest.raises(FileNotFoundError, match="packaged configs"):
         parse_recipe_args(["--config", "nowhere"])
-    with pytest.raises(SystemExit):  # argparse: a value of the wrong type
+    with pytest.raises(ValueError, match="per_device_train_batch_size.*'many'"):  # one line, not the usage
         parse_recipe_args(["per_device_train_batch_size=many"])
+    with pytest.raises(ValueError, match="`precision` must be one of"):  # YAML or command line: one check
+        path.write_text("precision: fast\n")
+        parse_recipe_args(["--config", str(path)])
+    path.write_text("precision: no\n")  # YAML reads `no` as false: still the precision "no"
+    assert parse_recipe_args(["--config", str(path)])[2].precision == "no"
     _, _, args = parse_recipe_args(["--config", "meld", f"data_root={tmp_path}"])  # a packaged config by name
     assert args.per_device_train_batch_size == 4 and args.output_dir == "outputs/telme-meld"
     # A mistyped synthetic corpus folder is an error, never a new corpus there.
     with pytest.raises(ValueError, match="telme make-corpus"):
-        parse_recipe_args([f"data_root={tmp_path / 'no-such-corpus'}"])
+        plan_run(*parse_recipe_args([f"data_root={tmp_path / 'no-such-corpus'}"]))
     assert not (tmp_path / "no-such-corpus").exists()
     with pytest.raises(ValueError, match="write fusion_epochs="):  # telme_hf 0.1's per-stage spelling
         parse_recipe_args(["epochs.fusion=3"])
-    # Arguments built in Python are checked for their types before anything is read.
-    from telme_hf.training.arguments import check_run
-
+    # Arguments built in Python are checked for their types before anything is read, also when set afterwards.
+    with pytest.raises(ValueError, match="`learning_rate` must be float"):
+        TelMETrainingArguments(output_dir="x", learning_rate="fast")
     model_args, data_args, args = parse_recipe_args([])
     args.learning_rate = "fast"
     with pytest.raises(ValueError, match="`learning_rate` must be float"):
-        check_run(model_args, data_args, args)
+        plan_run(model_args, data_args, args)
 
 
 def test_telme_push_uploads_the_final_folder_with_its_card_pointed_at_the_repo(tmp_path, monkeypatch, capsys,
@@ -280,10 +287,26 @@ def test_stage_precision_comes_from_the_stage_then_the_run_then_the_recipe(monke
 
 def test_a_later_stage_alone_needs_a_trained_checkpoint(tmp_path, tiny_model):
     with pytest.raises(ValueError, match="init_from"):
-        parse_recipe_args([f"output_dir={tmp_path}", "stages=[fusion]"])
+        plan_run(*parse_recipe_args([f"output_dir={tmp_path}", "stages=[fusion]"]))
     tiny_model.save_pretrained(tmp_path / "final")
-    model_args, _, args = parse_recipe_args([f"output_dir={tmp_path}", "--stage", "fusion"])
-    assert starting_checkpoint(model_args, args) == str(tmp_path / "final") and model_args.init_from is None
+    plan = plan_run(*parse_recipe_args([f"output_dir={tmp_path}", "--stage", "fusion"]))
+    assert plan.init_from == str(tmp_path / "final") and plan.model_args.init_from is None
+
+
+def test_the_plan_resolves_every_derived_value_once(tmp_path, monkeypatch):
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    plan = plan_run(*parse_recipe_args(["--config", "recipes/configs/tiny.yaml", f"output_dir={tmp_path}",
+                                        "stages=[teacher,fusion]", "fusion_epochs=2", "recipe=reference"]))
+    assert plan.stages == ("teacher", "fusion") and plan.init_from is None
+    assert plan.data_root == str(tmp_path / "synthetic-corpus") and plan.cache_dir == tmp_path / "cache"
+    assert plan.modalities == ("text", "audio", "video")
+    fusion = plan.stage_args["fusion"]
+    assert (fusion.stage, fusion.num_train_epochs, fusion.output_dir) == ("fusion", 2.0, str(tmp_path / "fusion"))
+    assert (plan.stage_args["teacher"].num_train_epochs, plan.stage_args["teacher"].learning_rate) == (50.0, 0.003)
+    assert (plan.stage_args["teacher"].precision, fusion.precision) == ("no", "fp16")
+    assert plan.stage_args["teacher"].optim == "adamw_torch"  # the original's torch.optim.AdamW
+    teacher_only = plan_run(*parse_recipe_args([f"output_dir={tmp_path}", "stages=[teacher]"]))
+    assert teacher_only.modalities == ("text",) and not teacher_only.needs_media
 
 
 def test_feature_cache_is_invalidated_by_a_replaced_clip_or_a_changed_config(splits, tiny_model, tiny_processor, tmp_path):

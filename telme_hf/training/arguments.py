@@ -6,13 +6,15 @@
 - :class:`TelMETrainingArguments`: every `TrainingArguments` option plus TelME's (the stages, the recipe, the seeds,
   per-stage learning rates and epochs, the distillation losses' weights).
 
-`recipes/distill.py` parses the three from a YAML config and command-line overrides (:func:`parse_recipe_args`),
-checks them together before any data is read (:func:`check_run`), and never changes them afterwards: each stage
-gets its own `TrainingArguments` from :func:`stage_arguments`.
+Each option is validated once, by its dataclass (:meth:`validate`, run by `__post_init__`): from Python, a YAML
+config or the command line alike, a wrong value is a one-line `ValueError` naming the option. :class:`TelMEParser`
+reads a YAML config as the parser's defaults and the command line over it (in the manner of TRL's `TrlParser`);
+`telme_hf.training.plan` then resolves everything derived from the options once, before any data is read.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import os
@@ -26,15 +28,50 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from ..modeling.bad_media_telme import BAD_MEDIA_POLICIES
+from ..modeling.media_telme import BAD_MEDIA_POLICIES
 from ..data.registry import CORPUS_NAMES
-from .recipe import RECIPES, REFERENCE_PRECISION, original_hyperparameters
+from .recipe import RECIPES
 
 
 STAGES = ("teacher", "audio", "video", "fusion")
 PRESETS = ("meld", "iemocap", "tiny")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 FROZEN_OUTPUTS = ("auto", "cached", "recomputed")
+# The values an option takes, checked by `validate` (argparse gets no `choices`: one check, one message).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "preset": PRESETS, "dataset": CORPUS_NAMES, "on_bad_media": BAD_MEDIA_POLICIES, "stage": STAGES,
+    "recipe": RECIPES, "precision": PRECISIONS, "frozen_outputs": FROZEN_OUTPUTS,
+    **{f"{stage}_precision": PRECISIONS[1:] for stage in STAGES},
+}
+
+
+def _problems(arguments: Any, names: Sequence[str]) -> list[str]:
+    """The options among `names` whose value is not of the field's type or not one of its `CHOICES`."""
+    import types
+    import typing
+
+    hints = typing.get_type_hints(type(arguments))
+    problems = []
+    for name in names:
+        value, expected = getattr(arguments, name), hints[name]
+        union = typing.get_origin(expected) in (typing.Union, types.UnionType)
+        allowed = typing.get_args(expected) if union else (expected,)
+        if value is None and type(None) in allowed:
+            continue
+        plain = [getattr(kind, "__origin__", kind) for kind in allowed if kind is not type(None)]
+        ok = any(isinstance(value, kind) for kind in plain if isinstance(kind, type))
+        ok = (ok or (float in plain and isinstance(value, int))) and not (isinstance(value, bool) and bool not in plain)
+        if not ok:
+            wanted = " or ".join(getattr(kind, "__name__", str(kind)) for kind in plain)
+            problems.append(f"`{name}` must be {wanted}, got {type(value).__name__} {value!r}")
+        elif name in CHOICES and value not in CHOICES[name]:
+            problems.append(f"`{name}` must be one of {list(CHOICES[name])}, got {value!r}")
+    return problems
+
+
+def _raise(problems: list[str]) -> None:
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
 
 
 @dataclass
@@ -42,8 +79,7 @@ class ModelArguments:
     """Which model a run starts from."""
 
     preset: str = field(default="tiny", metadata={
-        "help": "meld or iemocap (the paper's backbones and fusion settings) or tiny (random tiny backbones).",
-        "choices": list(PRESETS)})
+        "help": "meld or iemocap (the paper's backbones and fusion settings) or tiny (random tiny backbones)."})
     reference_behaviour: bool = field(default=False, metadata={
         "help": "Switch on every behaviour of the original implementation (data and model; see the README)."})
     text_model: str | None = field(default=None, metadata={
@@ -64,8 +100,11 @@ class ModelArguments:
         "run's own final/."})
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}.")
+        self.validate()
+
+    def validate(self) -> None:
+        """A `ValueError` naming every option with a value of the wrong type or outside its choices."""
+        _raise(_problems(self, [f.name for f in dataclasses.fields(self)]))
 
 
 @dataclass
@@ -73,13 +112,12 @@ class DataArguments:
     """Which corpus a run reads, and what to do with its bad media."""
 
     dataset: str = field(default="synthetic", metadata={
-        "help": "meld, iemocap or synthetic (the embedded demo corpus).", "choices": list(CORPUS_NAMES)})
+        "help": "meld, iemocap or synthetic (the embedded demo corpus)."})
     data_root: str | None = field(default=None, metadata={
         "help": "The corpus folder (MELD.Raw, IEMOCAP_full_release); for synthetic, where it is generated "
         "(default OUTPUT_DIR/synthetic-corpus)."})
     on_bad_media: str = field(default="error", metadata={
-        "help": "A missing, unreadable or too long clip: error, skip (drop the utterance) or zeros.",
-        "choices": list(BAD_MEDIA_POLICIES)})
+        "help": "A missing, unreadable or too long clip: error, skip (drop the utterance) or zeros."})
     max_media_seconds: float | None = field(default=None, metadata={
         "help": "Media longer than this is bad media (saved in the checkpoint's processor); default: the "
         "processor's."})
@@ -89,12 +127,14 @@ class DataArguments:
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of a generated synthetic corpus."})
 
     def __post_init__(self) -> None:
-        if self.dataset not in CORPUS_NAMES:
-            raise ValueError(f"dataset must be one of {list(CORPUS_NAMES)}, got {self.dataset!r}.")
-        if self.on_bad_media not in BAD_MEDIA_POLICIES:
-            raise ValueError(f"on_bad_media must be one of {list(BAD_MEDIA_POLICIES)}, got {self.on_bad_media!r}.")
-        if self.max_media_seconds is not None and not self.max_media_seconds > 0:
-            raise ValueError(f"max_media_seconds must be positive, got {self.max_media_seconds}.")
+        self.validate()
+
+    def validate(self) -> None:
+        """A `ValueError` naming every option with a wrong value."""
+        problems = _problems(self, [f.name for f in dataclasses.fields(self)])
+        if not problems and self.max_media_seconds is not None and not self.max_media_seconds > 0:
+            problems.append(f"`max_media_seconds` must be positive, got {self.max_media_seconds}")
+        _raise(problems)
 
 
 def _per_stage(what: str, stage: str) -> Any:
@@ -102,8 +142,17 @@ def _per_stage(what: str, stage: str) -> Any:
     metadata = {"help": f"{what} of the {stage} stage (default: {run_option}"
                         + (", or the recipe's for this stage)." if what == "Precision" else ").")}
     if what == "Precision":
-        metadata["choices"] = list(PRECISIONS[1:])
+        metadata["help"] = metadata["help"][:-1] + ": no, fp16 or bf16."
     return field(default=None, metadata=metadata)
+
+
+_CHECKED_TRAINING_OPTIONS = (
+    "stage", "recipe", "seeds", "precision", "frozen_outputs", "keep_checkpoints", "response_weight",
+    "response_temperature", "feature_weight", "feature_temperature", "learning_rate", "num_train_epochs",
+    "per_device_train_batch_size", "per_device_eval_batch_size", "weight_decay", "max_grad_norm", "seed",
+    *(f"{stage}_{name}" for stage in STAGES for name in ("learning_rate", "epochs", "precision")),
+)
+
 
 
 @dataclass
@@ -153,13 +202,12 @@ class TelMETrainingArguments(TrainingArguments):
 
     output_dir: str | None = field(default="outputs/telme", metadata={"help": "Where the run writes everything."})
     stage: str = field(default="teacher", metadata={
-        "help": "The part one Trainer trains (set per stage by the run; on the command line --stage means --stages).",
-        "choices": list(STAGES)})
+        "help": "The part one Trainer trains (set per stage by the run; on the command line --stage means --stages)."})
     stages: list[str] = field(default_factory=lambda: list(STAGES), metadata={
         "help": "The stages to train, in order (later stages alone start from init_from or OUTPUT_DIR/final)."})
     recipe: str = field(default="clean", metadata={
-        "help": "clean (the Trainer's schedule and init) or reference (the original scripts' loop; the README lists what still differs).",
-        "choices": list(RECIPES)})
+        "help": "clean (the Trainer's schedule and init) or reference (the original scripts' loop; the README lists "
+        "what still differs)."})
     seeds: list[int] | None = field(default=None, metadata={
         "help": "Run the whole recipe once per seed into OUTPUT_DIR/seed-N/ and write summary.json."})
     teacher_learning_rate: float | None = _per_stage("Learning rate", "teacher")
@@ -173,16 +221,14 @@ class TelMETrainingArguments(TrainingArguments):
     precision: str = field(default="auto", metadata={
         "help": "Every stage's precision unless it has its own: no (fp32), fp16 (autocast + grad scaler), bf16, or "
         "auto: the recipe's (reference: fp32 teacher, fp16 students and fusion; clean: accelerate launch "
-        "--mixed_precision if fp16/bf16, else bf16 on a GPU that supports it, else fp32).",
-        "choices": list(PRECISIONS)})
+        "--mixed_precision if fp16/bf16, else bf16 on a GPU that supports it, else fp32)."})
     teacher_precision: str | None = _per_stage("Precision", "teacher")
     audio_precision: str | None = _per_stage("Precision", "audio")
     video_precision: str | None = _per_stage("Precision", "video")
     fusion_precision: str | None = _per_stage("Precision", "fusion")
     frozen_outputs: str = field(default="auto", metadata={
         "help": "The frozen parts' outputs a stage learns from: cached (once per sample), recomputed (every "
-        "training batch, as the original), or auto (recomputed under recipe=reference, else cached).",
-        "choices": list(FROZEN_OUTPUTS)})
+        "training batch, as the original), or auto (recomputed under recipe=reference, else cached)."})
     keep_checkpoints: bool = field(default=False, metadata={
         "help": "Keep each stage's epoch checkpoints after its best epoch is loaded."})
     response_weight: float = field(default=1.0, metadata={"help": "α: weight of the DIST response loss."})
@@ -210,41 +256,33 @@ class TelMETrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.stage not in STAGES:
-            problems.append(f"`stage` must be one of {list(STAGES)}, got {self.stage!r}")
-        unknown = [stage for stage in self.stages if stage not in STAGES]
-        if unknown or not self.stages:
-            problems.append(f"`stages` must name some of {list(STAGES)}, got {self.stages}")
-        if self.recipe not in RECIPES:
-            problems.append(f"`recipe` must be one of {list(RECIPES)}, got {self.recipe!r}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"`precision` must be one of {list(PRECISIONS)}, got {self.precision!r}")
-        for stage in STAGES:
-            own = getattr(self, f"{stage}_precision")
-            if own is not None and own not in PRECISIONS[1:]:
-                problems.append(f"`{stage}_precision` must be one of {list(PRECISIONS[1:])}, got {own!r}")
-        if self.frozen_outputs not in FROZEN_OUTPUTS:
-            problems.append(f"`frozen_outputs` must be one of {list(FROZEN_OUTPUTS)}, got {self.frozen_outputs!r}")
-        if self.seeds is not None:
-            seeds = [self.seeds] if isinstance(self.seeds, int) else list(self.seeds)
-            if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-                problems.append(f"`seeds` must be a non-empty list of integers (e.g. seeds=[42,43,44]), got {self.seeds!r}")
-            elif len(set(seeds)) != len(seeds):
-                problems.append(f"`seeds` must not repeat a seed, got {seeds}")
-            self.seeds = seeds
-        for stage in STAGES:
-            for name in (f"{stage}_learning_rate", f"{stage}_epochs"):
-                value = getattr(self, name)
-                if value is not None and not value > 0:
-                    problems.append(f"`{name}` must be positive, got {value}")
-        if problems:
-            raise ValueError("; ".join(problems) + ".")
+        if self.seeds is not None and isinstance(self.seeds, int) and not isinstance(self.seeds, bool):
+            self.seeds = [self.seeds]
+        self.validate()
         if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
             # Several processes on a machine without GPUs (torchrun, or accelerate launch --num_processes N): they
             # must talk over gloo, which accelerate sets up for CPU processes only when asked to (use_cpu).
             self.use_cpu = True
         super().__post_init__()
+
+    def validate(self) -> None:
+        """A `ValueError` naming every TelME option (and the Trainer options TelME sets) with a wrong value."""
+        problems = _problems(self, [name for name in _CHECKED_TRAINING_OPTIONS if name != "seeds"])
+        unknown = [stage for stage in self.stages if stage not in STAGES] if isinstance(self.stages, list) else None
+        if unknown is None or unknown or not self.stages:
+            problems.append(f"`stages` must name some of {list(STAGES)}, got {self.stages}")
+        if self.seeds is not None:
+            seeds = self.seeds if isinstance(self.seeds, list) else []
+            if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+                problems.append(f"`seeds` must be a non-empty list of integers (e.g. seeds=[42,43,44]), got {self.seeds!r}")
+            elif len(set(seeds)) != len(seeds):
+                problems.append(f"`seeds` must not repeat a seed, got {seeds}")
+        for stage in STAGES:
+            for name in (f"{stage}_learning_rate", f"{stage}_epochs"):
+                value = getattr(self, name)
+                if isinstance(value, (int, float)) and not value > 0:
+                    problems.append(f"`{name}` must be positive, got {value}")
+        _raise(problems)
 
     def run_dirs(self) -> list[Path]:
         """The folder of each run: `output_dir`, or `output_dir/seed-N` per seed of `seeds`."""
@@ -252,209 +290,15 @@ class TelMETrainingArguments(TrainingArguments):
         return [root / f"seed-{seed}" for seed in self.seeds] if self.seeds else [root]
 
 
-def starting_checkpoint(model_args: ModelArguments, training_args: TelMETrainingArguments) -> str | None:
-    """The checkpoint a run starts from: `init_from`, or for later stages alone the run's own `final/`."""
-    if model_args.init_from:
-        return model_args.init_from
-    if "teacher" not in training_args.stages:
-        return str(Path(training_args.output_dir) / "final")
-    return None
-
-
-def corpus_root(data_args: DataArguments, training_args: TelMETrainingArguments) -> str | None:
-    """`data_root`, or for the synthetic corpus the folder it is generated into (`output_dir/synthetic-corpus`)."""
-    if data_args.data_root or data_args.dataset != "synthetic":
-        return data_args.data_root
-    return str(Path(training_args.output_dir) / "synthetic-corpus")
-
-
-def cache_root(data_args: DataArguments, training_args: TelMETrainingArguments) -> Path:
-    return Path(data_args.cache_dir or Path(training_args.output_dir) / "cache")
-
-
-def check_run(model_args: ModelArguments, data_args: DataArguments, training_args: TelMETrainingArguments) -> None:
-    """The checks that need several options together, made before any data is read: a `ValueError` naming the
-    option and the fix."""
-    for arguments in (model_args, data_args, training_args):
-        check_types(arguments)
-    if data_args.dataset != "synthetic" and not data_args.data_root:
-        raise ValueError(f"dataset={data_args.dataset} needs data_root (the folder of its CSVs and media).")
-    if data_args.data_root and not Path(data_args.data_root).is_dir():
-        if data_args.dataset == "synthetic":
-            # Never a new corpus at a mistyped path: generating is for the default place, or asked for.
-            raise ValueError(f"data_root={data_args.data_root} does not exist. Generate a synthetic corpus there with "
-                             f"`telme make-corpus {data_args.data_root}`, or leave data_root unset to generate one in "
-                             f"{Path(training_args.output_dir) / 'synthetic-corpus'}.")
-        raise ValueError(f"data_root={data_args.data_root} is not a folder; pass the {data_args.dataset} corpus folder.")
-    if "teacher" not in training_args.stages and not model_args.init_from:
-        for folder in training_args.run_dirs():
-            if not (folder / "final" / "config.json").exists():
-                raise ValueError(
-                    f"Stages {training_args.stages} build on a trained teacher (and students): pass "
-                    f"init_from=<checkpoint> or run the earlier stages first (their result is read from "
-                    f"{folder / 'final'})."
-                )
-    if model_args.init_from and not Path(model_args.init_from).exists() and not model_args.init_from.count("/") == 1:
-        raise ValueError(f"init_from={model_args.init_from} is neither a folder nor a Hub id.")
-
-
-_OWN_FIELDS = {
-    ModelArguments: [f.name for f in dataclasses.fields(ModelArguments)],
-    DataArguments: [f.name for f in dataclasses.fields(DataArguments)],
-}
-
-
-def check_types(arguments: Any) -> None:
-    """A `ValueError` naming an option whose value is not of its declared type (for arguments built in Python,
-    which argparse has not checked): e.g. `learning_rate="fast"` is refused here, not after the media pass."""
-    import typing
-
-    hints = typing.get_type_hints(type(arguments))
-    names = _OWN_FIELDS.get(type(arguments)) or [
-        name for name in ("stages", "recipe", "seeds", "precision", "keep_checkpoints", "response_weight",
-                          "response_temperature", "feature_weight", "feature_temperature", "learning_rate",
-                          "num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
-                          "weight_decay", "max_grad_norm", "seed", *(f"{s}_{n}" for s in STAGES
-                                                                     for n in ("learning_rate", "epochs")))
-        if name in hints]
-    for name in names:
-        value, expected = getattr(arguments, name), hints[name]
-        union = typing.get_origin(expected) in (typing.Union, getattr(__import__("types"), "UnionType", None))
-        allowed = typing.get_args(expected) if union else (expected,)
-        if value is None and type(None) in allowed:
-            continue
-        plain = [getattr(kind, "__origin__", kind) for kind in allowed if kind is not type(None)]
-        ok = any(isinstance(value, kind) for kind in plain if isinstance(kind, type))
-        if float in plain and isinstance(value, int):
-            ok = True
-        if isinstance(value, bool) and bool not in plain:
-            ok = False
-        if not ok:
-            wanted = " or ".join(getattr(kind, "__name__", str(kind)) for kind in plain)
-            raise ValueError(f"`{name}` must be {wanted}, got {type(value).__name__} {value!r}.")
-
-
-def stage_value(training_args: TelMETrainingArguments, dataset: str, name: str, stage: str | None = None) -> Any:
-    """A training setting as a stage uses it: the original scripts' value under `recipe=reference` on MELD or
-    IEMOCAP (`telme_hf.training.recipe.ORIGINAL_HYPERPARAMETERS`), else the stage's own option (`fusion_epochs`, ...), else
-    the run's (`num_train_epochs`, `learning_rate`, ...)."""
-    original = original_hyperparameters(training_args.recipe, dataset)
-    if stage is not None and name in ("learning_rate", "epochs"):
-        if name in original:
-            return original[name][stage]
-        own = getattr(training_args, f"{stage}_{name}")
-        return own if own is not None else getattr(training_args, "num_train_epochs" if name == "epochs" else name)
-    return original.get(name, getattr(training_args, name))
-
-
-def stage_precision(training_args: TelMETrainingArguments, stage: str) -> str:
-    """The precision a stage trains in: `"no"` (fp32), `"fp16"` or `"bf16"`.
-
-    The stage's own option (`audio_precision`, ...) wins; then `precision` unless it is `"auto"`; then the recipe:
-    `reference` trains the teacher in fp32 and the students and fusion under fp16 (on any device: torch has CPU
-    autocast and grad scaling), `clean` takes `accelerate launch --mixed_precision fp16|bf16`, else bf16 on a GPU
-    that supports it, else fp32.
-
-    Example:
-
-    ```python
-    >>> args = TelMETrainingArguments(output_dir="x", recipe="reference", fusion_precision="bf16")
-    >>> [stage_precision(args, stage) for stage in STAGES]
-    ['no', 'fp16', 'fp16', 'bf16']
-    ```
-    """
-    own = getattr(training_args, f"{stage}_precision")
-    if own is not None:
-        return own
-    if training_args.precision != "auto":
-        return training_args.precision
-    if training_args.recipe == "reference":
-        return REFERENCE_PRECISION[stage]
-    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "").lower()
-    if launched in ("fp16", "bf16"):
-        return launched
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-
-
-def recomputes_frozen_outputs(training_args: TelMETrainingArguments) -> bool:
-    """Whether the student and fusion stages recompute the frozen parts' outputs for every batch (`frozen_outputs`)."""
-    if training_args.frozen_outputs == "auto":
-        return training_args.recipe == "reference"
-    return training_args.frozen_outputs == "recomputed"
-
-
-def stage_arguments(training_args: TelMETrainingArguments, dataset: str, stage: str) -> TelMETrainingArguments:
-    """The `TrainingArguments` of one stage, derived from the run's (which stay as they are)."""
-    reference = training_args.recipe == "reference"
-    args = dataclasses.replace(
-        training_args,
-        output_dir=str(Path(training_args.output_dir) / stage),
-        stage=stage,
-        num_train_epochs=float(stage_value(training_args, dataset, "epochs", stage)),
-        learning_rate=float(stage_value(training_args, dataset, "learning_rate", stage)),
-        per_device_train_batch_size=stage_value(training_args, dataset, "per_device_train_batch_size"),
-        per_device_eval_batch_size=stage_value(training_args, dataset, "per_device_eval_batch_size"),
-        weight_decay=stage_value(training_args, dataset, "weight_decay"),
-        max_grad_norm=stage_value(training_args, dataset, "max_grad_norm"),
-        response_weight=stage_value(training_args, dataset, "response_weight"),
-        response_temperature=stage_value(training_args, dataset, "response_temperature"),
-        feature_weight=stage_value(training_args, dataset, "feature_weight"),
-        feature_temperature=stage_value(training_args, dataset, "feature_temperature"),
-        # The original's `torch.optim.AdamW`; the clean recipe keeps the Trainer's (fused where available).
-        optim="adamw_torch" if reference else training_args.optim,
-        # The run pushes its final/ once; a stage's checkpoints never go to the Hub.
-        push_to_hub=False,
-        seeds=None,
-        dataloader_pin_memory=training_args.dataloader_pin_memory and torch.cuda.is_available(),
-        # The stage's trainer runs its own autocast and grad scaler (`telme_hf.training.trainer`): accelerate's would be
-        # fixed by the first stage that prepares the model, and does nothing for fp16 on a CPU.
-        precision=stage_precision(training_args, stage),
-        bf16=False,
-        fp16=False,
-    )
-    # `TrainingArguments` takes the mixed precision from `accelerate launch` when neither flag is set.
-    args.mixed_precision = "no"
-    return args
-
-
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, TelMETrainingArguments)
-
-
-def _argument_names() -> set[str]:
-    return {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
-
-
-def _takes_no(name: str) -> bool:
-    """Whether an option's choices include `"no"`, which YAML reads as `false` (`precision: no`)."""
-    for cls in ARGUMENT_CLASSES:
-        for item in dataclasses.fields(cls):
-            if item.name == name:
-                return "no" in (item.metadata.get("choices") or ())
-    return False
-
-
-def _tokens(name: str, value: Any) -> list[str]:
-    """Command-line tokens setting `name` to a YAML value (so argparse checks its type like any flag)."""
-    if value is None:
-        return []
-    if value is False and _takes_no(name):
-        return [f"--{name}", "no"]
-    if isinstance(value, (list, tuple)):
-        return [f"--{name}", *(str(item) for item in value)] if value else []
-    if isinstance(value, bool):
-        return [f"--{name}", "true" if value else "false"]
-    if isinstance(value, dict):
-        import json
-
-        return [f"--{name}", json.dumps(value)]
-    return [f"--{name}", str(value)]
+OPTION_NAMES = frozenset(f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init)
 
 
 def _unknown(name: str, source: str) -> ValueError:
     option, _, stage = name.partition(".")
     if stage in STAGES and option in ("epochs", "learning_rate"):  # the per-stage form of telme_hf 0.1
         return ValueError(f"{source}: write {stage}_{option}=... (a stage's own {option.replace('_', ' ')}).")
-    close = difflib.get_close_matches(name, sorted(_argument_names()), n=3)
+    close = difflib.get_close_matches(name, sorted(OPTION_NAMES), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else " `--help` lists every option."
     return ValueError(f"{source}: unknown option {name!r}.{hint}")
 
@@ -483,28 +327,24 @@ def resolve_config(path_or_name: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"Config file {path} not found; pass a YAML file or one of the packaged configs {names}.")
 
 
-def config_tokens(path: str | os.PathLike) -> list[str]:
-    """A YAML config as command-line tokens, each key checked against the options."""
-    path = resolve_config(path)
+def load_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
+    """A YAML config's options, each name checked (`precision: no`, which YAML reads as false, stays `"no"`)."""
+    path = resolve_config(path_or_name)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise ValueError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path} must be a mapping of option: value, got {type(values).__name__}.")
-    names = _argument_names()
-    tokens = []
-    for name, value in values.items():
-        if name not in names:
+    for name in values:
+        if name not in OPTION_NAMES:
             raise _unknown(str(name), str(path))
-        tokens += _tokens(name, value)
-    return tokens
+    return {name: "no" if value is False and "no" in CHOICES.get(name, ()) else value for name, value in values.items()}
 
 
 def override_tokens(overrides: Sequence[str]) -> list[str]:
-    """`key=value` overrides (YAML values: `seeds=[42,43]`, `reference_behaviour=true`) and `--flag value` tokens,
-    as command-line tokens."""
-    names = _argument_names()
+    """The command line as argparse tokens: `key=value` (a YAML value: `seeds=[42,43]`, `reference_behaviour=true`)
+    becomes `--key value`; `--flag value` stays. The old spellings `--stage` and `--resume` are mapped."""
     tokens: list[str] = []
     for item in overrides:
         # `--stage fusion` (one stage alone) is the run's `--stages fusion`; `stage` is set per stage.
@@ -514,96 +354,89 @@ def override_tokens(overrides: Sequence[str]) -> list[str]:
             tokens += ["--resume_from_checkpoint", "latest"]
             continue
         if item.startswith("-") or "=" not in item:
+            if item.startswith("--"):
+                name = item[2:].split("=", 1)[0].replace("-", "_")
+                if name not in OPTION_NAMES and not name.startswith("no_"):
+                    raise _unknown(name, f"option {item.split('=', 1)[0]!r}")
             tokens.append(item)
             continue
         name, raw = item.split("=", 1)
         name = "stages" if name == "stage" else name
-        if name not in names:
+        if name not in OPTION_NAMES:
             raise _unknown(name, f"override {item!r}")
         value = yaml.safe_load(raw) if raw else None
-        tokens += _tokens(name, value) if value is not None else [f"--{name}", raw]
+        if isinstance(value, (list, tuple)):
+            tokens += [f"--{name}", *(str(v) for v in value)] if value else []
+        elif isinstance(value, bool) and "no" not in CHOICES.get(name, ()):
+            tokens += [f"--{name}", "true" if value else "false"]
+        else:
+            tokens += [f"--{name}", raw]
     return tokens
 
 
-def recipe_parser(with_config: bool = False, **kwargs: Any) -> HfArgumentParser:
-    """The parser of the three argument dataclasses (with `--config` for `--help`: `parse_recipe_args` reads it)."""
-    parser = HfArgumentParser(ARGUMENT_CLASSES, **kwargs)
-    if with_config:
-        parser.add_argument("--config", default=None, help="A YAML file of options (recipes/configs/*.yaml, or a "
-                            "packaged config's name: meld, iemocap, tiny); command-line options and key=value "
-                            "overrides win over it.")
-    return parser
+class TelMEParser(HfArgumentParser):
+    """The run's three argument dataclasses from a YAML config and the command line.
 
-
-def parse_recipe_args(
-    argv: Sequence[str] | None = None, defaults: str | os.PathLike | None = None
-) -> tuple[ModelArguments, DataArguments, TelMETrainingArguments]:
-    """Parse a run's options: `--config FILE` (YAML), then `key=value` overrides and `--flag value` options.
-
-    Args:
-        argv: the command line (without the program name).
-        defaults: a YAML file read before `--config` (the demo's).
-
-    Raises:
-        ValueError / FileNotFoundError: an unknown option, an unreadable config, or options that do not work
-            together (:func:`check_run`), named with the fix.
-        SystemExit: argparse's own usage errors (a value of the wrong type), with exit status 2.
+    As TRL's `TrlParser`: the config's values become the parser's defaults and the command line overrides them
+    (`--option value` or `option=value`); each dataclass then validates its options once. A mistake is a one-line
+    `ValueError` (or `FileNotFoundError` for a config that is not there), never argparse's usage.
 
     Example:
 
     ```python
-    >>> model_args, data_args, training_args = parse_recipe_args(
+    >>> model_args, data_args, training_args = TelMEParser().parse(
     ...     ["--config", "recipes/configs/tiny.yaml", "fusion_epochs=3", "--seed", "7"])
     >>> training_args.fusion_epochs, training_args.seed
     (3.0, 7)
     ```
     """
-    argv = list(argv or [])
-    config = None
-    if "--config" in argv:
-        position = argv.index("--config")
-        if position + 1 >= len(argv):
-            raise ValueError("--config needs a YAML file.")
-        config = argv[position + 1]
-        argv = argv[:position] + argv[position + 2:]
-    else:
-        for item in argv:
-            if item.startswith("--config="):
-                config = item.split("=", 1)[1]
-                argv.remove(item)
+
+    def __init__(self, with_config: bool = True, **kwargs: Any) -> None:
+        super().__init__(ARGUMENT_CLASSES, **kwargs)
+        if with_config:
+            self.add_argument("--config", default=None, help="A YAML file of options (recipes/configs/*.yaml, or a "
+                              "packaged config's name: meld, iemocap, tiny); the command line wins over it.")
+
+    def error(self, message: str):
+        raise ValueError(message)
+
+    def parse(self, argv: Sequence[str] | None = None, defaults: str | os.PathLike | None = None
+              ) -> tuple[ModelArguments, DataArguments, TelMETrainingArguments]:
+        """Parse `argv` (without the program name) over the YAML `--config` in it, itself over `defaults`."""
+        argv = list(argv or [])
+        config = None
+        for position, item in enumerate(argv):
+            if item == "--config" or item.startswith("--config="):
+                if item == "--config" and position + 1 >= len(argv):
+                    raise ValueError("--config needs a YAML file.")
+                config = argv[position + 1] if item == "--config" else item.split("=", 1)[1]
+                del argv[position: position + (2 if item == "--config" else 1)]
                 break
-    tokens = (config_tokens(defaults) if defaults else []) + (config_tokens(config) if config else [])
-    tokens += override_tokens(argv)
-    known = _argument_names()
-    for token in tokens:
-        name = token[2:].split("=", 1)[0].replace("-", "_") if token.startswith("--") else None
-        if name is not None and name not in known and not name.startswith("no_"):
-            raise _unknown(name, f"option {token.split('=', 1)[0]!r}")
-    model_args, data_args, training_args = recipe_parser().parse_args_into_dataclasses(
-        args=tokens, look_for_args_file=False
-    )
-    check_run(model_args, data_args, training_args)
-    return model_args, data_args, training_args
+        values = {**(load_config(defaults) if defaults else {}), **(load_config(config) if config else {})}
+        tokens = override_tokens(argv)
+        self.set_defaults(**values)
+        parsed = self.parse_args_into_dataclasses(args=tokens, look_for_args_file=False)
+        return tuple(item for item in parsed if not isinstance(item, argparse.Namespace))
+
+
+def parse_recipe_args(argv: Sequence[str] | None = None, defaults: str | os.PathLike | None = None
+                      ) -> tuple[ModelArguments, DataArguments, TelMETrainingArguments]:
+    """`TelMEParser().parse(argv, defaults)`: the three argument dataclasses of a run, each option validated."""
+    return TelMEParser(with_config=False).parse(argv, defaults)
 
 
 __all__ = [
     "ARGUMENT_CLASSES",
+    "CHOICES",
     "DataArguments",
     "ModelArguments",
     "PRESETS",
     "STAGES",
+    "TelMEParser",
     "TelMETrainingArguments",
-    "cache_root",
-    "check_run",
-    "config_tokens",
+    "load_config",
+    "override_tokens",
     "packaged_config",
-    "resolve_config",
-    "corpus_root",
     "parse_recipe_args",
-    "recomputes_frozen_outputs",
-    "stage_precision",
-    "recipe_parser",
-    "stage_arguments",
-    "stage_value",
-    "starting_checkpoint",
+    "resolve_config",
 ]

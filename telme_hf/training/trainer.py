@@ -30,7 +30,8 @@ from accelerate.utils import extract_model_from_parallel
 from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback
 
-from .arguments import STAGES, TelMETrainingArguments, stage_precision
+from .arguments import STAGES, TelMETrainingArguments
+from .plan import stage_precision
 from .losses import student_distillation_loss
 from ..modeling import TelMEForEmotionRecognition
 from .progress import StageProgressCallback
