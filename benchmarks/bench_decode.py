@@ -33,8 +33,7 @@ import av
 import numpy as np
 
 from telme_hf.data.synthetic import write_media
-from telme_hf.modeling.media_telme import AudioDecodeOptions, VideoDecodeOptions, decode_clip
-from telme_hf.modeling.processing_telme import sample_frame_indices
+from telme_hf.modeling.media_telme import AudioDecodeOptions, VideoDecodeOptions, decode_clip, sample_frame_indices
 
 
 def make_clip(path: Path, index: int, args: argparse.Namespace) -> Path:

@@ -6,7 +6,7 @@ the naive one, the original implementation's approach (re-decode every clip ever
 encoder every step):
 
   1. data        collating a batch of train rows (text + audio + video), over every batch of an epoch:
-                   naive   `TelMEDataCollator(cache=None)`: every clip decoded again
+                   naive   `TrainingCollator(cache=None)`: every clip decoded again
                    cached  a warm `MediaCache` (filled by `prepare_media`, the one pass before training)
   2. stage 2     one optimisation step of the audio student (`StudentDistillationTrainer.compute_loss`, backward,
                  AdamW step):
@@ -66,15 +66,16 @@ import datasets
 import torch
 import transformers
 
-import telme_hf.modeling.loading_telme as loading_module
+import telme_hf.data.media_cache as media_cache_module
+import telme_hf.modeling.media_telme as media_module
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer
 from telme_hf.training.frozen_features import ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
 from telme_hf.data.meld import load_meld
 from telme_hf.data.synthetic import make_synthetic_corpus
 from telme_hf.modeling import TelMEProcessor
-from telme_hf.modeling.collating_telme import TelMEDataCollator
-from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media
-from telme_hf.modeling.media_telme import MODALITIES
+from telme_hf.data.media_cache import MediaCache, prepare_media
+from telme_hf.modeling.media_telme import MODALITIES, MediaLoader
+from telme_hf.training.frozen_features import TrainingCollator
 from telme_hf.training.trainer import STAGE_PARTS, TelMEStageTrainer, TelMETrainingArguments, trainer_for_stage
 
 
@@ -94,17 +95,18 @@ class DecodeCounter:
 
     @contextmanager
     def installed(self) -> Iterator["DecodeCounter"]:
-        original = loading_module.decode_clip
+        # `MediaCache` (a cached path) and `MediaLoader` (no cache) each call the decoder of their own module.
+        original = media_module.decode_clip
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             return original(*args, **kwargs)
 
-        loading_module.decode_clip = counted
+        media_module.decode_clip = media_cache_module.decode_clip = counted
         try:
             yield self
         finally:
-            loading_module.decode_clip = original
+            media_module.decode_clip = media_cache_module.decode_clip = original
 
 
 def synchronize() -> None:
@@ -173,7 +175,7 @@ def time_paths(paths: Sequence[TimedPath], batches: list[list[int]], repeats: in
             path.decodes_last_epoch = count
 
 
-def collate_step(dataset: datasets.Dataset, collator: TelMEDataCollator) -> Callable[[list[int]], None]:
+def collate_step(dataset: datasets.Dataset, collator: TrainingCollator) -> Callable[[list[int]], None]:
     """Fetch the rows and build the batch: the data side of a training step."""
 
     def step(indices: list[int]) -> None:
@@ -186,7 +188,7 @@ def training_step(
     trainer: TelMEStageTrainer,
     optimizer: torch.optim.Optimizer,
     dataset: datasets.Dataset,
-    collator: TelMEDataCollator,
+    collator: TrainingCollator,
 ) -> Callable[[list[int]], None]:
     """Fetch, collate, `compute_loss` (the stage's loss, frozen parts in eval mode), backward, optimizer step.
 
@@ -243,7 +245,7 @@ def max_difference(
     model: TelMEForEmotionRecognition,
     attribute: str,
     raw: datasets.Dataset,
-    raw_collator: TelMEDataCollator,
+    raw_collator: TrainingCollator,
     cached: datasets.Dataset,
     cached_column: str | None,
     indices: list[int],
@@ -365,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         decode_pass_s, (media, train) = median_one_off(fill, args.repeats)
         batches = batches_of(len(train), args.batch_size)
 
-        def collator(modalities: Sequence[str], cached: bool) -> TelMEDataCollator:
-            return TelMEDataCollator(processor, modalities, cache=media if cached else None)
+        def collator(modalities: Sequence[str], cached: bool) -> TrainingCollator:
+            return TrainingCollator(processor, modalities, cache=media if cached else None)
 
         rows: list[Row] = []
 

@@ -60,9 +60,11 @@ import transformers  # noqa: E402
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer  # noqa: E402
 from telme_hf.training.frozen_features import (  # noqa: E402
     ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs, module_fingerprint)
-from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media  # noqa: E402
-from telme_hf.modeling.collating_telme import TelMEDataCollator  # noqa: E402
-from telme_hf.modeling.media_telme import MODALITIES, AudioDecodeOptions, VideoDecodeOptions, decode_clip  # noqa: E402
+from telme_hf.data.media_cache import MediaCache, prepare_media  # noqa: E402
+from telme_hf.training.frozen_features import TrainingCollator  # noqa: E402
+from telme_hf.modeling.pipeline_telme import TelMEDataCollator  # noqa: E402
+from telme_hf.modeling.media_telme import (  # noqa: E402
+    MODALITIES, AudioDecodeOptions, MediaLoader, VideoDecodeOptions, decode_clip)
 from telme_hf.data.meld import load_meld  # noqa: E402
 from telme_hf.data.synthetic import make_synthetic_corpus  # noqa: E402
 from telme_hf.inference.evaluation import evaluate_split  # noqa: E402
@@ -172,8 +174,8 @@ def measure_training(preset: str, workdir: Path, dialogues: int, samples: int | 
         train = train.select(range(min(samples, len(train))))
     batches = bench_training.batches_of(len(train), batch_size)
 
-    def collator(modalities: Sequence[str]) -> TelMEDataCollator:
-        return TelMEDataCollator(processor, modalities, cache=media)
+    def collator(modalities: Sequence[str]) -> TrainingCollator:
+        return TrainingCollator(processor, modalities, cache=media)
 
     rows = []
     # Stage 2: the audio student; the teacher per batch vs columns computed once.

@@ -11,13 +11,7 @@ from .modeling_telme import (
     TelMETextTeacher,
     TelMEVideoStudent,
 )
-from .processing_telme import (
-    PROCESSOR_REFERENCE_BEHAVIOUR,
-    TelMEProcessor,
-    sample_frame_indices,
-    speaker_indices,
-    speaker_token,
-)
+from .processing_telme import PROCESSOR_REFERENCE_BEHAVIOUR, TelMEProcessor, speaker_indices, speaker_token
 
 
 # Every behaviour of the original implementation that changes numbers, (clean, original): what the network
@@ -40,7 +34,6 @@ __all__ = [
     "TelMETextTeacher",
     "TelMEVideoStudent",
     "TelMEProcessor",
-    "sample_frame_indices",
     "speaker_indices",
     "speaker_token",
 ]

@@ -38,38 +38,6 @@ MODEL_REFERENCE_BEHAVIOUR: dict[str, tuple[Any, Any]] = {
     "audio_pooling": ("mean", "first"),
 }
 
-# Preprocessing options that checkpoints of telme_hf 0.1 kept in config.json; they belong to the processor now.
-# Such a config still loads: they are kept aside in `legacy_preprocessing` and applied to the processor when the
-# checkpoint is loaded through telme_hf (`telme upgrade-checkpoint` moves them into processor_config.json).
-LEGACY_PREPROCESSING_OPTIONS = (
-    "prompt_template", "max_text_length", "audio_sampling_rate", "audio_reference_rate", "audio_max_samples",
-    "audio_keep", "audio_normalize_before_keep", "video_num_frames", "video_frame_sampling", "video_channel_order",
-    "video_pixel_statistics", "video_window_margin", "speaker_index_carryover", "reference_tokenization",
-    "max_media_seconds", "text_normalization",
-)
-
-# The checkpoint's pipeline (modeling/pipeline_telme.py, saved with the model code): config.json names it, so that
-# `pipeline(PIPELINE_TASK, model=..., trust_remote_code=True)` builds it where telme_hf is not installed.
-PIPELINE_TASK = "emotion-recognition-in-conversation"
-CUSTOM_PIPELINES = {
-    PIPELINE_TASK: {
-        "impl": "pipeline_telme.EmotionRecognitionInConversationPipeline",
-        "pt": ["AutoModel"],
-        "tf": [],
-        "type": "multimodal",
-    }
-}
-
-
-def _pipeline_registered_here() -> bool:
-    """Whether this process registered the pipeline task itself (`import telme_hf` does)."""
-    try:
-        from transformers.pipelines import PIPELINE_REGISTRY
-    except ImportError:  # pragma: no cover
-        return False
-    return PIPELINE_TASK in PIPELINE_REGISTRY.get_supported_tasks()
-
-
 # Marks a behaviour argument that was not given, so an explicit value in a saved config.json is kept rather than
 # replaced by the clean or reference default.
 _NOT_GIVEN: Any = object()
@@ -164,13 +132,6 @@ class TelMEConfig(PretrainedConfig):
     ) -> None:
         if "id2label" not in kwargs and "num_labels" not in kwargs:
             kwargs["id2label"] = dict(enumerate(MELD_LABELS))
-        legacy = {name: kwargs.pop(name) for name in LEGACY_PREPROCESSING_OPTIONS if name in kwargs}
-        # Where the task is registered (telme_hf is imported) the registry's pipeline serves it, without
-        # `trust_remote_code`; elsewhere config.json's entry lets transformers load the checkpoint's own copy.
-        custom_pipelines = kwargs.pop("custom_pipelines", None)
-        if custom_pipelines and not _pipeline_registered_here():
-            self.custom_pipelines = custom_pipelines
-        legacy.update(kwargs.pop("legacy_preprocessing", None) or {})
         self.text_config = _sub_config(text_config, RobertaConfig)
         self.audio_config = _sub_config(audio_config, Data2VecAudioConfig)
         self.video_config = _sub_config(video_config, TimesformerConfig)
@@ -183,8 +144,6 @@ class TelMEConfig(PretrainedConfig):
         self.preset = preset
         self.initializer_range = initializer_range
         self.reference_behaviour = reference_behaviour
-        if legacy:
-            self.legacy_preprocessing = legacy
         explicit = {"fusion_attention_scope": fusion_attention_scope, "audio_pooling": audio_pooling}
         for name, value in explicit.items():
             clean, original = MODEL_REFERENCE_BEHAVIOUR[name]
@@ -225,7 +184,6 @@ class TelMEConfig(PretrainedConfig):
 
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
-        output["custom_pipelines"] = copy.deepcopy(CUSTOM_PIPELINES)
         for key in ("text_config", "audio_config", "video_config"):
             value = getattr(self, key)
             output[key] = value.to_dict() if isinstance(value, PretrainedConfig) else copy.deepcopy(value)
@@ -369,11 +327,8 @@ def _tiny_preset() -> dict[str, Any]:
 
 
 __all__ = [
-    "CUSTOM_PIPELINES",
     "IEMOCAP_LABELS",
-    "LEGACY_PREPROCESSING_OPTIONS",
     "MELD_LABELS",
     "MODEL_REFERENCE_BEHAVIOUR",
-    "PIPELINE_TASK",
     "TelMEConfig",
 ]

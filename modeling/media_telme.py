@@ -1,34 +1,21 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
-"""Decode the audio and video of one utterance with PyAV.
+"""Decoding for TelME: one utterance's media file → a mono waveform and picked RGB frames (PyAV), and the
+bad-media policy applied to that utterance.
 
-Hub-portable: imports numpy and, to decode files, PyAV (`pip install av`); copied into every saved checkpoint, so
-the checkpoint's pipeline decodes files where telme_hf is not installed. This is the only module that touches
-media files. Everything else (datasets, caches, the pipeline) asks it for
-arrays:
+What `feature_extraction_*`/`video_processing_*` files are to a transformers model: the processor and the pipeline
+read media through :class:`MediaLoader`. Imports numpy, transformers and, to decode files, PyAV (`pip install av`).
 
-- audio: ``float32`` mono waveform, shape ``(num_samples,)``, at ``AudioDecodeOptions.sampling_rate``;
-- video: ``uint8`` RGB (or BGR) frames, shape ``(num_frames, height, width, 3)``.
-
-Why it looks the way it does (figures measured on MELD-like 720p clips, see ``benchmarks/bench_decode.py``):
-
-- ``av.open`` is expensive (it probes the video), so :func:`decode_clip` opens a file once and demuxes audio and
-  video together; that costs ~0.42x the librosa + OpenCV path of the original implementation.
-- Only the picked frames are converted to RGB, and swscale resizes them during that conversion (free), instead of
-  converting every frame and resizing afterwards.
-- Short clips are decoded sequentially, never seeked: a MELD clip has one keyframe, so every seek would decode
-  again from frame 0. Long files cut by ``start``/``end`` (IEMOCAP's dialogue-level AVIs) are seeked once, to the
-  keyframe before ``start``.
-- PyAV's stereo-to-mono downmix is ``(L + R) / sqrt(2)``; here mono is the mean of the channels, like librosa.
+- `av.open` probes the file, so :func:`decode_clip` opens each file once and demuxes both streams together.
+- Only the picked frames are converted, and swscale resizes them during that conversion.
+- Short clips are decoded forward, never seeked (a MELD clip has one keyframe: a seek re-decodes from frame 0).
+- Mono is the mean of the channels, as librosa's; PyAV's own downmix is `(L + R) / sqrt(2)`.
 
 Example:
 
 ```python
->>> from telme_hf.modeling.media_telme import AudioDecodeOptions, VideoDecodeOptions, decode_clip
->>> clip = decode_clip("MELD.Raw/train_splits/dia0_utt0.mp4")  # doctest: +SKIP
->>> clip.audio.shape, clip.audio.dtype  # doctest: +SKIP
-((89088,), dtype('float32'))
->>> clip.video.shape  # 8 frames, shortest edge resized to 224, aspect kept  # doctest: +SKIP
-(8, 224, 398, 3)
+>>> clip = decode_clip("dia0_utt0.mp4")  # doctest: +SKIP
+>>> clip.audio.shape, clip.video.shape  # doctest: +SKIP
+((89088,), (8, 224, 398, 3))
 ```
 """
 
@@ -36,7 +23,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 import numpy as np
@@ -47,35 +35,13 @@ try:  # decoding media files needs PyAV; arrays (waveforms, frames) work without
 except ImportError:  # pragma: no cover - exercised where PyAV is not installed
     av = None
 
-from .processing_telme import sample_frame_indices
-from .logging_telme import get_logger
+from transformers.utils import logging
 
 
-__all__ = [
-    "MODALITIES",
-    "MediaError",
-    "MissingMediaError",
-    "CorruptMediaError",
-    "NoStreamError",
-    "EmptyMediaError",
-    "TooLongMediaError",
-    "UnusableMediaError",
-    "AudioDecodeOptions",
-    "VideoDecodeOptions",
-    "DecodedClip",
-    "decode_clip",
-    "decode_audio",
-    "decode_video",
-    "media_duration",
-    "resample_waveform",
-    "strided_window_picks",
-    "MEDIA_DECODER_VERSION",
-    "REFERENCE_AUDIO_RATE",
-]
 
 PathLike = Union[str, os.PathLike]
 
-logger = get_logger(__name__)
+logger = logging.get_logger(__name__)
 
 # Bump when a change here alters decoded arrays: it is part of every cache key, so stale caches are not reused.
 MEDIA_DECODER_VERSION = 1
@@ -339,6 +305,38 @@ class DecodedClip:
 # ----------------------------------------------------------------------------------------------------------------
 # Frame picking
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def sample_frame_indices(num_available: int, num_frames: int, sampling: str = "uniform") -> list[int]:
+    """0-based indices of the frames to keep out of `num_available`, in order (repeats allowed).
+
+    `"uniform"` picks `round(linspace(0, n - 1, num_frames))`, spanning the whole clip. `"strided"` is the original
+    implementation's rule: `step = n // num_frames`, keep frames `step, 2*step, ...` counted from 1 (0-based
+    `step - 1, 2*step - 1, ...`), the first `num_frames` of them; with `n < num_frames` keep all and repeat the last.
+
+    Example:
+
+    ```python
+    >>> sample_frame_indices(77, 8, "uniform")
+    [0, 11, 22, 33, 43, 54, 65, 76]
+    >>> sample_frame_indices(77, 8, "strided")  # the original implementation's rule
+    [8, 17, 26, 35, 44, 53, 62, 71]
+    >>> sample_frame_indices(5, 8, "strided")  # too short: all frames, last one repeated
+    [0, 1, 2, 3, 4, 4, 4, 4]
+    ```
+    """
+    if num_available <= 0:
+        raise ValueError(f"num_available must be positive, got {num_available}.")
+    if sampling == "uniform":
+        # Round half up (not numpy's half-to-even) so the picks are symmetric and easy to state.
+        positions = np.linspace(0, num_available - 1, num_frames)
+        return [int(i) for i in np.floor(positions + 0.5)]
+    if sampling == "strided":
+        if num_available < num_frames:
+            return list(range(num_available)) + [num_available - 1] * (num_frames - num_available)
+        step = num_available // num_frames
+        return [step * k - 1 for k in range(1, num_frames + 1)]
+    raise ValueError(f"sampling must be 'uniform' or 'strided', got {sampling!r}.")
 
 
 def strided_window_picks(
@@ -718,45 +716,6 @@ def decode_clip(
     return DecodedClip(audio=waveform, video=frames, duration=duration)
 
 
-def decode_audio(
-    path: PathLike,
-    options: AudioDecodeOptions = AudioDecodeOptions(),
-    *,
-    start: float | None = None,
-    end: float | None = None,
-) -> np.ndarray:
-    """Decode a file's audio to a `float32` mono waveform at `options.sampling_rate`.
-
-    Example:
-
-    ```python
-    >>> wave = decode_audio("dia0_utt0.mp4")  # doctest: +SKIP
-    >>> wave.dtype, wave.ndim  # doctest: +SKIP
-    (dtype('float32'), 1)
-    ```
-    """
-    return decode_clip(path, audio=options, video=None, start=start, end=end).audio
-
-
-def decode_video(
-    path: PathLike,
-    options: VideoDecodeOptions = VideoDecodeOptions(),
-    *,
-    start: float | None = None,
-    end: float | None = None,
-) -> np.ndarray:
-    """Decode `options.num_frames` frames of a file's video to `uint8 (num_frames, H, W, 3)`.
-
-    Example:
-
-    ```python
-    >>> decode_video("dia0_utt0.mp4", VideoDecodeOptions(size=None)).shape  # doctest: +SKIP
-    (8, 720, 1280, 3)
-    ```
-    """
-    return decode_clip(path, audio=None, video=options, start=start, end=end).video
-
-
 def resample_waveform(waveform: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     """A mono float waveform at `rate` resampled to `target_rate` with libswresample (as decoded files are).
 
@@ -796,3 +755,386 @@ def media_duration(path: PathLike) -> float:
     if duration is None:
         raise CorruptMediaError(path, "the container declares no duration", _REDOWNLOAD)
     return duration
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The bad-media policy for one utterance
+# ----------------------------------------------------------------------------------------------------------------
+
+BAD_MEDIA_POLICIES = ("error", "skip", "zeros")
+BadMediaPolicy = Literal["error", "skip", "zeros"]
+
+# The original's placeholder: 1412 samples are exactly 4 data2vec frames.
+PLACEHOLDER_AUDIO_SAMPLES = 1412
+
+# How a skipped utterance is described where it cannot simply disappear (what is done is the same: its media is
+# not used).
+SKIP_ACTIONS = {"drop": "dropped", "evaluate": "left out of the evaluation", "predict": "predicted from text only"}
+_SKIP_REMEDIES = {"drop": "drop such utterances", "evaluate": "leave such utterances out of the metrics",
+                  "predict": "that utterance from its text alone"}
+
+
+def check_policy(on_bad_media: str) -> None:
+    """Raise a `ValueError` naming the valid policies for an unknown `on_bad_media`."""
+    if on_bad_media not in BAD_MEDIA_POLICIES:
+        raise ValueError(f"on_bad_media must be one of {list(BAD_MEDIA_POLICIES)}, got {on_bad_media!r}.")
+
+
+def python_spelling(policy: str) -> str:
+    """How a policy is written as a keyword argument: `on_bad_media='zeros'`."""
+    return f"on_bad_media={policy!r}"
+
+
+def policy_hint(skip: str = "drop", spelling: Callable[[str], str] = python_spelling) -> str:
+    """The advice that ends a bad-media error: the two other policies, written with `spelling`.
+
+    Example:
+
+    ```python
+    >>> policy_hint("predict")
+    "choose a bad-media policy: on_bad_media='zeros' (zeros in its place) or on_bad_media='skip' (that utterance from its text alone)"
+    ```
+    """
+    return (f"choose a bad-media policy: {spelling('zeros')} (zeros in its place) or {spelling('skip')} "
+            f"({_SKIP_REMEDIES[skip]})")
+
+
+@dataclass(frozen=True)
+class BadMediaEntry:
+    """One utterance's bad media and what was done about it.
+
+    Attributes:
+        utterance: the utterance's key (`dia0_utt2`, `turn 3 (Ross)`).
+        modality: `"audio"`, `"video"` or `"audio+video"` (one file serving both, as in MELD).
+        path: the file concerned (empty when no file was given).
+        problem: `"missing"`, `"unreadable"`, `"absent from the file"`, `"empty"`, `"too long"`, `"unusable"` or
+            `"not given"`.
+        detail: the decoder's reason.
+        action: `"dropped"`, `"used zeros"`, `"predicted from text only"`, ...
+        split: the split of the row, when known.
+    """
+
+    utterance: str
+    modality: str
+    path: str
+    problem: str
+    detail: str
+    action: str
+    split: str = ""
+
+    @property
+    def note(self) -> str:
+        """`"audio+video missing (dia0_utt2.mp4): used zeros"`."""
+        name = f" ({os.path.basename(self.path)})" if self.path else ""
+        return f"{self.modality} {self.problem}{name}: {self.action}"
+
+
+@dataclass
+class MediaOutcome:
+    """One utterance's media after the bad-media policy.
+
+    Attributes:
+        audio, video: the arrays to use (decoded, or placeholders under `"zeros"`); `None` where not requested or
+            skipped.
+        skipped: `"skip"` set the utterance's media aside (see `TelMEDataCollator` for what that does to a row).
+        entries: the problems found and what was done (empty when the media was fine).
+    """
+
+    audio: np.ndarray | None = None
+    video: np.ndarray | None = None
+    skipped: bool = False
+    entries: list[BadMediaEntry] = field(default_factory=list)
+
+    @property
+    def note(self) -> str:
+        return "; ".join(entry.note for entry in self.entries)
+
+
+def problem_of(error: MediaError) -> str:
+    """The short name of a decoding error's problem, for notes."""
+    if not error.path:
+        return "not given"
+    for kind, name in ((MissingMediaError, "missing"), (CorruptMediaError, "unreadable"),
+                       (NoStreamError, "absent from the file"), (EmptyMediaError, "empty"),
+                       (TooLongMediaError, "too long"), (UnusableMediaError, "unusable")):
+        if isinstance(error, kind):
+            return name
+    return "unusable"
+
+
+def placeholder_media(
+    audio: bool, video: VideoDecodeOptions | None, pixel_mean: Sequence[float] = (0.5, 0.5, 0.5)
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Stand-ins for unusable media that reach the model as zeros, like the original's placeholders.
+
+    Audio: 1412 zero samples. Frames: `video.num_frames` square frames of side `video.size` filled with
+    `pixel_mean` (in [0, 1], decoded channel order), which the processor normalises to ~0; the original fed
+    `zeros(8, 3, 224, 224)` as pixel values, and black frames would arrive as about -2.
+    """
+    waveform = np.zeros(PLACEHOLDER_AUDIO_SAMPLES, np.float32) if audio else None
+    frames = None
+    if video is not None:
+        side = video.size or 224
+        colour = np.round(255 * np.asarray(pixel_mean, dtype=np.float64)).astype(np.uint8)
+        frames = np.broadcast_to(colour, (video.num_frames, side, side, 3)).copy()
+    return waveform, frames
+
+
+def resolve_bad_media(
+    problems: Sequence[tuple[str, MediaError]],
+    decoded: Mapping[str, np.ndarray | None],
+    policy: str,
+    utterance: str,
+    where: str = "",
+    split: str = "",
+    placeholders: Mapping[str, np.ndarray | None] | None = None,
+    skip: str = "drop",
+    spelling: Callable[[str], str] = python_spelling,
+) -> MediaOutcome:
+    """Apply a (valid) bad-media policy to one utterance: the one place a problem becomes an error, a skip or zeros.
+
+    Args:
+        problems: `(modality, error)` for each bad modality group (`"audio"`, `"video"` or `"audio+video"`).
+        decoded: the arrays that did load, by modality; the requested modalities are its keys.
+        policy: `"error"`, `"skip"` or `"zeros"`.
+        utterance: the utterance's key, for notes and messages.
+        where: where the utterance comes from (`"row 7 of dev_sent_emo.csv"`), for error messages.
+        split: the split, for the entries.
+        placeholders: the `"zeros"` stand-ins by modality (see :func:`placeholder_media`).
+        skip: how a skip is described: `"drop"`, `"evaluate"` or `"predict"`.
+        spelling: how the error's hint writes a policy (see :func:`policy_hint`).
+
+    Returns:
+        A :class:`MediaOutcome`.
+
+    Raises:
+        MediaError: under `"error"`, the first problem, naming the utterance and the other policies.
+
+    Example:
+
+    ```python
+    >>> problem = ("audio+video", MissingMediaError("dia1_utt2.mp4", "file not found"))
+    >>> resolve_bad_media([problem], {"audio": None, "video": None}, "skip", "dia1_utt2").note
+    'audio+video missing (dia1_utt2.mp4): dropped'
+    ```
+    """
+    if not problems:
+        return MediaOutcome(audio=decoded.get("audio"), video=decoded.get("video"))
+    if policy == "error":
+        modality, error = problems[0]
+        context = f"{modality} of utterance {utterance}" + (f", {where}" if where else "")
+        others = len(problems) - 1
+        more = f" ({others} more problem(s) with this utterance)" if others else ""
+        raise error.with_context(context + more, f"Fix the file or its path, or {policy_hint(skip, spelling)}.")
+    action = "used zeros" if policy == "zeros" else SKIP_ACTIONS[skip]
+    entries = [BadMediaEntry(utterance, modality, error.path, problem_of(error), error.reason, action, split)
+               for modality, error in problems]
+    if policy == "skip":
+        return MediaOutcome(skipped=True, entries=entries)
+    failed = {part for modality, _ in problems for part in modality.split("+")}
+    arrays = dict(decoded)
+    for modality in failed:
+        if modality in arrays:
+            arrays[modality] = (placeholders or {}).get(modality)
+    return MediaOutcome(audio=arrays.get("audio"), video=arrays.get("video"), entries=entries)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading an utterance's media
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def media_options(processor: Any) -> tuple[AudioDecodeOptions, VideoDecodeOptions]:
+    """The decode options a processor asks for (`TelMEProcessor.media_options`).
+
+    Frames are resized and centre-cropped to the image processor's sizes while they are converted (its own resize
+    and crop are then no-ops) and decoded in RGB (the processor applies its channel order). Waveforms are decoded
+    whole: the processor keeps `audio_max_samples` of them.
+    """
+    options = processor.media_options()
+    audio = AudioDecodeOptions(sampling_rate=options["sampling_rate"], reference_rate=options["audio_reference_rate"])
+    video = VideoDecodeOptions(
+        num_frames=options["num_frames"],
+        size=options["frame_size"],
+        center_crop=options["frame_crop"] and options["frame_size"] is not None,
+        sampling=options["video_frame_sampling"],
+        window_margin=options["video_window_margin"],
+    )
+    return audio, video
+
+
+def placeholder_colour(processor: Any) -> tuple[float, ...]:
+    """The decoded colour the processor normalises to zero: its mean, in decoded (RGB) order."""
+    mean = tuple(getattr(processor.image_processor, "image_mean", None) or (0.5, 0.5, 0.5))
+    # A BGR processor reverses the channels before normalising: the stand-in must come out as the mean.
+    return mean[::-1] if getattr(processor, "video_channel_order", "rgb") == "bgr" else mean
+
+
+def _window(row: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    start, end = row.get("start"), row.get("end")
+    start = None if start is None or np.isnan(start) else float(start)
+    end = None if end is None or np.isnan(end) else float(end)
+    return start, end
+
+
+class MediaLoader:
+    """Decode the media of dataset rows or dialogue turns through the bad-media policy.
+
+    Build it for a checkpoint with :meth:`for_processor`. A failure is remembered, so a bad file is decoded (and
+    reported) once.
+
+    Args:
+        audio, video: decode options, or `None` for a modality that is never needed.
+        cache: an object with `get(path, audio, video, start, end, max_seconds) -> (audio, video)` that keeps
+            decoded arrays (`telme_hf.data.media_cache.MediaCache`), or `None` to decode every time.
+        on_bad_media: `"error"`, `"skip"` or `"zeros"`; checked here, once.
+        max_media_seconds: media (or a window) longer than this is bad media.
+        pixel_mean: the decoded colour that reaches the model as zeros (see :func:`placeholder_colour`).
+        split: recorded with the entries.
+        skip: how a skip is described (see :func:`resolve_bad_media`).
+        spelling: how error hints write a policy.
+        min_audio_samples: a shorter waveform is bad media (the audio encoder's convolutions need that many).
+        report: an object with `add(entry) -> bool` that collects every entry (`telme_hf.data.bad_media.
+            BadMediaReport`); each new entry is logged at info level.
+    """
+
+    def __init__(
+        self,
+        audio: AudioDecodeOptions | None,
+        video: VideoDecodeOptions | None,
+        cache: Any = None,
+        on_bad_media: BadMediaPolicy = "error",
+        max_media_seconds: float | None = None,
+        pixel_mean: Sequence[float] = (0.5, 0.5, 0.5),
+        split: str = "",
+        skip: str = "drop",
+        spelling: Callable[[str], str] = python_spelling,
+        min_audio_samples: int = 1,
+        report: Any = None,
+    ) -> None:
+        check_policy(on_bad_media)
+        self.audio, self.video, self.cache = audio, video, cache
+        self.on_bad_media = on_bad_media
+        self.max_media_seconds = max_media_seconds
+        self.pixel_mean = tuple(pixel_mean)
+        self.split, self.skip, self.spelling = split, skip, spelling
+        self.min_audio_samples = int(min_audio_samples)
+        self.report = report
+        self._durations: dict[str, float] = {}
+        self._failures: dict[tuple, MediaError] = {}
+
+    @classmethod
+    def for_processor(cls, processor: Any, cache: Any = None, **kwargs: Any) -> MediaLoader:
+        """The loader a processor asks for: its decode options, duration limit and placeholder colour."""
+        audio, video = media_options(processor)
+        kwargs.setdefault("max_media_seconds", processor.max_media_seconds)
+        kwargs.setdefault("min_audio_samples", getattr(processor, "audio_min_samples", 1))
+        return cls(audio, video, cache=cache, pixel_mean=placeholder_colour(processor), **kwargs)
+
+    def _decode(self, path: str, audio, video, start, end):
+        if self.cache is not None:
+            return self.cache.get(path, audio, video, start, end, max_seconds=self.max_media_seconds)
+        clip = decode_clip(path, audio, video, start=start, end=end, max_seconds=self.max_media_seconds)
+        return clip.audio, clip.video
+
+    def _check_length(self, path: str, start: float | None, end: float | None) -> None:
+        # Too long by the window or the header is bad media before anything is decoded; decoding also stops at
+        # the limit, for headers that declare nothing or lie.
+        if self.max_media_seconds is None:
+            return
+        if start is not None and end is not None:
+            seconds = end - start
+        else:
+            if path not in self._durations:
+                try:
+                    self._durations[path] = media_duration(path)
+                except CorruptMediaError:  # no declared duration: the decode pass enforces the limit
+                    self._durations[path] = 0.0
+            seconds = self._durations[path]
+        if seconds > self.max_media_seconds:
+            raise TooLongMediaError(path, f"{seconds:.1f} s, longer than max_media_seconds={self.max_media_seconds:g}",
+                                    "Cut the clip, or raise max_media_seconds")
+
+    def check_audio(self, waveform: np.ndarray, path: str) -> None:
+        """Raise `UnusableMediaError` for a waveform the audio encoder cannot read (too short, not finite)."""
+        if len(waveform) < self.min_audio_samples:
+            rate = self.audio.sampling_rate if self.audio is not None else 16000
+            raise UnusableMediaError(
+                path, f"{len(waveform)} audio samples ({len(waveform) / rate:.3f} s), fewer than the "
+                f"{self.min_audio_samples} the audio encoder needs", "Give a longer clip")
+        if not np.isfinite(waveform).all():
+            raise UnusableMediaError(path, "audio samples that are not finite (NaN or infinity)",
+                                     "Re-encode or replace the file")
+
+    def _load_group(self, path: str, kinds: tuple[str, ...], window: tuple[float | None, float | None]):
+        key = (path, kinds, window)
+        if key in self._failures:
+            raise self._failures[key]
+        audio = self.audio if "audio" in kinds else None
+        video = self.video if "video" in kinds else None
+        try:
+            if not path:
+                raise MissingMediaError("", "no file given", "Give the file")
+            self._check_length(path, *window)
+            waveform, frames = self._decode(path, audio, video, *window)
+            if waveform is not None:
+                self.check_audio(waveform, path)
+            return waveform, frames
+        except MediaError as error:
+            self._failures[key] = error
+            raise
+
+    def load(self, row: Mapping[str, Any], audio: bool = True, video: bool = True, where: str = "") -> MediaOutcome:
+        """The media of one row (`audio_path`/`video_path`, `start`/`end`; or `audio`/`video` arrays) after the
+        bad-media policy.
+
+        Args:
+            row: the row or turn.
+            audio, video: `False` leaves out a modality the row does not need.
+            where: where the row comes from, for error messages (default: its `row_index`).
+
+        The window cuts the file that holds the video, and the audio only when it comes from that same file (a
+        separate audio file, as IEMOCAP's wav, is the utterance already). A bad modality does not spoil the other
+        when they come from separate files.
+        """
+        wanted = [kind for kind, on in (("audio", audio and self.audio is not None),
+                                        ("video", video and self.video is not None)) if on]
+        decoded: dict[str, np.ndarray | None] = {kind: None for kind in wanted}
+        arrays = {kind: row[kind] for kind in wanted if isinstance(row.get(kind), np.ndarray)}
+        problems = []
+        if "audio" in arrays:
+            try:
+                self.check_audio(np.asarray(arrays["audio"]), "")
+            except UnusableMediaError as error:
+                problems.append(("audio", UnusableMediaError("(array)", error.reason, error.hint)))
+                del arrays["audio"]
+        decoded.update(arrays)
+        paths = {kind: str(row.get(f"{kind}_path") or "") for kind in wanted
+                 if kind not in arrays and not (kind == "audio" and problems)}
+        start, end = _window(row)
+        # One decode for both streams when they come from the same file (a MELD clip); else one per file.
+        if len(paths) == 2 and paths["audio"] and paths["audio"] == paths["video"]:
+            groups = [(("audio", "video"), paths["audio"], (start, end))]
+        else:
+            groups = [((kind,), path, (start, end) if kind == "video" or path == row.get("video_path") else (None, None))
+                      for kind, path in paths.items()]
+        for kinds, path, window in groups:
+            try:
+                loaded_audio, loaded_video = self._load_group(path, kinds, window)
+            except MediaError as error:
+                problems.append(("+".join(kinds), error))
+                continue
+            decoded.update({kind: array for kind, array in (("audio", loaded_audio), ("video", loaded_video))
+                            if kind in kinds})
+        key = str(row.get("utterance_key") or row.get("audio_path") or row.get("video_path") or "?")
+        if not where and row.get("row_index") is not None:
+            where = f"row {row['row_index']}"
+        zero_audio, zero_video = placeholder_media("audio" in wanted, self.video if "video" in wanted else None,
+                                                   self.pixel_mean)
+        outcome = resolve_bad_media(problems, decoded, self.on_bad_media, key, where, self.split,
+                                    {"audio": zero_audio, "video": zero_video}, self.skip, self.spelling)
+        if self.report is not None:
+            for entry in outcome.entries:
+                if self.report.add(entry):
+                    logger.info("Bad media for %s: %s (%s).", key, entry.note, entry.detail)
+        return outcome

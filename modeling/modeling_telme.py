@@ -15,13 +15,12 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import Data2VecAudioModel, PreTrainedModel, RobertaModel, TimesformerModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.utils import ModelOutput, can_return_tuple
+from transformers.utils import ModelOutput, can_return_tuple, logging
 
 from .configuration_telme import TelMEConfig
-from .logging_telme import get_logger
 
 
-logger = get_logger("telme_hf")
+logger = logging.get_logger(__name__)
 
 # The backbone of each sub-config, and which attention flag of a backbone each implementation needs.
 _BACKBONES = {"text_config": RobertaModel, "audio_config": Data2VecAudioModel, "video_config": TimesformerModel}
@@ -475,10 +474,6 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         model.audio_student.encoder = audio
         model.video_student.encoder = video
         return model
-
-
-# The checkpoint's pipeline is saved with the model code (transformers copies the files this one imports).
-from .pipeline_telme import EmotionRecognitionInConversationPipeline  # noqa: E402,F401
 
 
 __all__ = [

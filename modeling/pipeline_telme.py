@@ -1,55 +1,39 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
-"""Predict with a trained TelME: a dialogue in, one emotion per utterance out; and the
-`"emotion-recognition-in-conversation"` pipeline.
+"""The `"emotion-recognition-in-conversation"` pipeline: a dialogue in, one emotion per utterance out.
 
-Hub-portable: imports only numpy, torch and transformers (PyAV to decode media files); copied into every saved
-checkpoint, whose config.json names the pipeline (`custom_pipelines`), so that
+Registered by `import telme_hf` (`PIPELINE_REGISTRY.register_pipeline`) and saved with a checkpoint by the
+pipeline's own `save_pretrained`, which names it in config.json (`custom_pipelines`) and copies this file, so that
+`pipeline(model=FOLDER_OR_REPO, trust_remote_code=True)` runs it where telme_hf is not installed.
 
-```python
->>> from transformers import pipeline
->>> erc = pipeline("emotion-recognition-in-conversation", model="you/telme-meld", trust_remote_code=True)  # doctest: +SKIP
-```
-
-works where telme_hf is not installed (`pip install torch transformers pillow`, plus `av` to read media files).
-
-One code path serves `predict_dialogue`, `telme predict` and the pipeline, and its batch step (:func:`predict_batch`)
-serves evaluation too:
-
-1. :func:`prepare_dialogue` turns each turn into a :class:`PreparedUtterance`: its dialogue context and its
-   decoded audio and video, after the bad-media policy (`bad_media_telme`);
-2. :func:`predict_logits` batches them through the `TelMEDataCollator` and runs :func:`predict_batch` under
-   `torch.inference_mode`: an utterance with media gets the fused prediction, one without the text teacher's;
-3. :func:`format_predictions` turns logits into one `{"label", "score", "scores", ...}` dict per utterance.
+It also holds what every prediction runs through: the collator (rows → model inputs, through the bad-media
+policy), the inference loop (:func:`run_inference`) that evaluation and frozen-feature caching use too, and
+:func:`predict_batch` (every part's logits for one batch).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import Pipeline
+from transformers import BatchFeature, Pipeline
+from transformers.utils import logging
 
-from .bad_media_telme import check_policy
-from .collating_telme import TelMEDataCollator, to_model
-from .configuration_telme import PIPELINE_TASK
-from .loading_telme import MediaCache, MediaLoader
-from .media_telme import MODALITIES, resample_waveform
-from .processing_telme import apply_legacy_preprocessing
-from .logging_telme import get_logger
+from .media_telme import MODALITIES, BadMediaPolicy, MediaLoader, python_spelling, resample_waveform
 
 
-logger = get_logger("telme_hf")
+logger = logging.get_logger(__name__)
 
+PIPELINE_TASK = "emotion-recognition-in-conversation"
 # The original evaluates with batches of 4 in CSV order; with `fusion_attention_scope="batch"` (converted original
 # checkpoints) the fused prediction depends on the batch, so 4 is also the default here.
 DEFAULT_BATCH_SIZE = 4
-# Prediction's default for a turn whose media is missing or unusable: that turn from its text alone, said in its note.
+# Prediction's default for a turn whose media is missing or unusable: that turn from its text alone.
 DEFAULT_PREDICT_POLICY = "skip"
 # Media keys of a turn (and columns of a dialogue file): one file with both streams, or one per modality.
 MEDIA_FIELDS = ("media", "audio", "video")
@@ -57,6 +41,197 @@ MEDIA_FIELDS = ("media", "audio", "video")
 PART_LOGITS = {"teacher": "text_logits", "audio": "audio_logits", "video": "video_logits", "fusion": "logits"}
 
 
+# ---------------------------------------------------------------------------------------------------- collator
+class TelMEDataCollator:
+    """Build a batch for `TelMEForEmotionRecognition` from dataset rows or dialogue turns.
+
+    Media is decoded as the processor says, through the bad-media policy (:class:`MediaLoader`); rows that carry
+    `audio`/`video` arrays are not decoded again, and rows that carry `text_features`/`audio_features`/
+    `video_features` skip that encoder's inputs (the features are passed through).
+
+    This is where `on_bad_media="skip"` is acted on: a row whose media was skipped is dropped from the batch
+    (`skipped="drop"`: training, evaluation), or kept with its text alone (`skipped="text"`: prediction; the
+    batch's `media_rows` then lists the rows that have media).
+
+    Args:
+        processor: the model's `TelMEProcessor`.
+        modalities: what the stage needs; `("text",)` touches no media.
+        cache: a media cache for the loader (see `MediaLoader`), or `None`.
+        on_bad_media: `"error"`, `"skip"` or `"zeros"`.
+        skipped: `"drop"` or `"text"`, see above.
+        loader: a ready `MediaLoader` instead of `cache`/`on_bad_media`.
+
+    Example:
+
+    ```python
+    >>> collator = TelMEDataCollator(processor, modalities=("text",))
+    >>> sorted(collator([dataset["train"][0], dataset["train"][1]]))
+    ['attention_mask', 'input_ids', 'labels']
+    ```
+    """
+
+    # Columns of precomputed float arrays passed straight through to the model.
+    passthrough_columns: tuple[str, ...] = ("text_features", "audio_features", "video_features")
+
+    def __init__(
+        self,
+        processor,
+        modalities: Sequence[str] = MODALITIES,
+        cache: Any = None,
+        on_bad_media: BadMediaPolicy = "error",
+        skipped: str = "drop",
+        loader: MediaLoader | None = None,
+    ) -> None:
+        unknown = set(modalities) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"Unknown modalities {sorted(unknown)}; choose from {MODALITIES}.")
+        if skipped not in ("drop", "text"):
+            raise ValueError(f"`skipped` must be 'drop' or 'text', got {skipped!r}.")
+        self.processor = processor
+        self.modalities = tuple(modalities)
+        self.skipped = skipped
+        self.loader = loader or MediaLoader.for_processor(
+            processor, cache, on_bad_media=on_bad_media, skip="drop" if skipped == "drop" else "predict"
+        )
+
+    @property
+    def bad_media_report(self):
+        return self.loader.report
+
+    def _needs(self, modality: str, row: Mapping[str, Any]) -> bool:
+        return modality in self.modalities and row.get(f"{modality}_features") is None
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> BatchFeature:
+        conversations, waves, clips, kept, media_rows = [], [], [], [], []
+        for row in rows:
+            need_audio, need_video = self._needs("audio", row), self._needs("video", row)
+            if self.skipped == "text" and not _names_media(row):
+                need_audio = need_video = False  # a turn without media: its text alone
+            outcome = self.loader.load(row, audio=need_audio, video=need_video) if need_audio or need_video else None
+            if outcome is not None and outcome.skipped and self.skipped == "drop":
+                continue
+            kept.append(row)
+            if self._needs("text", row):
+                conversations.append(row["context"])
+            if outcome is not None and not outcome.skipped:
+                media_rows.append(len(kept) - 1)
+                if need_audio:
+                    waves.append(outcome.audio)
+                if need_video:
+                    clips.append(outcome.video)
+            elif outcome is None and any(row.get(f"{kind}_features") is not None for kind in ("audio", "video")):
+                media_rows.append(len(kept) - 1)  # its media was encoded before: its features stand for it
+        if not kept:
+            raise ValueError("Every row of this batch had bad media and on_bad_media='skip' dropped them all.")
+        batch = BatchFeature({})
+        if conversations or waves or clips:
+            batch = self.processor(
+                conversations=conversations or None,
+                audio=waves or None,
+                videos=clips or None,
+                sampling_rate=self.loader.audio.sampling_rate if waves else None,
+            )
+        for column in self.passthrough_columns:
+            values = [row.get(column) for row in kept]
+            if all(value is not None for value in values):
+                batch[column] = torch.as_tensor(np.asarray(values, dtype=np.float32))
+        if all(row.get("label") is not None for row in kept):
+            batch["labels"] = torch.tensor([int(row["label"]) for row in kept], dtype=torch.long)
+        if self.skipped == "text":
+            batch["media_rows"] = torch.tensor(media_rows, dtype=torch.long)
+        return batch
+
+
+def _names_media(row: Mapping[str, Any]) -> bool:
+    return any(isinstance(row.get(kind), np.ndarray) or row.get(f"{kind}_path") for kind in ("audio", "video"))
+
+
+def to_model(batch: Mapping[str, Any], model: torch.nn.Module) -> dict[str, Any]:
+    """A batch on the model's device, float tensors in its dtype, ids and masks as they are."""
+    parameter = next(model.parameters())
+    moved = {}
+    for name, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(parameter.device)
+            value = value.to(parameter.dtype) if value.is_floating_point() else value
+        moved[name] = value
+    return moved
+
+
+# -------------------------------------------------------------------------------------------------------- loop
+def run_inference(
+    model: torch.nn.Module,
+    batches: Iterable[Mapping[str, Any]],
+    step: Callable[[torch.nn.Module, Mapping[str, Any]], Mapping[str, torch.Tensor]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The inference loop: `step` on every batch in eval mode under `torch.inference_mode`, each output
+    concatenated over the batches (the model's mode is restored afterwards).
+
+    Args:
+        model: a `TelMEForEmotionRecognition`.
+        batches: collated batches, e.g. a `DataLoader` whose `collate_fn` is a :class:`TelMEDataCollator`.
+        step: `(model, batch) -> {name: tensor}`; default :func:`predict_batch`.
+
+    Returns:
+        `{name: tensor}`, each the concatenation of that output over the batches (empty when there were none).
+
+    Example:
+
+    ```python
+    >>> loader = torch.utils.data.DataLoader(rows, batch_size=4, collate_fn=TelMEDataCollator(processor))
+    >>> run_inference(model, loader)["logits"].shape  # doctest: +SKIP
+    torch.Size([10, 7])
+    ```
+    """
+    step = step or predict_batch
+    chunks: dict[str, list[torch.Tensor]] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                for name, value in step(model, batch).items():
+                    chunks.setdefault(name, []).append(value)
+    finally:
+        model.train(was_training)
+    return {name: torch.cat(parts) for name, parts in chunks.items()}
+
+
+def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The logits of every part for one collated batch.
+
+    Every row gets the text teacher's logits; the rows listed in `media_rows` (all, when the batch has no such
+    entry but has media) also get the audio, video and fused logits, the others NaN there and the teacher's as
+    `logits`. Precomputed features in the batch stand for their encoder.
+
+    Returns:
+        `{"logits", "text_logits", "audio_logits", "video_logits"}`, float32 CPU tensors `(rows, num_labels)`.
+    """
+    inputs = to_model(batch, model)
+    text_features = inputs.get("text_features")
+    if text_features is None:
+        text_features = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
+    rows, num_labels = text_features.shape[0], model.config.num_labels
+    outputs = {name: torch.full((rows, num_labels), math.nan) for name in PART_LOGITS.values()}
+    text_logits = model(text_features=text_features).logits.float().cpu()
+    outputs["text_logits"] = text_logits
+    outputs["logits"] = text_logits.clone()
+    media = inputs.get("media_rows")
+    media = torch.arange(rows) if media is None else media.cpu()
+    media_inputs = ("input_values", "pixel_values", "audio_features", "video_features")
+    if len(media) and any(name in inputs for name in media_inputs):
+        on_device = media.to(text_features.device)
+        # Decoded media comes for the media rows only; precomputed features come for every row.
+        features = {name: inputs[name][on_device] for name in ("audio_features", "video_features") if name in inputs}
+        fused = model(text_features=text_features[on_device],
+                      input_values=inputs.get("input_values"), audio_attention_mask=inputs.get("audio_attention_mask"),
+                      pixel_values=inputs.get("pixel_values"), **features)
+        for name in ("logits", "audio_logits", "video_logits"):
+            outputs[name][media] = getattr(fused, name).float().cpu()
+    return outputs
+
+
+# --------------------------------------------------------------------------------------------------- dialogues
 @dataclass
 class PreparedUtterance:
     """One utterance ready for the model.
@@ -179,9 +354,9 @@ def prepare_dialogue(
     processor,
     on_bad_media: str = DEFAULT_PREDICT_POLICY,
     media_root: str | os.PathLike | None = None,
-    cache: MediaCache | str | os.PathLike | None = None,
+    cache: Any = None,
     source: str | None = None,
-    cli_hint: bool = False,
+    spelling: Callable[[str], str] = python_spelling,
 ) -> list[PreparedUtterance]:
     """Decode a dialogue's media and build each utterance's context, ready for :func:`predict_logits`.
 
@@ -198,14 +373,13 @@ def prepare_dialogue(
             `"error"`. Either way the turn's `note` says what was done. A dialogue with no media at all is predicted
             from text by the teacher.
         media_root: folder that relative media paths are resolved against (default: the working directory).
-        cache: a `MediaCache` or a folder for one, to decode each file once across calls.
+        cache: a media cache for the loader (see `MediaLoader`), to decode each file once across calls.
         source: where the turns come from (a file name), for error messages.
-        cli_hint: spell bad-media hints with the CLI's flags.
+        spelling: how error hints write a policy (default: `on_bad_media='zeros'`).
 
     Returns:
         One `PreparedUtterance` per turn.
     """
-    check_policy(on_bad_media)
     if isinstance(turns, (str, bytes)) or not isinstance(turns, Sequence):
         raise ValueError(f"A dialogue is a list of turns, got {type(turns).__name__}.")
     if not turns:
@@ -216,10 +390,11 @@ def prepare_dialogue(
 
     def loader_for(policy: str) -> MediaLoader:
         if policy not in loaders:
-            check_policy(policy)
             loaders[policy] = MediaLoader.for_processor(processor, cache, on_bad_media=policy, skip="predict",
-                                                        cli=cli_hint)
+                                                        spelling=spelling)
         return loaders[policy]
+
+    loader_for(on_bad_media)  # the policy is checked here even for a dialogue without media
     sampling_rate = int(processor.feature_extractor.sampling_rate)
     prepared: list[PreparedUtterance] = []
     context: list[dict[str, Any]] = []
@@ -249,70 +424,26 @@ def prepare_dialogue(
     return prepared
 
 
-# ------------------------------------------------------------------------------------------------------ model
-def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The logits of every part for one collated batch (`TelMEDataCollator(..., skipped="text")`).
-
-    Every row gets the text teacher's logits; the rows listed in `media_rows` (all, when the batch has no such
-    entry but has media) also get the audio, video and fused logits, the others NaN there and the teacher's as
-    `logits`. Precomputed `text_features`/`audio_features`/`video_features` in the batch stand for that encoder
-    (an evaluation on frozen features). Run it under `torch.inference_mode()` with the model in eval mode.
-
-    Returns:
-        `{"logits", "text_logits", "audio_logits", "video_logits"}`, float32 CPU tensors `(rows, num_labels)`.
-    """
-    inputs = to_model(batch, model)
-    text_features = inputs.get("text_features")  # precomputed (an evaluation on cached features), or computed here
-    if text_features is None:
-        text_features = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
-    rows, num_labels = text_features.shape[0], model.config.num_labels
-    outputs = {name: torch.full((rows, num_labels), math.nan) for name in PART_LOGITS.values()}
-    text_logits = model(text_features=text_features).logits.float().cpu()
-    outputs["text_logits"] = text_logits
-    outputs["logits"] = text_logits.clone()
-    media = inputs.get("media_rows")
-    media = torch.arange(rows) if media is None else media.cpu()
-    media_inputs = ("input_values", "pixel_values", "audio_features", "video_features")
-    if len(media) and any(name in inputs for name in media_inputs):
-        on_device = media.to(text_features.device)
-        # Decoded media comes for the media rows only; precomputed features come for every row.
-        features = {name: inputs[name][on_device] for name in ("audio_features", "video_features") if name in inputs}
-        fused = model(text_features=text_features[on_device],
-                      input_values=inputs.get("input_values"), audio_attention_mask=inputs.get("audio_attention_mask"),
-                      pixel_values=inputs.get("pixel_values"), **features)
-        for name in ("logits", "audio_logits", "video_logits"):
-            outputs[name][media] = getattr(fused, name).float().cpu()
-    return outputs
-
-
 def predict_logits(
     model,
     processor,
     utterances: Sequence[PreparedUtterance],
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, torch.Tensor]:
-    """Run the model on prepared utterances, `batch_size` at a time in order, under `torch.inference_mode`.
+    """Run the model on prepared utterances, `batch_size` at a time in order (:func:`run_inference`).
 
     An utterance with audio and video gets the fused prediction (`logits`) and each part's logits; one without
     gets the text teacher's logits as `logits` and NaN for the audio and video parts.
 
     Returns:
-        `{"logits", "text_logits", "audio_logits", "video_logits"}`, each a float32 CPU tensor
+        `{"logits", "text_logits", "audio_logits", "video_logits"}`, float32 CPU tensors
         `(len(utterances), num_labels)`.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     collator = TelMEDataCollator(processor, MODALITIES, skipped="text")
-    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in PART_LOGITS.values()}
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(utterances), batch_size):
-            rows = [utterance.as_row() for utterance in utterances[start : start + batch_size]]
-            for name, logits in predict_batch(model, collator(rows)).items():
-                chunks[name].append(logits)
-    model.train(was_training)
-    return {name: torch.cat(parts) for name, parts in chunks.items()}
+    rows = [utterance.as_row() for utterance in utterances]
+    return run_inference(model, torch.utils.data.DataLoader(rows, batch_size=batch_size, collate_fn=collator))
 
 
 def format_predictions(
@@ -363,7 +494,7 @@ def predict_dialogue(
     on_bad_media: str = DEFAULT_PREDICT_POLICY,
     batch_size: int = DEFAULT_BATCH_SIZE,
     media_root: str | os.PathLike | None = None,
-    cache: MediaCache | str | os.PathLike | None = None,
+    cache: Any = None,
     top_k: int | None = None,
 ) -> list[dict[str, Any]]:
     """Predict the emotion of every utterance of a dialogue (each from its context up to that turn).
@@ -377,7 +508,7 @@ def predict_dialogue(
             media is missing or unusable.
         batch_size: utterances per forward pass.
         media_root: folder that relative media paths are resolved against.
-        cache: a `MediaCache` (or its folder) to decode each file once across calls.
+        cache: a media cache for the loader (see `MediaLoader`).
         top_k: keep only the `top_k` most probable labels in each result's `scores`.
 
     Returns:
@@ -461,7 +592,6 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
                 "The emotion-recognition-in-conversation pipeline needs the model's TelMEProcessor: pass "
                 "`processor=` or a checkpoint folder/Hub id that holds processor_config.json."
             )
-        apply_legacy_preprocessing(self.processor, self.model.config, str(getattr(self.model, "name_or_path", "")))
 
     def _sanitize_parameters(
         self,
@@ -476,7 +606,6 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
                             "batch_size and top_k.")
         preprocess: dict[str, Any] = {}
         if on_bad_media is not None:
-            check_policy(on_bad_media)
             preprocess["on_bad_media"] = on_bad_media
         if media_root is not None:
             preprocess["media_root"] = media_root
@@ -509,6 +638,11 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
         logits = predict_logits(self.model, self.processor, utterances, batch_size or self.utterance_batch_size)
         return {"utterances": utterances, "logits": logits["logits"]}
 
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save the model with this pipeline named in its config.json (and this file beside it), and the processor."""
+        super().save_pretrained(save_directory, **kwargs)
+        self.processor.save_pretrained(save_directory, **kwargs)
+
     def postprocess(self, model_outputs: dict[str, Any], top_k: int | None = None) -> list[dict[str, Any]]:
         return format_predictions(model_outputs["logits"], model_outputs["utterances"], self.model.config.id2label,
                                   top_k)
@@ -520,12 +654,16 @@ __all__ = [
     "EmotionRecognitionInConversationPipeline",
     "MEDIA_FIELDS",
     "PART_LOGITS",
+    "PIPELINE_TASK",
     "PreparedUtterance",
+    "TelMEDataCollator",
     "format_predictions",
     "has_media",
     "predict_batch",
     "predict_dialogue",
     "predict_logits",
     "prepare_dialogue",
+    "run_inference",
+    "to_model",
     "turn_media",
 ]

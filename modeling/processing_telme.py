@@ -20,7 +20,7 @@ import torch
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from .logging_telme import get_logger
+from .media_telme import sample_frame_indices
 
 
 # Frame normalisation (mean, std) per channel. TimeSformer-k400 was trained with the Kinetics statistics of its own
@@ -78,8 +78,6 @@ PROCESSOR_PRESETS: dict[str, dict[str, Any]] = {
 
 _NOT_GIVEN: Any = object()
 
-logger = get_logger("telme_hf")
-
 Turn = Mapping[str, Any]
 """One utterance: `{"speaker": str, "text": str}`, optionally with a precomputed `"speaker_index"` (0-based)."""
 
@@ -125,38 +123,6 @@ def speaker_indices(turns: Sequence[Turn]) -> list[int]:
     clean = first_appearance_indices([str(turn.get("speaker", "")) for turn in turns])
     return [int(turn["speaker_index"]) if turn.get("speaker_index") is not None else index
             for turn, index in zip(turns, clean)]
-
-
-def sample_frame_indices(num_available: int, num_frames: int, sampling: str = "uniform") -> list[int]:
-    """0-based indices of the frames to keep out of `num_available`, in order (repeats allowed).
-
-    `"uniform"` picks `round(linspace(0, n - 1, num_frames))`, spanning the whole clip. `"strided"` is the original
-    implementation's rule: `step = n // num_frames`, keep frames `step, 2*step, ...` counted from 1 (0-based
-    `step - 1, 2*step - 1, ...`), the first `num_frames` of them; with `n < num_frames` keep all and repeat the last.
-
-    Example:
-
-    ```python
-    >>> sample_frame_indices(77, 8, "uniform")
-    [0, 11, 22, 33, 43, 54, 65, 76]
-    >>> sample_frame_indices(77, 8, "strided")  # the original implementation's rule
-    [8, 17, 26, 35, 44, 53, 62, 71]
-    >>> sample_frame_indices(5, 8, "strided")  # too short: all frames, last one repeated
-    [0, 1, 2, 3, 4, 4, 4, 4]
-    ```
-    """
-    if num_available <= 0:
-        raise ValueError(f"num_available must be positive, got {num_available}.")
-    if sampling == "uniform":
-        # Round half up (not numpy's half-to-even) so the picks are symmetric and easy to state.
-        positions = np.linspace(0, num_available - 1, num_frames)
-        return [int(i) for i in np.floor(positions + 0.5)]
-    if sampling == "strided":
-        if num_available < num_frames:
-            return list(range(num_available)) + [num_available - 1] * (num_frames - num_available)
-        step = num_available // num_frames
-        return [step * k - 1 for k in range(1, num_frames + 1)]
-    raise ValueError(f"sampling must be 'uniform' or 'strided', got {sampling!r}.")
 
 
 class TelMEProcessor(ProcessorMixin):
@@ -489,51 +455,12 @@ class TelMEProcessor(ProcessorMixin):
         return ["input_ids", "attention_mask", "input_values", "audio_attention_mask", "pixel_values"]
 
 
-def legacy_processor_options(config: Any) -> dict[str, Any]:
-    """The preprocessing options a telme_hf 0.1 checkpoint kept in its config.json, as `TelMEProcessor` options.
-
-    Example:
-
-    ```python
-    >>> from .configuration_telme import TelMEConfig
-    >>> legacy_processor_options(TelMEConfig(max_text_length=64, video_num_frames=4))
-    {'max_text_length': 64, 'num_frames': 4}
-    ```
-    """
-    legacy = dict(getattr(config, "legacy_preprocessing", None) or {})
-    renamed = {"video_num_frames": "num_frames"}
-    return {renamed.get(name, name): value for name, value in legacy.items()}
-
-
-def apply_legacy_preprocessing(processor: TelMEProcessor, config: Any, source: str = "") -> bool:
-    """Give a loaded processor the preprocessing options its checkpoint kept in config.json (telme_hf 0.1).
-
-    Returns whether there were any. A warning names the command that moves them into processor_config.json.
-    """
-    options = legacy_processor_options(config)
-    options.pop("audio_sampling_rate", None)  # the feature extractor's rate, saved with it already
-    if not options:
-        return False
-    for name, value in options.items():
-        setattr(processor, name, value)
-    processor.validate()
-    logger.warning(
-        "%s keeps its preprocessing options in config.json (a telme_hf 0.1 checkpoint); they are applied. Run "
-        "`telme upgrade-checkpoint %s` to move them into processor_config.json.", source or "This checkpoint",
-        source or "FOLDER",
-    )
-    return True
-
-
 __all__ = [
     "PIXEL_STATISTICS",
-    "apply_legacy_preprocessing",
-    "legacy_processor_options",
     "PROCESSOR_PRESETS",
     "PROCESSOR_REFERENCE_BEHAVIOUR",
     "TelMEProcessor",
     "first_appearance_indices",
-    "sample_frame_indices",
     "speaker_indices",
     "speaker_token",
     "validate_prompt_template",

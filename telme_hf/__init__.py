@@ -4,7 +4,8 @@
 Importing this package registers the `telme` model type with `AutoConfig`, `AutoModel` and `AutoProcessor`, and
 marks the classes for `trust_remote_code` export: `save_pretrained` copies the model code into the checkpoint so
 that it loads where `telme_hf` is not installed. It also registers the `"emotion-recognition-in-conversation"`
-pipeline task, so `transformers.pipeline("emotion-recognition-in-conversation", model=...)` works.
+pipeline task; `telme_hf.inference.prediction.save_checkpoint` saves a checkpoint with that pipeline, so that
+`pipeline(model=FOLDER, trust_remote_code=True)` runs it with or without telme_hf.
 """
 
 import os as _os
@@ -45,10 +46,14 @@ TelMEProcessor.register_for_auto_class()
 
 from .preprocessing import build_processor, train_tokenizer  # noqa: E402  (needs the registered classes)
 from .inference.evaluation import evaluate_split  # noqa: E402
-from .modeling.configuration_telme import PIPELINE_TASK  # noqa: E402
-from .modeling.pipeline_telme import EmotionRecognitionInConversationPipeline, predict_dialogue  # noqa: E402
+from .modeling.pipeline_telme import (  # noqa: E402
+    PIPELINE_TASK,
+    EmotionRecognitionInConversationPipeline,
+    predict_dialogue,
+)
 
 
+# The pipeline's `save_pretrained` names it in config.json (`custom_pipelines`) from this registration.
 PIPELINE_REGISTRY.register_pipeline(
     PIPELINE_TASK, pipeline_class=EmotionRecognitionInConversationPipeline, pt_model=AutoModel, type="multimodal"
 )

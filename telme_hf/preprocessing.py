@@ -17,15 +17,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, RobertaTokenize
 from transformers.models.videomae import VideoMAEImageProcessorPil
 
 from .modeling import TelMEConfig, TelMEProcessor
-from .modeling.logging_telme import get_logger
-from .modeling.processing_telme import (
-    PIXEL_STATISTICS,
-    PROCESSOR_PRESETS,
-    PROCESSOR_REFERENCE_BEHAVIOUR,
-    apply_legacy_preprocessing,
-    legacy_processor_options,
-    speaker_token,
-)
+from .logging import get_logger
+from .modeling.processing_telme import PIXEL_STATISTICS, PROCESSOR_PRESETS, PROCESSOR_REFERENCE_BEHAVIOUR, speaker_token
 
 
 logger = get_logger("telme_hf")
@@ -207,6 +200,55 @@ def min_audio_samples(audio_config: Any) -> int:
     return samples
 
 
+# Preprocessing options that checkpoints of telme_hf 0.1 kept in config.json; they belong to the processor now. Such
+# a config still loads (they are plain attributes of it); telme_hf applies them to the processor when it loads the
+# checkpoint, and `telme upgrade-checkpoint` moves them into processor_config.json. A config saved in between keeps
+# them in one `legacy_preprocessing` dict.
+LEGACY_PREPROCESSING_OPTIONS = (
+    "prompt_template", "max_text_length", "audio_sampling_rate", "audio_reference_rate", "audio_max_samples",
+    "audio_keep", "audio_normalize_before_keep", "video_num_frames", "video_frame_sampling", "video_channel_order",
+    "video_pixel_statistics", "video_window_margin", "speaker_index_carryover", "reference_tokenization",
+    "max_media_seconds", "text_normalization",
+)
+
+
+def legacy_processor_options(config: Any) -> dict[str, Any]:
+    """The preprocessing options a telme_hf 0.1 checkpoint kept in its config.json, as `TelMEProcessor` options.
+
+    Example:
+
+    ```python
+    >>> legacy_processor_options(TelMEConfig(max_text_length=64, video_num_frames=4))
+    {'max_text_length': 64, 'num_frames': 4}
+    ```
+    """
+    legacy = {name: getattr(config, name) for name in LEGACY_PREPROCESSING_OPTIONS if hasattr(config, name)}
+    legacy.update(getattr(config, "legacy_preprocessing", None) or {})
+    renamed = {"video_num_frames": "num_frames"}
+    return {renamed.get(name, name): value for name, value in legacy.items()}
+
+
+def apply_legacy_preprocessing(processor: TelMEProcessor, config: Any, source: str = "") -> bool:
+    """Give a loaded processor the preprocessing options its checkpoint kept in config.json (telme_hf 0.1).
+
+    Returns:
+        Whether there were any; a warning then names the command that moves them into processor_config.json.
+    """
+    options = legacy_processor_options(config)
+    options.pop("audio_sampling_rate", None)  # the feature extractor's rate, saved with it already
+    if not options:
+        return False
+    for name, value in options.items():
+        setattr(processor, name, value)
+    processor.validate()
+    logger.warning(
+        "%s keeps its preprocessing options in config.json (a telme_hf 0.1 checkpoint); they are applied. Run "
+        "`telme upgrade-checkpoint %s` to move them into processor_config.json.", source or "This checkpoint",
+        source or "FOLDER",
+    )
+    return True
+
+
 def upgrade_checkpoint(folder: str | os.PathLike) -> list[str]:
     """Move a telme_hf 0.1 checkpoint's preprocessing options from config.json into processor_config.json.
 
@@ -224,17 +266,22 @@ def upgrade_checkpoint(folder: str | os.PathLike) -> list[str]:
         return []
     processor = AutoProcessor.from_pretrained(folder)
     apply_legacy_preprocessing(processor, config, str(folder))
-    del config.legacy_preprocessing
+    for name in (*LEGACY_PREPROCESSING_OPTIONS, "legacy_preprocessing"):
+        if hasattr(config, name):
+            delattr(config, name)
     config.save_pretrained(folder)
     processor.save_pretrained(folder)
     return moved
 
 
 __all__ = [
+    "LEGACY_PREPROCESSING_OPTIONS",
     "add_speaker_tokens",
+    "apply_legacy_preprocessing",
     "build_feature_extractor",
     "build_image_processor",
     "build_processor",
+    "legacy_processor_options",
     "min_audio_samples",
     "processor_options",
     "train_tokenizer",

@@ -57,11 +57,10 @@ def tiny_model(tiny_config) -> TelMEForEmotionRecognition:
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path, tiny_model, tiny_processor):
-    """A saved tiny model and processor, as `telme predict`/`evaluate` and `pipeline()` load them."""
-    folder = tmp_path / "checkpoint"
-    tiny_model.save_pretrained(folder)
-    tiny_processor.save_pretrained(folder)
-    return folder
+    """A saved tiny model and processor with its pipeline, as `telme predict`/`evaluate` and `pipeline()` load them."""
+    from telme_hf.inference.prediction import save_checkpoint
+
+    return save_checkpoint(tiny_model, tiny_processor, tmp_path / "checkpoint")
 
 
 @pytest.fixture

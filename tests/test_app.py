@@ -48,12 +48,11 @@ def clips(tmp_path):
 
 @pytest.fixture
 def erc(tiny_checkpoint):
-    from transformers import pipeline
-
     from telme_hf.inference.prediction import load_model_and_processor
+    from telme_hf.modeling.pipeline_telme import EmotionRecognitionInConversationPipeline
 
     model, processor = load_model_and_processor(tiny_checkpoint, "cpu")
-    return pipeline("emotion-recognition-in-conversation", model=model, processor=processor, device=model.device)
+    return EmotionRecognitionInConversationPipeline(model=model, processor=processor, device=model.device)
 
 
 def predict_cli(capsys, checkpoint, folder: Path, turns, *options: str) -> list[dict]:
@@ -140,8 +139,7 @@ def test_bad_input_gets_a_message_and_changes_nothing(erc, clips):
 
 def test_the_page_names_the_pipeline_task_and_media_keys_as_the_package_does():
     from telme_hf import app
-    from telme_hf.modeling.configuration_telme import PIPELINE_TASK
-    from telme_hf.modeling.pipeline_telme import MEDIA_FIELDS
+    from telme_hf.modeling.pipeline_telme import MEDIA_FIELDS, PIPELINE_TASK
 
     assert app.PIPELINE_TASK == PIPELINE_TASK and app.MEDIA_FIELDS == MEDIA_FIELDS
 

@@ -8,19 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from telme_hf.modeling.bad_media_telme import PLACEHOLDER_AUDIO_SAMPLES
-from telme_hf.modeling.loading_telme import MediaCache, MediaLoader, prepare_media
-from telme_hf.modeling.collating_telme import TelMEDataCollator
+from telme_hf.data.bad_media import BadMediaReport
+from telme_hf.data.media_cache import MediaCache, prepare_media
 from telme_hf.modeling.media_telme import (
+    PLACEHOLDER_AUDIO_SAMPLES,
     AudioDecodeOptions,
     CorruptMediaError,
-    MissingMediaError,
     EmptyMediaError,
+    MediaLoader,
+    MissingMediaError,
     NoStreamError,
     TooLongMediaError,
     UnusableMediaError,
     VideoDecodeOptions,
 )
+from telme_hf.modeling.pipeline_telme import TelMEDataCollator
 from telme_hf.data.synthetic import write_media
 
 
@@ -61,7 +63,7 @@ def row(path: str, key: str = "dia0_utt0", window: tuple[float, float] | None = 
 def loader_for(case: str, policy: str, **kwargs) -> MediaLoader:
     # The tiny model's audio encoder needs 165 samples (its convolutions, for SpecAugment's 2 frames).
     return MediaLoader(AUDIO, VIDEO, on_bad_media=policy, max_media_seconds=BAD[case][2], min_audio_samples=165,
-                       **kwargs)
+                       report=BadMediaReport(policy), **kwargs)
 
 
 BAD = {
@@ -92,7 +94,7 @@ def test_error_policy_names_file_row_and_fix(case, clips):
 def test_skip_policy_drops_and_reports(case, clips, caplog):
     name, _, _ = BAD[case]
     loader = loader_for(case, "skip")
-    with caplog.at_level(logging.INFO, logger="telme_hf.data"):
+    with caplog.at_level(logging.INFO, logger="telme_hf"):
         outcome = loader.load(row(clips[name], key=f"bad_{case}", window=WINDOWS.get(case)))
     assert outcome.skipped and outcome.audio is None and outcome.video is None
     assert loader.report.keys() == [f"bad_{case}"]
@@ -156,7 +158,8 @@ def test_good_clip_is_decoded_and_cached(clips, tmp_path):
 
 
 def test_collator_skips_bad_rows_and_keeps_labels_aligned(clips, tiny_processor):
-    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), on_bad_media="skip")
+    loader = MediaLoader.for_processor(tiny_processor, on_bad_media="skip", report=BadMediaReport("skip"))
+    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), loader=loader)
     rows = [row(clips["good"], "a") | {"label": 1}, row(clips["corrupt"], "b") | {"label": 2},
             row(clips["good"], "c") | {"label": 5}]
     batch = collator(rows)
@@ -190,13 +193,13 @@ def test_precomputed_features_pass_through(tiny_processor):
 
 
 def test_a_bad_clip_is_decoded_and_logged_once(clips, caplog, monkeypatch):
-    import telme_hf.modeling.loading_telme as loading
+    import telme_hf.modeling.media_telme as media
 
     calls = []
-    real = loading.decode_clip
-    monkeypatch.setattr(loading, "decode_clip", lambda *args, **kwargs: calls.append(args[0]) or real(*args, **kwargs))
-    loader = MediaLoader(AUDIO, VIDEO, on_bad_media="skip")
-    with caplog.at_level(logging.INFO, logger="telme_hf.data"):
+    real = media.decode_clip
+    monkeypatch.setattr(media, "decode_clip", lambda *args, **kwargs: calls.append(args[0]) or real(*args, **kwargs))
+    loader = MediaLoader(AUDIO, VIDEO, on_bad_media="skip", report=BadMediaReport("skip"))
+    with caplog.at_level(logging.INFO, logger="telme_hf"):
         for _ in range(3):  # three epochs
             assert loader.load(row(clips["corrupt"], key="bad")).skipped
     assert calls == [clips["corrupt"]]

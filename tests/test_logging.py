@@ -7,7 +7,7 @@ import logging
 import pytest
 from transformers.utils import logging as hf_logging
 
-from telme_hf.modeling.logging_telme import get_logger, progress_disabled
+from telme_hf.logging import get_logger, progress_disabled
 
 
 @pytest.fixture

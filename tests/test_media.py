@@ -15,15 +15,23 @@ from telme_hf.modeling.media_telme import (
     MissingMediaError,
     NoStreamError,
     VideoDecodeOptions,
-    decode_audio,
     decode_clip,
-    decode_video,
     media_duration,
+    sample_frame_indices,
 )
-from telme_hf.modeling.processing_telme import sample_frame_indices
 from telme_hf.data.synthetic import write_media
 
 from frame_index import HEIGHT, WIDTH, indexed_frames, read_indices
+
+
+def decode_audio(path, options=AudioDecodeOptions(), *, start=None, end=None) -> np.ndarray:
+    """A file's audio alone."""
+    return decode_clip(path, audio=options, video=None, start=start, end=end).audio
+
+
+def decode_video(path, options=VideoDecodeOptions(), *, start=None, end=None) -> np.ndarray:
+    """A file's frames alone."""
+    return decode_clip(path, audio=None, video=options, start=start, end=end).video
 
 
 # A whole number of AAC frames (1024 samples): PyAV zero-pads the last frame, which would lengthen the clip.

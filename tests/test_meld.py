@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from telme_hf import MELD_LABELS
-from telme_hf.modeling.bad_media_telme import BadMediaReport
+from telme_hf.data.bad_media import BadMediaReport
 from telme_hf.data.dialogues import (
     assign_speaker_indices,
     decode_csv_bytes,

@@ -1,4 +1,4 @@
-"""The `"emotion-recognition-in-conversation"` pipeline, registered by `import telme_hf`."""
+"""The `"emotion-recognition-in-conversation"` pipeline: registered by `import telme_hf`, saved with a checkpoint."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 import telme_hf
 from telme_hf import EmotionRecognitionInConversationPipeline
-from telme_hf.modeling.loading_telme import media_options
-from telme_hf.modeling.media_telme import decode_clip
+from telme_hf.modeling.media_telme import decode_clip, media_options
 from telme_hf.data.synthetic import write_media
 from without_telme_hf import BLOCK_TELME_HF
 
@@ -25,7 +24,7 @@ TURNS = [
 
 @pytest.fixture
 def erc(tiny_checkpoint):
-    return pipeline(telme_hf.PIPELINE_TASK, model=str(tiny_checkpoint), device="cpu")
+    return pipeline(telme_hf.PIPELINE_TASK, model=str(tiny_checkpoint), trust_remote_code=True, device="cpu")
 
 
 @pytest.fixture
@@ -55,13 +54,16 @@ def as_matrix(results, labels):
     return torch.tensor([[result["scores"][label] for label in labels] for result in results])
 
 
-def test_task_is_registered_on_import():
+def test_task_is_registered_on_import(tiny_model, tiny_processor):
     assert telme_hf.PIPELINE_TASK == "emotion-recognition-in-conversation"
     assert telme_hf.PIPELINE_TASK in PIPELINE_REGISTRY.get_supported_tasks()
+    # A model whose config names no pipeline of its own is served by the registered class.
+    erc = pipeline(telme_hf.PIPELINE_TASK, model=tiny_model, processor=tiny_processor, device="cpu")
+    assert isinstance(erc, EmotionRecognitionInConversationPipeline)
 
 
 def test_pipeline_fuses_media_and_matches_a_direct_forward(erc, clips, tiny_model, tiny_processor):
-    assert isinstance(erc, EmotionRecognitionInConversationPipeline)
+    assert type(erc).__name__ == "EmotionRecognitionInConversationPipeline"
     labels = list(tiny_model.config.id2label.values())
     dialogue = [{**turn, "media": str(clip)} for turn, clip in zip(TURNS, clips)]
     results = erc(dialogue)
@@ -138,7 +140,8 @@ def test_the_checkpoint_runs_its_own_pipeline_where_telme_hf_is_not_installed(ti
     config = json.loads((tiny_checkpoint / "config.json").read_text())
     assert config["custom_pipelines"][telme_hf.PIPELINE_TASK]["impl"] == \
         "pipeline_telme.EmotionRecognitionInConversationPipeline"
-    for name in ("pipeline_telme.py", "media_telme.py", "loading_telme.py", "collating_telme.py", "bad_media_telme.py"):
+    for name in ("configuration_telme.py", "modeling_telme.py", "processing_telme.py", "pipeline_telme.py",
+                 "media_telme.py"):
         assert (tiny_checkpoint / name).exists(), name
     script = tmp_path / "portable.py"
     script.write_text(PORTABLE_PIPELINE_SCRIPT)
@@ -156,12 +159,66 @@ def test_the_checkpoint_runs_its_own_pipeline_where_telme_hf_is_not_installed(ti
     dialogue = [{"speaker": "Monica", "text": "I am fine thanks for asking", **arrays},
                 {"speaker": "Joey", "text": "this is disgusting and gross", "media": str(clips[0])},
                 {"speaker": "Monica", "text": "we lost everything", "media": str(tmp_path / "gone.mp4")}]
-    local = pipeline(telme_hf.PIPELINE_TASK, model=str(tiny_checkpoint), device="cpu")(dialogue, top_k=2)
+    local = pipeline(telme_hf.PIPELINE_TASK, model=str(tiny_checkpoint), trust_remote_code=True,
+                     device="cpu")(dialogue, top_k=2)
     for theirs, ours in zip(remote["results"], local):
         assert theirs["label"] == ours["label"] and theirs["scores"] == pytest.approx(ours["scores"], abs=1e-6)
         assert len(theirs["scores"]) == 2 and theirs["modalities"] == ours["modalities"]
     assert remote["results"][0]["modalities"] == remote["results"][1]["modalities"] == ["text", "audio", "video"]
     assert remote["results"][2]["modalities"] == ["text"] and "gone.mp4" in remote["results"][2]["note"]
+
+
+RESAVE_SCRIPT = """
+import sys
+if sys.argv[3] == "blocked":
+    exec(BLOCK)
+else:
+    import telme_hf
+from transformers import AutoModel
+AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).save_pretrained(sys.argv[2])
+"""
+
+
+def _run(script: str, *args: str, cwd) -> None:
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_config_json_is_the_same_with_or_without_telme_hf(tiny_checkpoint, tmp_path):
+    import json
+
+    script = f"BLOCK = {BLOCK_TELME_HF!r}\n" + RESAVE_SCRIPT
+    for mode in ("blocked", "imported"):
+        _run(script, str(tiny_checkpoint), str(tmp_path / mode), mode, cwd=tmp_path)
+    saved = {mode: json.loads((tmp_path / mode / "config.json").read_text()) for mode in ("blocked", "imported")}
+    assert saved["blocked"] == saved["imported"]
+    assert saved["imported"]["custom_pipelines"] == json.loads((tiny_checkpoint / "config.json").read_text())[
+        "custom_pipelines"]
+
+
+TASKLESS_SCRIPT = BLOCK_TELME_HF + """
+import sys
+from transformers import pipeline
+erc = pipeline(model=sys.argv[1], trust_remote_code=True, device="cpu")
+assert erc([{"speaker": "A", "text": "hello there"}])[0]["modalities"] == ["text"]
+"""
+
+
+def test_a_taskless_pipeline_runs_with_or_without_telme_hf(tiny_checkpoint, tmp_path):
+    _run(TASKLESS_SCRIPT, str(tiny_checkpoint), cwd=tmp_path)
+    erc = pipeline(model=str(tiny_checkpoint), trust_remote_code=True, device="cpu")
+    assert erc([{"speaker": "A", "text": "hello there"}])[0]["modalities"] == ["text"]
+
+
+def test_the_model_code_does_not_import_the_pipeline(tiny_checkpoint):
+    # Loading the model must not pull in decoding or the pipeline: the pipeline is saved by its own save_pretrained.
+    assert "import" not in "".join(line for line in (tiny_checkpoint / "modeling_telme.py").read_text().splitlines()
+                                   if "pipeline_telme" in line or "media_telme" in line)
 
 
 def test_transformers_inputs(erc, clips):
@@ -185,7 +242,7 @@ BIG_MEDIA_SCRIPT = """
 import json, os, resource, sys
 import telme_hf
 from transformers import pipeline
-erc = pipeline("emotion-recognition-in-conversation", model=sys.argv[1], device="cpu")
+erc = pipeline("emotion-recognition-in-conversation", model=sys.argv[1], trust_remote_code=True, device="cpu")
 out = erc([{"speaker": "Ross", "text": "hello there", "media": sys.argv[2]},
            {"speaker": "Rachel", "text": "hi", "media": sys.argv[3]}])
 json.dump({"results": out, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, open(sys.argv[4], "w"))

@@ -14,8 +14,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from telme_hf.cli import main
-from telme_hf.modeling.loading_telme import media_options
-from telme_hf.modeling.media_telme import decode_clip
+from telme_hf.modeling.media_telme import decode_clip, media_options
 from telme_hf.data.meld import load_meld
 from telme_hf.data.synthetic import write_media
 from telme_hf.inference.dialogue_files import predict_command, read_dialogue, write_example_dialogue

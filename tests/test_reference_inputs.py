@@ -153,12 +153,13 @@ def processor_for(preset, tokenizer, **config_kwargs):
 def loader_for(processor):
     from dataclasses import replace
 
-    from telme_hf.modeling.loading_telme import MediaLoader, media_options
+    from telme_hf.data.bad_media import BadMediaReport
+    from telme_hf.modeling.media_telme import MediaLoader, media_options
 
     audio, video = media_options(processor)
     # Native frame size, so the index stripes survive (the preset's 224-px centre crop would cut the outer ones).
     return MediaLoader(audio, replace(video, size=None, center_crop=False), on_bad_media="zeros",
-                       max_media_seconds=processor.max_media_seconds)
+                       max_media_seconds=processor.max_media_seconds, report=BadMediaReport("zeros"))
 
 
 def first_rows(root, processor):

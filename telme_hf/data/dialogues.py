@@ -35,16 +35,16 @@ from typing import Any, Union
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from ..modeling.processing_telme import TEXT_NORMALIZATIONS, first_appearance_indices
-from ..modeling.bad_media_telme import (
+from ..logging import get_logger
+from ..modeling.media_telme import (
+    MODALITIES,
     BadMediaEntry,
     BadMediaPolicy,
-    BadMediaReport,
+    MissingMediaError,
     check_policy,
-    log_report,
     resolve_bad_media,
 )
-from ..modeling.media_telme import MODALITIES, MissingMediaError
-from ..modeling.logging_telme import get_logger
+from .bad_media import BadMediaReport, log_report
 
 
 __all__ = [
@@ -539,7 +539,10 @@ def apply_missing_media_policy(
         if policy == "error" and others > 0:
             where += f"; {others} more utterance(s) of this split have missing media too"
         # Under "zeros" the row stays and decoding substitutes zeros later; no placeholder is made here.
-        outcome = resolve_bad_media(problems, {}, policy, str(row["utterance_key"]), where, split, report=report)
+        outcome = resolve_bad_media(problems, {}, policy, str(row["utterance_key"]), where, split)
+        for entry in outcome.entries:
+            if report.add(entry):
+                logger.info("Bad media for %s: %s (%s).", entry.utterance, entry.note, entry.detail)
         if not outcome.skipped:
             kept.append(row)
     return kept

@@ -37,7 +37,7 @@ from typing import Literal
 from datasets import DatasetDict
 
 from ..modeling.configuration_telme import IEMOCAP_LABELS
-from ..modeling.bad_media_telme import BadMediaReport
+from .bad_media import BadMediaReport
 from .dialogues import (
     BadMediaPolicy,
     CsvRow,

@@ -38,7 +38,7 @@ from pathlib import Path
 from datasets import DatasetDict
 
 from ..modeling.configuration_telme import MELD_LABELS
-from ..modeling.bad_media_telme import BadMediaReport
+from .bad_media import BadMediaReport
 from .dialogues import (
     BadMediaPolicy,
     CsvRow,

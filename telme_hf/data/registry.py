@@ -24,7 +24,7 @@ from typing import Any
 from datasets import DatasetDict
 
 from ..modeling.configuration_telme import IEMOCAP_LABELS, MELD_LABELS
-from ..modeling.bad_media_telme import BadMediaReport
+from .bad_media import BadMediaReport
 
 
 __all__ = ["CORPORA", "CORPUS_NAMES", "PAPER_CORPUS_LABELS", "Corpus", "corpus_options", "get_corpus", "load_corpus",

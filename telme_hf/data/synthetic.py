@@ -49,7 +49,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..modeling.logging_telme import progress_bar
+from ..logging import progress_bar
 
 
 __all__ = [

@@ -48,7 +48,7 @@ from ..data.registry import get_corpus
 from ..modeling import TelMEConfig, TelMEForEmotionRecognition
 from ..modeling.configuration_telme import TEXT_BACKBONE
 from ..modeling.processing_telme import speaker_token
-from ..modeling.logging_telme import get_logger
+from ..logging import get_logger
 
 
 logger = get_logger(__name__)

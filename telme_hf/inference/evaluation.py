@@ -24,12 +24,11 @@ from typing import Any
 
 import torch
 
-from ..modeling.bad_media_telme import BadMediaReport, check_policy, log_report
-from ..modeling.logging_telme import progress_bar
-from ..modeling.loading_telme import MediaCache, MediaLoader, prepare_media
-from ..modeling.collating_telme import TelMEDataCollator
-from ..modeling.media_telme import MODALITIES, MediaError
-from ..modeling.pipeline_telme import DEFAULT_BATCH_SIZE, PART_LOGITS, predict_batch
+from ..data.bad_media import BadMediaReport, cli_spelling, log_report
+from ..data.media_cache import MediaCache, as_media_cache, prepare_media
+from ..logging import progress_bar
+from ..modeling.media_telme import MODALITIES, MediaError, MediaLoader
+from ..modeling.pipeline_telme import DEFAULT_BATCH_SIZE, PART_LOGITS, TelMEDataCollator, run_inference
 from .metrics import compute_erc_metrics, plot_confusion_matrix, write_metrics_json, write_predictions_csv
 
 
@@ -148,14 +147,13 @@ def evaluate_split(
         `"bad_media"` (utterance → what was done), `"report"` (the `BadMediaReport`), `"keys"`, `"labels"` (gold
         ids) and `"logits"` (part → NumPy array).
     """
-    check_policy(on_bad_media)
     if len(dataset) == 0:
         raise ValueError("The split has no rows to evaluate.")
     split = split or str(getattr(dataset, "split", "") or "")
     report = report if report is not None else BadMediaReport(on_bad_media)
     report.policy = report.policy or on_bad_media
-    loader = loader or MediaLoader.for_processor(processor, cache, on_bad_media=on_bad_media, skip="evaluate",
-                                                 cli=True, split=split, report=report)
+    loader = loader or MediaLoader.for_processor(processor, as_media_cache(cache), on_bad_media=on_bad_media,
+                                                 skip="evaluate", spelling=cli_spelling, split=split, report=report)
     media_columns = [c for c in ("audio_path", "video_path") if c in dataset.column_names]
     if features_cache is not None and any(any(dataset[c]) for c in media_columns):
         from ..training.frozen_features import add_encoder_features
@@ -167,27 +165,23 @@ def evaluate_split(
     decoded = torch.utils.data.DataLoader(_DecodedRows(dataset, loader), batch_size=None, shuffle=False,
                                           num_workers=num_workers, collate_fn=_as_is)
     collator = TelMEDataCollator(processor, MODALITIES, skipped="text", loader=loader)
-    parts: dict[str, list[torch.Tensor]] = {name: [] for name in PART_LOGITS}
     keys: list[str] = []
     gold: list[int] = []
-    total = math.ceil(len(dataset) / batch_size)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
+
+    def batches():
         for rows in progress_bar(_batches(decoded, batch_size, report), disable=None if progress else True,
-                                 total=total, desc="evaluating", unit="batch"):
-            outputs = predict_batch(model, collator(rows))
-            for name, output_name in PART_LOGITS.items():
-                parts[name].append(outputs[output_name])
-            keys += [row["utterance_key"] for row in rows]
-            gold += [int(row["label"]) for row in rows]
-    model.train(was_training)
+                                 total=math.ceil(len(dataset) / batch_size), desc="evaluating", unit="batch"):
+            keys.extend(row["utterance_key"] for row in rows)
+            gold.extend(int(row["label"]) for row in rows)
+            yield collator(rows)
+
+    outputs = run_inference(model, batches())
     if not keys:
         raise ValueError("Every utterance was dropped by on_bad_media='skip': nothing to evaluate.")
     labels = model.config.label_names
     results: dict[str, Any] = {"logits": {}}
-    for name, chunks in parts.items():
-        logits = torch.cat(chunks)
+    for name, output_name in PART_LOGITS.items():
+        logits = outputs[output_name]
         if torch.isnan(logits).any():  # no media for this part (a text-only split): only the teacher is evaluated
             continue
         results[name] = compute_erc_metrics(gold, logits.argmax(-1).numpy(), labels)

@@ -1,5 +1,5 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
-"""Load a trained TelME checkpoint for prediction, with an error naming the damaged file when it fails.
+"""Load and save TelME checkpoints: loading names the damaged file when it fails, saving writes the pipeline too.
 
 Prediction itself is `telme_hf.modeling.pipeline_telme` (a checkpoint carries it).
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 
-__all__ = ["load_model_and_processor"]
+__all__ = ["load_model_and_processor", "prepare_dialogue", "save_checkpoint"]
 
 
 def damaged_file(folder: str, error: Exception) -> str:
@@ -68,7 +68,7 @@ def load_model_and_processor(name_or_path: str | os.PathLike, device: str | torc
     """
     from transformers import AutoModel, AutoProcessor
 
-    from ..modeling.processing_telme import apply_legacy_preprocessing
+    from ..preprocessing import apply_legacy_preprocessing
 
     name = os.fspath(name_or_path)
     try:
@@ -84,3 +84,43 @@ def load_model_and_processor(name_or_path: str | os.PathLike, device: str | torc
     apply_legacy_preprocessing(processor, model.config, name)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), processor
+
+
+def save_checkpoint(model, processor, folder: str | os.PathLike) -> Path:
+    """Save a model and its processor as a checkpoint that carries its pipeline.
+
+    The pipeline's own `save_pretrained` writes the model (its code and config.json, which then names the pipeline
+    in `custom_pipelines`), the pipeline's code and the processor, so that
+    `pipeline(model=folder, trust_remote_code=True)` runs where telme_hf is not installed.
+
+    Returns:
+        The folder.
+
+    Example:
+
+    ```python
+    >>> save_checkpoint(model, processor, "telme-demo/final")  # doctest: +SKIP
+    ```
+    """
+    from ..modeling.pipeline_telme import EmotionRecognitionInConversationPipeline
+
+    folder = Path(folder)
+    EmotionRecognitionInConversationPipeline(model=model, processor=processor, device=model.device).save_pretrained(folder)
+    return folder
+
+
+def prepare_dialogue(turns, processor, on_bad_media: str = "skip", media_root: str | os.PathLike | None = None,
+                     cache=None, source: str | None = None, cli_hint: bool = False):
+    """The pipeline's `prepare_dialogue` with telme_hf's media cache (a `MediaCache` or its folder) and, with
+    `cli_hint`, bad-media hints spelled as the `telme` command's `--on-bad-media`.
+
+    Returns:
+        One `PreparedUtterance` per turn (see `telme_hf.modeling.pipeline_telme.prepare_dialogue`).
+    """
+    from ..data.bad_media import cli_spelling
+    from ..data.media_cache import as_media_cache
+    from ..modeling.media_telme import python_spelling
+    from ..modeling.pipeline_telme import prepare_dialogue as prepare
+
+    return prepare(turns, processor, on_bad_media, media_root, as_media_cache(cache), source,
+                   cli_spelling if cli_hint else python_spelling)

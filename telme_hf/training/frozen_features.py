@@ -17,14 +17,33 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..modeling.collating_telme import TelMEDataCollator, to_model
-from ..modeling import TelMEForEmotionRecognition
+from ..data.media_cache import MediaCache, as_media_cache
+from ..modeling.modeling_telme import TelMEForEmotionRecognition
+from ..modeling.pipeline_telme import TelMEDataCollator, run_inference, to_model
 
 
 TEACHER_COLUMNS = {"teacher_logits": "text_logits", "teacher_features": "text_features"}
 FEATURE_COLUMNS = {"text_features": "text_features", "audio_features": "audio_features", "video_features": "video_features"}
 # The parts whose weights the features depend on: the three encoders (with their heads, frozen together).
 ENCODER_PARTS = ("text_teacher", "audio_student", "video_student")
+
+
+class TrainingCollator(TelMEDataCollator):
+    """The model's collator for training: it also passes the cached teacher outputs (`TEACHER_COLUMNS`) through
+    for distillation, and takes a `MediaCache` or its folder as `cache`.
+
+    Example:
+
+    ```python
+    >>> collator = TrainingCollator(processor, ("audio",), cache="cache/media")  # doctest: +SKIP
+    ```
+    """
+
+    passthrough_columns = (*TelMEDataCollator.passthrough_columns, *TEACHER_COLUMNS)
+
+    def __init__(self, processor, modalities: Sequence[str] = ("text", "audio", "video"),
+                 cache: MediaCache | str | os.PathLike | None = None, **kwargs: Any) -> None:
+        super().__init__(processor, modalities, cache=as_media_cache(cache), **kwargs)
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
@@ -111,32 +130,32 @@ def add_frozen_outputs(
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     dataset = dataset.remove_columns([name for name in columns if name in dataset.column_names])
 
-    was_training = model.training
-    model.eval()
+    outputs: dict[str, torch.Tensor] = {}
 
-    def compute(batch: dict[str, list[Any]]) -> dict[str, list[np.ndarray]]:
-        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        inputs = collator(rows)
-        inputs.pop("labels", None)
-        if len(inputs.get("input_ids", inputs.get("input_values", inputs.get("pixel_values", [])))) != len(rows):
-            raise ValueError("Rows were dropped while caching; run prepare_media on the dataset first.")
-        with torch.inference_mode():
-            # Float inputs follow the model's dtype (a bf16-loaded model), ids and masks keep theirs.
-            outputs = model(**to_model(inputs, model))
-        return {name: getattr(outputs, attribute).float().cpu().numpy() for name, attribute in columns.items()}
+    def step(model, batch) -> dict[str, torch.Tensor]:
+        batch = {name: value for name, value in batch.items() if name != "labels"}
+        result = model(**to_model(batch, model))
+        return {name: getattr(result, attribute).float().cpu() for name, attribute in columns.items()}
 
-    try:
-        return dataset.map(
-            compute,
-            batched=True,
-            batch_size=batch_size,
-            cache_file_name=str(cache_file),
-            load_from_cache_file=True,
-            new_fingerprint=key,
-            desc=desc,
-        )
-    finally:
-        model.train(was_training)
+    def add(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, np.ndarray]:
+        # Run only when the cache file is missing: every output at once, through the inference loop.
+        if not outputs:
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
+            outputs.update(run_inference(model, loader, step))
+            if len(next(iter(outputs.values()))) != len(dataset):
+                raise ValueError("Rows were dropped while caching; run prepare_media on the dataset first.")
+        return {name: outputs[name][indices].numpy() for name in columns}
+
+    return dataset.map(
+        add,
+        with_indices=True,
+        batched=True,
+        batch_size=batch_size,
+        cache_file_name=str(cache_file),
+        load_from_cache_file=True,
+        new_fingerprint=key,
+        desc=desc,
+    )
 
 
 def add_encoder_features(dataset, model: TelMEForEmotionRecognition, processor, loader, cache_dir: str | Path,
@@ -152,4 +171,4 @@ def add_encoder_features(dataset, model: TelMEForEmotionRecognition, processor, 
 
 
 __all__ = ["add_encoder_features", "add_frozen_outputs", "module_fingerprint", "ENCODER_PARTS", "TEACHER_COLUMNS",
-           "FEATURE_COLUMNS"]
+           "FEATURE_COLUMNS", "TrainingCollator"]

@@ -14,7 +14,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from ..modeling.logging_telme import get_logger, progress_bar
+from ..logging import get_logger, progress_bar
 
 
 logger = get_logger("telme_hf")

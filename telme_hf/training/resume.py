@@ -19,7 +19,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from ..modeling.logging_telme import get_logger
+from ..logging import get_logger
 
 
 logger = get_logger("telme_hf")

@@ -1,5 +1,5 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
-"""The package's logger and progress bars, governed by transformers' own controls.
+"""telme_hf's loggers and progress bars, governed by transformers' own controls.
 
 - Messages of every `telme_hf.*` logger are printed to stderr when they reach transformers' verbosity
   (`TRANSFORMERS_VERBOSITY`, `transformers.logging.set_verbosity_info()`, ...: warnings by default), read when each
@@ -9,8 +9,6 @@
 - Progress bars (:func:`progress_bar`) are off when `TQDM_DISABLE` or `HF_DATASETS_DISABLE_PROGRESS_BARS` is set,
   after `transformers.utils.logging.disable_progress_bar()`, when the verbosity is above warnings (as
   `TrainingArguments.disable_tqdm` defaults) or when the caller passes `disable=True` (a run's `disable_tqdm`).
-
-Hub-portable: imports only transformers and tqdm (one of its requirements).
 """
 
 from __future__ import annotations
