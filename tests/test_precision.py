@@ -16,7 +16,7 @@ from telme_hf import TelMEForEmotionRecognition
 from telme_hf.training.arguments import parse_recipe_args
 from telme_hf.data.meld import load_meld
 from telme_hf.training.run import run_distillation
-from telme_hf.modeling.collating_telme import TelMEDataCollator
+from telme_hf.training.frozen_features import TrainingCollator as TelMEDataCollator
 from telme_hf.training.trainer import TelMETrainingArguments, trainer_for_stage
 
 

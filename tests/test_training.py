@@ -158,8 +158,8 @@ def test_config_overrides_and_errors(tmp_path):
     assert args.per_device_train_batch_size == 8 and (args.teacher_epochs, args.fusion_epochs) == (3, 2)
     assert args.stages == ["teacher"] and data_args.dataset == "synthetic"
     # `--flag value` works as well, and every TrainingArguments option is reachable.
-    _, _, args = parse_recipe_args(["--config", str(path), "--report_to", "tensorboard", "--dataloader_num_workers", "2"])
-    assert args.report_to == ["tensorboard"] and args.dataloader_num_workers == 2
+    _, _, args = parse_recipe_args(["--config", str(path), "--logging_first_step", "true", "--dataloader_num_workers", "2"])
+    assert args.logging_first_step and args.dataloader_num_workers == 2
     with pytest.raises(ValueError, match=r"unknown option 'datset'.*dataset"):
         path.write_text("datset: synthetic\n")
         parse_recipe_args(["--config", str(path)])
@@ -283,6 +283,19 @@ def test_stage_precision_comes_from_the_stage_then_the_run_then_the_recipe(monke
         TelMETrainingArguments(output_dir="x", video_precision="fp8")
     with pytest.raises(ValueError, match="frozen_outputs"):
         TelMETrainingArguments(output_dir="x", frozen_outputs="sometimes")
+
+
+def test_report_to_is_checked_before_any_data_is_read(monkeypatch):
+    from transformers.integrations import integration_utils
+
+    with pytest.raises(ValueError, match=r"'tensorbord', which is not an integration.*Did you mean tensorboard\?$"):
+        parse_recipe_args(["report_to=tensorbord"])
+    monkeypatch.setattr(integration_utils, "is_tensorboard_available", lambda: False)
+    with pytest.raises(ValueError, match=r'needs the tensorboard package: pip install "telme_hf\[tensorboard\]"'):
+        parse_recipe_args(["--report_to", "tensorboard"])
+    monkeypatch.setattr(integration_utils, "is_tensorboard_available", lambda: True)
+    assert parse_recipe_args(["--report_to", "tensorboard"])[2].report_to == ["tensorboard"]
+    assert parse_recipe_args(["report_to=none"])[2].report_to == []
 
 
 def test_a_later_stage_alone_needs_a_trained_checkpoint(tmp_path, tiny_model):

@@ -69,9 +69,38 @@ def _problems(arguments: Any, names: Sequence[str]) -> list[str]:
     return problems
 
 
+# The integrations users expect have an extra of their own (`pip install "telme_hf[tensorboard]"`).
+REPORT_EXTRAS = ("tensorboard", "wandb")
+
+
+def _report_to_problems(report_to: Any) -> list[str]:
+    """`report_to` names integrations transformers knows, whose package is installed: checked before any data is
+    read (the Trainer would fail only when the first stage starts)."""
+    from transformers.integrations import integration_utils
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    known = sorted(integration_utils.INTEGRATION_TO_CALLBACK)
+    problems = []
+    for name in names:
+        if name in ("all", "none"):
+            continue
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=2)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            problems.append(f"`report_to` names {name!r}, which is not an integration: choose from none, all, "
+                            f"{', '.join(known)}.{hint}")
+            continue
+        available = getattr(integration_utils, f"is_{name}_available", None)
+        if available is not None and not available():
+            install = f'pip install "telme_hf[{name}]"' if name in REPORT_EXTRAS else f"pip install {name}"
+            problems.append(f"`report_to={name}` needs the {name} package: {install}")
+    return problems
+
+
 def _raise(problems: list[str]) -> None:
     if problems:
-        raise ValueError("; ".join(problems) + ".")
+        message = "; ".join(problems)
+        raise ValueError(message if message.endswith((".", "?")) else message + ".")
 
 
 @dataclass
@@ -282,6 +311,7 @@ class TelMETrainingArguments(TrainingArguments):
                 value = getattr(self, name)
                 if isinstance(value, (int, float)) and not value > 0:
                     problems.append(f"`{name}` must be positive, got {value}")
+        problems += _report_to_problems(self.report_to)
         _raise(problems)
 
     def run_dirs(self) -> list[Path]:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
-from ..modeling.logging_telme import get_logger
+from ..logging import get_logger
 
 
 logger = get_logger("telme_hf")
