@@ -12,9 +12,11 @@ then from the command line, as `--option value` or `option=value` (YAML values: 
 `reference_behaviour=true`). Every `TrainingArguments` option is one (`--report_to tensorboard`,
 `--dataloader_num_workers 4`, ...), besides the model, data and TelME options listed below.
 
-Writes to `output_dir`: one folder per stage (its `trainer_state.json`; its epoch checkpoints are removed once the
-stage has loaded its best epoch unless keep_checkpoints=true), `final/` (model + processor + model card, loadable
-with `AutoModel.from_pretrained`), `results.json`, `confusion_matrix.png`, `predictions.csv`.
+Writes to `output_dir`: one folder per stage (its `trainer_state.json` and epoch checkpoints: a stage's are deleted
+once the next stage has saved its first, the last stage's once `final/` is written, unless keep_checkpoints=true),
+`final/` (model + processor + model card, loadable with `AutoModel.from_pretrained`), `results.json`,
+`confusion_matrix.png`, `predictions.csv`. `--resume` continues a stopped run where it stopped: finished stages are
+skipped, the current one restarts from its last epoch checkpoint.
 """
 
 from __future__ import annotations

@@ -60,10 +60,7 @@ def _app(args: argparse.Namespace) -> int:
         import gradio  # noqa: F401
     except ImportError:
         raise UsageError('telme app needs Gradio: pip install "telme_hf[app]"') from None
-    from transformers import pipeline
-
     from .app import build_app, launch, read_card
-    from .modeling.pipeline_telme import PIPELINE_TASK
     from .inference.dialogue_files import read_dialogue
     from .inference.prediction import load_model_and_processor
 
@@ -77,8 +74,12 @@ def _app(args: argparse.Namespace) -> int:
               f"Try it: cd {folder} && python app.py; publish it: hf upload YOUR-NAME/SPACE {folder} . "
               "--repo-type space")
         return 0
+    from .modeling.pipeline_telme import EmotionRecognitionInConversationPipeline
+
     model, processor = load_model_and_processor(args.model, args.device)
-    erc = pipeline(PIPELINE_TASK, model=model, processor=processor, device=model.device)
+    # The installed pipeline class, built directly: `pipeline(task, ...)` would ask for trust_remote_code, since the
+    # checkpoint names its own copy of the pipeline.
+    erc = EmotionRecognitionInConversationPipeline(model=model, processor=processor, device=model.device)
     card, confusion = read_card(args.model)
     page = build_app(erc, card, confusion, example)
     launch(page, args.host, args.port, args.share)

@@ -31,7 +31,7 @@ def test_the_card_round_trips_through_huggingface_hub_with_distinct_results(tmp_
     path.write_text(render_model_card(config, None, meld_results, dataset="meld", repo="someone/telme-meld"))
     card = ModelCard.load(path)
     data = card.data
-    assert data.license == "apache-2.0" and data.library_name == "transformers"
+    assert data.license == "gpl-3.0" and data.library_name == "transformers"  # MELD's distribution licence
     assert data.pipeline_tag == "text-classification" and data.datasets == ["declare-lab/MELD"]
     assert data.base_model == ["FacebookAI/roberta-large", "facebook/data2vec-audio-base-960h",
                                "facebook/timesformer-base-finetuned-k400"]
@@ -96,3 +96,21 @@ def test_set_card_repo_points_the_usage_at_the_repository(tmp_path, meld_results
     assert str(tmp_path) not in after.text and after.text.count("someone/telme-meld") == 2
     assert after.data.model_name == "telme-meld"
     assert [r.metric_value for r in after.data.eval_results] == [r.metric_value for r in before.data.eval_results]
+
+
+@pytest.mark.parametrize("dataset,license,name", [("meld", "gpl-3.0", None), ("iemocap", "other", "iemocap-research-only"),
+                                                  ("synthetic", "apache-2.0", None)])
+def test_the_licence_and_intended_use_follow_the_corpus(dataset, license, name, tmp_path):
+    config = TelMEConfig.from_preset("tiny" if dataset == "synthetic" else dataset)
+    card = ModelCard(render_model_card(config, dataset=dataset, repo="someone/telme"))
+    assert card.data.license == license and card.data.get("license_name") == name
+    assert "## Intended use" in card.text and "## Limitations" in card.text
+    assert ("toy model" in card.text) == (dataset == "synthetic")
+    assert "pip install telme_hf" not in card.text  # not a published package: no install line that cannot work
+    chosen = ModelCard(render_model_card(config, dataset=dataset, repo="someone/telme", license="mit"))
+    assert chosen.data.license == "mit" and chosen.data.get("license_name") is None
+
+
+def test_a_warmup_ratio_reads_as_a_ratio():
+    table = training_table({"stages": {}, "options": {"warmup_steps": 0.05, "seed": 42}})
+    assert "`0.05 (a ratio of the steps)`" in table and "`42`" in table

@@ -176,7 +176,7 @@ def _per_stage(what: str, stage: str) -> Any:
 
 
 _CHECKED_TRAINING_OPTIONS = (
-    "stage", "recipe", "seeds", "precision", "frozen_outputs", "keep_checkpoints", "response_weight",
+    "stage", "recipe", "seeds", "precision", "frozen_outputs", "license", "keep_checkpoints", "response_weight",
     "response_temperature", "feature_weight", "feature_temperature", "learning_rate", "num_train_epochs",
     "per_device_train_batch_size", "per_device_eval_batch_size", "weight_decay", "max_grad_norm", "seed",
     *(f"{stage}_{name}" for stage in STAGES for name in ("learning_rate", "epochs", "precision")),
@@ -216,9 +216,13 @@ class TelMETrainingArguments(TrainingArguments):
             The frozen parts' outputs a stage learns from (the teacher's in the student stages, every encoder's in
             the fusion stage): `"cached"` once per sample before the stage, or `"recomputed"` for every training
             batch, as the original does. `"auto"`: recomputed under `recipe=reference`, cached otherwise.
+        license (`str`, *optional*):
+            The licence in the model card's metadata; default: the training corpus's
+            (`telme_hf.hub.model_card.DEFAULT_LICENSES`).
         keep_checkpoints (`bool`, *optional*, defaults to `False`):
-            Keep each stage's epoch checkpoints (each is the whole model plus optimizer state) after its best epoch
-            is loaded.
+            Keep each stage's epoch checkpoints (each is the whole model plus optimizer state). Otherwise a stage's
+            are deleted once the next stage has saved its first (until then a resumed run starts from them), the
+            last stage's once `final/` is written.
         response_weight (`float`, *optional*, defaults to 1.0):
             α, weight of the DIST response loss in the student stages (original code: MELD 1, IEMOCAP 0.1).
         response_temperature (`float`, *optional*, defaults to 4.0):
@@ -258,8 +262,13 @@ class TelMETrainingArguments(TrainingArguments):
     frozen_outputs: str = field(default="auto", metadata={
         "help": "The frozen parts' outputs a stage learns from: cached (once per sample), recomputed (every "
         "training batch, as the original), or auto (recomputed under recipe=reference, else cached)."})
+    license: str | None = field(default=None, metadata={
+        "help": "The licence in the model card's metadata (a Hub licence id, e.g. apache-2.0); default: the "
+        "training corpus's (MELD: gpl-3.0, its distribution's; IEMOCAP: other, research only, its agreement's; "
+        "synthetic: apache-2.0)."})
     keep_checkpoints: bool = field(default=False, metadata={
-        "help": "Keep each stage's epoch checkpoints after its best epoch is loaded."})
+        "help": "Keep each stage's epoch checkpoints; otherwise a stage's go once the next stage has saved its "
+        "first, the last stage's once final/ is written."})
     response_weight: float = field(default=1.0, metadata={"help": "α: weight of the DIST response loss."})
     response_temperature: float = field(default=4.0, metadata={"help": "τ: temperature of the response loss."})
     feature_weight: float = field(default=1.0, metadata={"help": "β: weight of the feature loss."})

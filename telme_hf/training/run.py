@@ -405,12 +405,11 @@ def save_run(plan: RunPlan, model: TelMEForEmotionRecognition, processor: TelMEP
     `final/` when asked. Returns every stage's results (those of earlier runs in the folder kept)."""
     from ..hub.model_card import write_model_card
     from ..hub.push import create_hub_repo, push_folder_to_hub
+    from ..inference.prediction import save_checkpoint
 
     output_dir, training_args = plan.output_dir, plan.training_args
     label_names = model.config.label_names
-    final_dir = output_dir / "final"
-    model.save_pretrained(final_dir)
-    processor.save_pretrained(final_dir)
+    final_dir = save_checkpoint(model, processor, output_dir / "final")  # with the pipeline it runs
     if not training_args.keep_checkpoints:
         remove_checkpoints(output_dir / plan.stages[-1])  # final/ holds the last stage's best weights now
     earlier = _earlier_results(output_dir / "results.json")
@@ -434,6 +433,7 @@ def save_run(plan: RunPlan, model: TelMEForEmotionRecognition, processor: TelMEP
         repo_id = create_hub_repo(training_args.hub_model_id or output_dir.name,
                                   private=bool(training_args.hub_private_repo))
     write_model_card(final_dir, model.config, processor, training, public, dataset=plan.dataset,
+                     license=training_args.license,
                      # Until it is pushed (`telme push` points the card at the real repository), no local path.
                      repo=repo_id or training_args.hub_model_id or f"your-name/{output_dir.resolve().name}")
     if repo_id:
