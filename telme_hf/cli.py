@@ -106,11 +106,11 @@ def _predict(args: argparse.Namespace) -> int:
     from .inference.prediction import prepare_dialogue
     from .inference.prediction import load_model_and_processor
 
-    turns = read_dialogue(args.dialogue)
+    turns = read_dialogue(args.dialogue, media_root=args.media_root)
     model, processor = load_model_and_processor(args.model, args.device)
     utterances = prepare_dialogue(turns, processor, args.on_bad_media, source=str(args.dialogue), cli_hint=True)
     logits = predict_logits(model, processor, utterances, args.batch_size)["logits"]
-    results = format_predictions(logits, utterances, model.config.id2label)
+    results = format_predictions(logits, utterances, model.config.id2label, top_k=args.top_k)
     print(render_predictions(results, model.config.label_names, args.format))
     return 0
 
@@ -260,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--on-bad-media", choices=list(BAD_MEDIA_POLICIES), default="skip",
                          help="For a turn whose media is missing or unusable: skip = predict that turn from its text "
                          "alone (default), zeros in its place, or error. The output's note says what was done.")
+    predict.add_argument("--top-k", type=_positive_int, default=None,
+                         help="Show the k most probable emotions of each utterance instead of every emotion's score.")
+    predict.add_argument("--media-root", default=None,
+                         help="The folder that relative media paths in the dialogue file start from (default: the "
+                         "dialogue file's folder).")
     predict.add_argument("--batch-size", type=_positive_int, default=4, help="Utterances per forward pass (default 4).")
     predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
     predict.set_defaults(handler=_predict)

@@ -152,6 +152,35 @@ def test_missing_media_policies(tiny_checkpoint, dialogue_dir, tiny_model, tiny_
     assert "not_there.mp4" in err and "turn 1 (Rachel)" in err and "--on-bad-media skip" in err
 
 
+def test_predict_top_k_and_media_root(tiny_checkpoint, dialogue_dir, tiny_model, tmp_path, capsys):
+    labels = list(tiny_model.config.id2label.values())
+    # The same dialogue file elsewhere: its relative media paths now start from --media-root.
+    moved = tmp_path / "elsewhere" / "dialogue.csv"
+    moved.parent.mkdir()
+    moved.write_text((dialogue_dir / "dialogue.csv").read_text())
+    args = ["predict", "--model", str(tiny_checkpoint), "--dialogue", str(moved), "--device", "cpu"]
+    code, out, err = run_cli(capsys, *args, "--format", "json", "--media-root", str(dialogue_dir))
+    assert code == 0, err
+    full = json.loads(out)
+    assert all(r["modalities"] == ["text", "audio", "video"] and r["note"] == "" for r in full)
+    code, out, err = run_cli(capsys, *args, "--format", "json")  # without it the clips are not found
+    assert code == 0 and all(r["modalities"] == ["text"] for r in json.loads(out))
+    code, out, err = run_cli(capsys, *args, "--media-root", str(dialogue_dir), "--format", "json", "--top-k", "2")
+    top = json.loads(out)
+    for short, whole in zip(top, full):
+        best = sorted(whole["scores"].items(), key=lambda item: -item[1])[:2]
+        assert list(short["scores"].items()) == best and short["label"] == whole["label"]
+    code, out, err = run_cli(capsys, *args, "--media-root", str(dialogue_dir), "--format", "csv", "--top-k", "2")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(row["label_1"], row["label_2"]) for row in rows] == [tuple(t["scores"]) for t in top]
+    code, out, err = run_cli(capsys, *args, "--media-root", str(dialogue_dir), "--top-k", "2")
+    header = out.splitlines()[0].split()
+    assert "top" in header and not set(labels) & set(header)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(capsys, *args, "--top-k", "0")
+    assert exit_info.value.code == 2 and "--top-k" in capsys.readouterr().err
+
+
 def test_text_only_dialogue_gets_the_text_teachers_prediction(tiny_checkpoint, tmp_path, tiny_model, tiny_processor,
                                                                capsys):
     dialogue = write_csv(tmp_path / "text.csv", [{"Speaker": t["speaker"], "Utterance": t["text"]} for t in TURNS])

@@ -25,13 +25,13 @@ __all__ = ["predict_command", "read_dialogue", "render_predictions", "write_exam
 _COLUMN_ALIASES = {"utterance": "text"}
 
 
-def read_dialogue(path: str | os.PathLike) -> list[dict[str, Any]]:
+def read_dialogue(path: str | os.PathLike, media_root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Read a dialogue file (CSV or JSON) into turns for :func:`predict_dialogue`.
 
     CSV: a header with `speaker` and `text` (or `utterance`), optionally `media` (one file with both streams),
     `audio`, `video`, `start`, `end` (seconds); one row per turn, in order; column names are case-insensitive.
     JSON: a list of turn objects with the same keys, or `{"turns": [...]}`. Empty media cells mean "no media for
-    this turn". Relative media paths are resolved against the file's folder.
+    this turn". Relative media paths are resolved against `media_root`, by default the file's folder.
 
     Example:
 
@@ -81,7 +81,8 @@ def read_dialogue(path: str | os.PathLike) -> list[dict[str, Any]]:
                     raise ValueError(f"{path}, {where}: {name} must be a file path, got {type(value).__name__} "
                                      f"{value!r}.")
                 media = Path(value.strip()).expanduser()
-                turn[name] = os.path.normpath(media if media.is_absolute() else path.absolute().parent / media)
+                root = Path(media_root).absolute() if media_root is not None else path.absolute().parent
+                turn[name] = os.path.normpath(media if media.is_absolute() else root / media)
             else:
                 try:
                     if isinstance(value, bool):
@@ -140,16 +141,28 @@ def write_example_dialogue(dataset, path: str | os.PathLike) -> Path | None:
     return path
 
 
+def _score_columns(results: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> tuple[list[str], Any]:
+    """The score columns: one per label, or with `top_k` scores (fewer than every label) the k best in order."""
+    every = all(set(result["scores"]) >= set(labels) for result in results)
+    if every:
+        return list(labels), lambda result: [result["scores"][label] for label in labels]
+    k = max(len(result["scores"]) for result in results)
+    return [f"top {rank}" for rank in range(1, k + 1)], lambda result: list(result["scores"].items())
+
+
 def _table(results: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
     def clip(text: str, width: int = 40) -> str:
         return text if len(text) <= width else text[: width - 1] + "…"
 
-    header = ["turn", "speaker", "text", "emotion", "score", *labels, "from", "note"]
-    table = [header]
+    def cell(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else f"{value[0]} {value[1]:.3f}"
+
+    columns, scores = _score_columns(results, labels)
+    table = [["turn", "speaker", "text", "emotion", "score", *columns, "from", "note"]]
     for result in results:
         table.append([
             str(result["turn"]), result["speaker"], clip(result["text"]), result["label"], f"{result['score']:.3f}",
-            *[f"{result['scores'][label]:.3f}" for label in labels], "+".join(result["modalities"]), result["note"],
+            *[cell(value) for value in scores(result)], "+".join(result["modalities"]), result["note"],
         ])
     return align_table(table)
 
@@ -163,12 +176,16 @@ def render_predictions(results: Sequence[Mapping[str, Any]], labels: Sequence[st
     if output_format == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["turn", "speaker", "text", "label", "score", *[f"p_{label}" for label in labels],
-                         "modalities", "note"])
+        columns, scores = _score_columns(results, labels)
+        top = columns[0] == "top 1"
+        header = [name for column in columns for name in ((f"label_{column[4:]}", f"p_{column[4:]}") if top
+                                                            else (f"p_{column}",))]
+        writer.writerow(["turn", "speaker", "text", "label", "score", *header, "modalities", "note"])
         for result in results:
+            values = [item for value in scores(result) for item in
+                      ((value[0], f"{value[1]:.6f}") if top else (f"{value:.6f}",))]
             writer.writerow([result["turn"], result["speaker"], result["text"], result["label"],
-                             f"{result['score']:.6f}", *[f"{result['scores'][label]:.6f}" for label in labels],
-                             "+".join(result["modalities"]), result["note"]])
+                             f"{result['score']:.6f}", *values, "+".join(result["modalities"]), result["note"]])
         return buffer.getvalue().rstrip("\n")
     raise ValueError(f"Unknown output format {output_format!r}; use table, json or csv.")
 
