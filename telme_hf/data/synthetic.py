@@ -49,7 +49,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..logging import progress_bar
+from ..atomic import atomic_open, atomic_path, atomic_write_text, remove_stale_temporaries
+from ..logging import get_logger, progress_bar
+
+
+logger = get_logger("telme_hf.data")
 
 
 __all__ = [
@@ -60,6 +64,7 @@ __all__ = [
     "VIDEO_CUES",
     "H264_ENCODER",
     "make_synthetic_corpus",
+    "synthetic_corpus_is_complete",
     "write_media",
 ]
 
@@ -77,6 +82,9 @@ MELD_SPLITS = {
     "test": ("test_sent_emo.csv", "output_repeated_splits_test"),
 }
 MANIFEST_NAME = "corpus.json"
+# Present while a corpus is being generated (it holds the generation's arguments): a folder that has it was
+# interrupted, and the next generation there finishes it (same arguments) or starts it again (other arguments).
+INCOMPLETE_NAME = ".corpus-incomplete.json"
 
 # Skewed like MELD (neutral first) but less extreme, so that disgust and fear still have a few dozen examples.
 DEFAULT_CLASS_WEIGHTS = {"anger": 0.12, "disgust": 0.09, "fear": 0.09, "joy": 0.16, "neutral": 0.30,
@@ -246,6 +254,8 @@ def write_media(
         gop_size: keyframe interval in frames (default: the encoder's, one keyframe per short clip with x264).
         faststart: put the mp4 index first (so a truncated file still opens, with missing frames).
 
+    The file is encoded under a temporary name beside `path` and renamed to `path` once complete.
+
     Example:
 
     ```python
@@ -267,7 +277,8 @@ def write_media(
     if faststart:
         container_options["movflags"] = "+faststart"
 
-    with av.open(str(path), mode="w", options=container_options) as container:
+    with atomic_path(path, suffix=suffix) as temporary, \
+            av.open(str(temporary), mode="w", options=container_options) as container:
         video_stream = audio_stream = None
         if video is not None:
             video = np.asarray(video, dtype=np.uint8)
@@ -514,7 +525,7 @@ def _plan_split(
 
 def _write_csv(path: Path, utterances: Sequence[_Utterance]) -> None:
     # MELD's CSVs on GitHub are UTF-8 with CRLF line endings; csv's default terminator is CRLF.
-    with open(path, "w", encoding="utf-8", newline="") as handle:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(MELD_COLUMNS)
         for number, u in enumerate(utterances, start=1):
@@ -522,8 +533,40 @@ def _write_csv(path: Path, utterances: Sequence[_Utterance]) -> None:
                              u.season, u.episode, _timestamp(u.start), _timestamp(u.end)])
 
 
-def _prepare_root(root: Path, overwrite: bool) -> None:
-    if root.exists() and any(root.iterdir()):
+def _clear(root: Path) -> None:
+    """Remove a synthetic corpus's files from `root`, marking it incomplete first (a kill midway leaves it so)."""
+    atomic_write_text(root / INCOMPLETE_NAME, "{}\n")  # matches no arguments: nothing left here is reused
+    (root / MANIFEST_NAME).unlink(missing_ok=True)
+    for csv_name, media_dir in MELD_SPLITS.values():
+        (root / csv_name).unlink(missing_ok=True)
+        shutil.rmtree(root / media_dir, ignore_errors=True)
+    remove_stale_temporaries(root)
+
+
+def _prepare_root(root: Path, overwrite: bool, arguments: dict) -> bool:
+    """Make `root` ready for a corpus generated with `arguments`; `True` when the clips already there are reused.
+
+    An interrupted generation (`INCOMPLETE_NAME` present) is finished when it had the same arguments, and started
+    again otherwise; in both cases without `overwrite`, since the folder holds only an unfinished corpus.
+    """
+    marker = root / INCOMPLETE_NAME
+    resume = False
+    remove_stale_temporaries(root, INCOMPLETE_NAME)  # killed while writing the marker: nothing else was written
+    if marker.is_file():
+        try:
+            earlier = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = None
+        resume = earlier == arguments
+        logger.warning("%s holds an incomplete synthetic corpus (its generation was interrupted): %s.", root,
+                       "finishing it" if resume else "generating it again")
+        if resume:
+            remove_stale_temporaries(root)
+            for _, media_dir in MELD_SPLITS.values():
+                remove_stale_temporaries(root / media_dir)
+        else:
+            _clear(root)
+    elif root.exists() and any(root.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{root} is not empty. Pass overwrite=True (--overwrite) or choose another folder.")
         if not (root / MANIFEST_NAME).is_file():
@@ -531,12 +574,12 @@ def _prepare_root(root: Path, overwrite: bool) -> None:
                 f"{root} is not empty and has no {MANIFEST_NAME}, so it is not a synthetic corpus; refusing to "
                 "overwrite it. Choose an empty or new folder."
             )
-        for csv_name, media_dir in MELD_SPLITS.values():
-            (root / csv_name).unlink(missing_ok=True)
-            shutil.rmtree(root / media_dir, ignore_errors=True)
-        (root / MANIFEST_NAME).unlink()
+        _clear(root)
+    if not resume:
+        atomic_write_text(marker, json.dumps(arguments, sort_keys=True) + "\n")
     for _, media_dir in MELD_SPLITS.values():
         (root / media_dir).mkdir(parents=True, exist_ok=True)
+    return resume
 
 
 def make_synthetic_corpus(
@@ -570,7 +613,8 @@ def make_synthetic_corpus(
         fps: video frame rate.
         frames_range: inclusive range of frames per clip (clip length = frames / fps: 1.0-1.6 s by default).
         sample_rate: audio rate of the (stereo AAC) soundtrack.
-        overwrite: replace an earlier synthetic corpus in `root`.
+        overwrite: replace an earlier synthetic corpus in `root`. An incomplete one (its generation was killed)
+            is finished, or generated again if its arguments differ, without it.
         progress: show a progress bar over the clips.
 
     Returns:
@@ -597,7 +641,15 @@ def make_synthetic_corpus(
     if not all(0.0 <= p <= 1.0 for p in noise.values()):
         raise ValueError(f"noise probabilities must lie in [0, 1], got {noise}.")
     sizes = _split_sizes(num_dialogues)
-    _prepare_root(root, overwrite)
+    arguments = {
+        "num_dialogues": sizes, "text_noise": text_noise, "audio_noise": audio_noise,
+        "video_noise": video_noise, "class_weights": class_weights, "frame_size": list(frame_size),
+        "fps": fps, "frames_range": list(frames_range), "sample_rate": sample_rate,
+        "video_codec": H264_ENCODER, "audio_codec": "aac", "audio_channels": 2,
+    }
+    marker_arguments = {"generator_version": GENERATOR_VERSION, "seed": seed, **arguments}
+    root.mkdir(parents=True, exist_ok=True)
+    resume = _prepare_root(root, overwrite, json.loads(json.dumps(marker_arguments, sort_keys=True)))
 
     rng = np.random.default_rng(seed)
     plan = {
@@ -607,34 +659,32 @@ def make_synthetic_corpus(
     missing = plan["dev"][int(rng.integers(1, len(plan["dev"]))) if len(plan["dev"]) > 1 else 0]
     corrupt = plan["train"][int(rng.integers(len(plan["train"])))]
 
-    for split, utterances in plan.items():
-        _write_csv(root / MELD_SPLITS[split][0], utterances)
-
     all_utterances = [u for split in MELD_SPLITS for u in plan[split]]
     for index, u in enumerate(progress_bar(all_utterances, disable=None if progress else True,
                                                     desc="synthetic MELD clips", unit="clip")):
         if u is missing:
+            continue
+        path = root / u.relative_path
+        if resume and path.exists():  # written whole by an interrupted generation with the same arguments
             continue
         # Media randomness depends only on (seed, position), not on how many draws the plan made.
         media_rng = np.random.default_rng([seed, index])
         num_samples = int(round(u.num_frames / fps * sample_rate))
         audio = _stereo(_voice(AUDIO_CUES[u.audio_cue], num_samples, sample_rate, media_rng), media_rng)
         video = _scene(VIDEO_CUES[u.video_cue], u.num_frames, frame_size, media_rng)
-        path = write_media(root / u.relative_path, video, audio, fps=fps, sample_rate=sample_rate)
         if u is corrupt:
             # Keep the head of a real clip: the mp4 index sits at the end, so the file cannot be opened.
-            path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+            with atomic_path(path, suffix=path.suffix) as whole:
+                write_media(whole, video, audio, fps=fps, sample_rate=sample_rate)
+                whole.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
+        else:
+            write_media(path, video, audio, fps=fps, sample_rate=sample_rate)
 
     manifest = {
         "generator": "telme_hf.data.synthetic",
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
-        "arguments": {
-            "num_dialogues": sizes, "text_noise": text_noise, "audio_noise": audio_noise,
-            "video_noise": video_noise, "class_weights": class_weights, "frame_size": list(frame_size),
-            "fps": fps, "frames_range": list(frames_range), "sample_rate": sample_rate,
-            "video_codec": H264_ENCODER, "audio_codec": "aac", "audio_channels": 2,
-        },
+        "arguments": arguments,
         "splits": {
             split: {
                 "csv": MELD_SPLITS[split][0],
@@ -658,8 +708,21 @@ def make_synthetic_corpus(
             for u in all_utterances
         ],
     }
-    (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    # The index goes in after the media it lists, the train CSV last (the recipe takes it for a generated corpus),
+    # and the marker goes once everything is in place: a kill at any point leaves the marker, and the next
+    # generation here finishes the corpus.
+    for split in ("dev", "test"):
+        _write_csv(root / MELD_SPLITS[split][0], plan[split])
+    atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
+    _write_csv(root / MELD_SPLITS["train"][0], plan["train"])
+    (root / INCOMPLETE_NAME).unlink()
     return root
+
+
+def synthetic_corpus_is_complete(root: str | Path) -> bool:
+    """Whether `root` holds a synthetic corpus whose generation finished (`make_synthetic_corpus` ran to its end)."""
+    root = Path(root)
+    return (root / MANIFEST_NAME).is_file() and not (root / INCOMPLETE_NAME).exists()
 
 
 def _clip_record(u: _Utterance) -> dict:
