@@ -210,13 +210,14 @@ def training_step(
 
 
 def stage_trainer(
-    stage: str, model: TelMEForEmotionRecognition, batch_size: int, output_dir: Path
+    stage: str, model: TelMEForEmotionRecognition, batch_size: int, output_dir: Path, **options: Any
 ) -> tuple[TelMEStageTrainer, torch.optim.Optimizer]:
-    """The stage's Trainer subclass (it freezes all but the stage's part) and its AdamW over that part."""
+    """The stage's Trainer subclass (it freezes all but the stage's part) and its AdamW over that part; `options`
+    are more `TelMETrainingArguments` (e.g. `freeze_feature_encoder=True`)."""
     args = TelMETrainingArguments(
         output_dir=str(output_dir / stage), stage=stage, per_device_train_batch_size=batch_size, learning_rate=1e-4,
         report_to="none", save_strategy="no", eval_strategy="no", load_best_model_at_end=False,
-        dataloader_pin_memory=False, disable_tqdm=True,
+        dataloader_pin_memory=False, disable_tqdm=True, **options,
     )
     trainer = trainer_for_stage(stage)(model=model, args=args)
     return trainer, trainer.create_optimizer()

@@ -68,6 +68,7 @@ from telme_hf.modeling.media_telme import (  # noqa: E402
 from telme_hf.data.meld import load_meld  # noqa: E402
 from telme_hf.data.synthetic import make_synthetic_corpus  # noqa: E402
 from telme_hf.inference.evaluation import evaluate_split  # noqa: E402
+from telme_hf.training.trainer import freeze_all_but  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -192,6 +193,27 @@ def measure_training(preset: str, workdir: Path, dialogues: int, samples: int | 
         f"one audio-student step, batch {batch_size} (median over {len(batches)} batches x {repeats}); the "
         f"student's forward+backward dominates the cached step; one-off teacher pass {teacher_s / len(train):.3f} "
         f"s/sample", one_off_s_per_sample=round(teacher_s / len(train), 4)))
+
+    # Stage 2 with the student's convolutional feature encoder frozen (`freeze_feature_encoder`): no backward
+    # through the convolutions over the raw waveform; both paths read the cached teacher.
+    # The two paths share the model: each step sets the freezing it measures (the trainer sets it once, at start).
+    def with_feature_encoder(frozen: bool):
+        step = bench_training.training_step(trainer, optimizer, teacher_train, collator(("audio",)))
+
+        def run(indices: list[int]) -> None:
+            freeze_all_but(model, "audio", freeze_feature_encoder=frozen)
+            step(indices)
+        return run
+
+    times = interleaved({"feature encoder trained": with_feature_encoder(False),
+                         "feature encoder frozen": with_feature_encoder(True)}, batches, repeats)
+    freeze_all_but(model, "audio")
+    base, ours = (statistics.median(times[name]["wall"]) for name in ("feature encoder trained",
+                                                                       "feature encoder frozen"))
+    rows.append(result_row(
+        f"stage2-frozen-encoder{suffix}", base, ours,
+        f"one audio-student step from the cached teacher, batch {batch_size}: the convolutional feature encoder "
+        f"trained (the original, the default) vs frozen (freeze_feature_encoder=true)"))
 
     # Stage 3: the fusion; the three frozen encoders per batch vs feature columns computed once.
     trainer, optimizer = bench_training.stage_trainer("fusion", model, batch_size, workdir)

@@ -18,7 +18,7 @@ from telme_hf.modeling.media_telme import MediaLoader
 from telme_hf.training.frozen_features import TrainingCollator as TelMEDataCollator
 from telme_hf.data.meld import load_meld
 from telme_hf.training.run import _selected_epoch, run_distillation
-from telme_hf.training.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
+from telme_hf.training.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, freeze_all_but, trainer_for_stage
 
 
 @pytest.fixture
@@ -352,3 +352,23 @@ def test_single_stage_run_keeps_earlier_stage_results(tmp_path):
     merged = _merge_stages(earlier, {"fusion": {"test": 3}, "audio": {"test": 4}})
     assert list(merged) == ["teacher", "audio", "fusion"]
     assert merged["fusion"] == {"test": 3} and merged["teacher"] == {"test": 1}
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_feature_encoder_leaves_the_audio_students_convolutions_out_of_the_step(freeze, tiny_config, tmp_path):
+    torch.manual_seed(0)
+    model = TelMEForEmotionRecognition(tiny_config)
+    args = TelMETrainingArguments(output_dir=str(tmp_path), stage="audio", freeze_feature_encoder=freeze,
+                                  report_to="none", disable_tqdm=True, eval_strategy="no", save_strategy="no",
+                                  load_best_model_at_end=False)
+    trainer_for_stage("audio")(model=model, args=args)
+    convolutions = list(model.audio_student.encoder.feature_extractor.parameters())
+    assert all(p.requires_grad != freeze for p in convolutions)
+    model.audio_student.train()
+    outputs = model(input_values=torch.randn(2, 4000))
+    outputs.audio_logits.sum().backward()
+    assert all((p.grad is None) == freeze for p in convolutions)
+    assert model.audio_student.classifier.weight.grad is not None  # the rest of the student still learns
+    # The next audio stage without the option trains them again.
+    freeze_all_but(model, "audio")
+    assert all(p.requires_grad for p in convolutions) and model.audio_student.encoder.feature_extractor._requires_grad

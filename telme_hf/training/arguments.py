@@ -176,7 +176,7 @@ def _per_stage(what: str, stage: str) -> Any:
 
 
 _CHECKED_TRAINING_OPTIONS = (
-    "stage", "recipe", "seeds", "precision", "frozen_outputs", "license", "keep_checkpoints", "response_weight",
+    "stage", "recipe", "seeds", "precision", "frozen_outputs", "freeze_feature_encoder", "license", "keep_checkpoints", "response_weight",
     "response_temperature", "feature_weight", "feature_temperature", "learning_rate", "num_train_epochs",
     "per_device_train_batch_size", "per_device_eval_batch_size", "weight_decay", "max_grad_norm", "seed",
     *(f"{stage}_{name}" for stage in STAGES for name in ("learning_rate", "epochs", "precision")),
@@ -216,6 +216,10 @@ class TelMETrainingArguments(TrainingArguments):
             The frozen parts' outputs a stage learns from (the teacher's in the student stages, every encoder's in
             the fusion stage): `"cached"` once per sample before the stage, or `"recomputed"` for every training
             batch, as the original does. `"auto"`: recomputed under `recipe=reference`, cached otherwise.
+        freeze_feature_encoder (`bool`, *optional*, defaults to `False`):
+            In the audio stage, keep the student's convolutional feature encoder frozen (`freeze_feature_encoder` of
+            transformers' audio models): the step skips its backward. The original (and `recipe=reference` unless
+            asked) trains it.
         license (`str`, *optional*):
             The licence in the model card's metadata; default: the training corpus's
             (`telme_hf.hub.model_card.DEFAULT_LICENSES`).
@@ -262,6 +266,9 @@ class TelMETrainingArguments(TrainingArguments):
     frozen_outputs: str = field(default="auto", metadata={
         "help": "The frozen parts' outputs a stage learns from: cached (once per sample), recomputed (every "
         "training batch, as the original), or auto (recomputed under recipe=reference, else cached)."})
+    freeze_feature_encoder: bool = field(default=False, metadata={
+        "help": "Audio stage: keep the student's convolutional feature encoder (over the raw waveform) frozen, as "
+        "transformers' audio-classification recipes do; no backward through it. The original trains it."})
     license: str | None = field(default=None, metadata={
         "help": "The licence in the model card's metadata (a Hub licence id, e.g. apache-2.0); default: the "
         "training corpus's (MELD: gpl-3.0, its distribution's; IEMOCAP: other, research only, its agreement's; "

@@ -102,13 +102,19 @@ class ScheduleEveryBatch(TrainerCallback):
             lr_scheduler.step()
 
 
-def freeze_all_but(model: TelMEForEmotionRecognition, stage: str) -> None:
-    """Leave only the stage's part trainable and put every other part in eval mode."""
+def freeze_all_but(model: TelMEForEmotionRecognition, stage: str, freeze_feature_encoder: bool = False) -> None:
+    """Leave only the stage's part trainable and put every other part in eval mode; in the audio stage, with
+    `freeze_feature_encoder`, the student's convolutional feature encoder stays frozen too."""
     trained = STAGE_PARTS[stage]
     for name, part in model.named_children():
         part.requires_grad_(name == trained)
         if name != trained:
             part.eval()
+    if stage == "audio":
+        feature_encoder = model.audio_student.encoder.feature_extractor
+        feature_encoder.requires_grad_(not freeze_feature_encoder)
+        # transformers' flag: a frozen feature encoder runs without building a graph (no backward through it).
+        feature_encoder._requires_grad = not freeze_feature_encoder
 
 
 class TelMEStageTrainer(Trainer):
@@ -119,7 +125,7 @@ class TelMEStageTrainer(Trainer):
     def __init__(self, model: TelMEForEmotionRecognition, args: TelMETrainingArguments, **kwargs: Any) -> None:
         if self.stage and args.stage != self.stage:
             raise ValueError(f"{type(self).__name__} trains the {self.stage!r} stage but args.stage={args.stage!r}.")
-        freeze_all_but(model, args.stage)
+        freeze_all_but(model, args.stage, args.freeze_feature_encoder)
         release_from_accelerate(model)
         self.precision = stage_precision(args, args.stage)  # already resolved in a run's stage arguments
         super().__init__(model=model, args=args, **kwargs)
