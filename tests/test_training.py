@@ -372,3 +372,23 @@ def test_freeze_feature_encoder_leaves_the_audio_students_convolutions_out_of_th
     # The next audio stage without the option trains them again.
     freeze_all_but(model, "audio")
     assert all(p.requires_grad for p in convolutions) and model.audio_student.encoder.feature_extractor._requires_grad
+
+
+def test_gradient_checkpointing_from_the_training_arguments_trains_the_video_student(splits, tiny_model,
+                                                                                      tiny_processor, tmp_path):
+    """`gradient_checkpointing=true` in a recipe config (the usual answer to "out of memory on the video student")
+    reaches the model through the Trainer and gives the steps' gradients as without it."""
+    (data, cache) = splits
+    train = add_frozen_outputs(data["train"], tiny_model, TelMEDataCollator(tiny_processor, ("text",)),
+                               TEACHER_COLUMNS, tmp_path / "frozen", ["text_teacher"])
+    weights = {}
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = TelMEForEmotionRecognition(tiny_model.config)
+        model.load_state_dict(tiny_model.state_dict())
+        trainer = make_trainer("video", model, tiny_processor, train, data["dev"], cache, tmp_path / str(checkpointing),
+                               gradient_checkpointing=checkpointing, seed=0)
+        trainer.train()
+        assert model.is_gradient_checkpointing == checkpointing
+        weights[checkpointing] = model.video_student.classifier.weight.detach().clone()
+    torch.testing.assert_close(weights[True], weights[False], atol=1e-5, rtol=1e-4)
