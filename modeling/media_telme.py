@@ -1,14 +1,10 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
-"""Decoding for TelME: one utterance's media file → a mono waveform and picked RGB frames (PyAV), and the
-bad-media policy applied to that utterance.
+"""Decoding for TelME: an utterance's media file → a mono waveform and picked RGB frames (PyAV), and the bad-media
+policy applied to that utterance. What a `feature_extraction_*`/`video_processing_*` file is to a transformers model.
 
-What `feature_extraction_*`/`video_processing_*` files are to a transformers model: the processor and the pipeline
-read media through :class:`MediaLoader`. Imports numpy, transformers and, to decode files, PyAV (`pip install av`).
-
-- `av.open` probes the file, so :func:`decode_clip` opens each file once and demuxes both streams together.
-- Only the picked frames are converted, and swscale resizes them during that conversion.
-- Short clips are decoded forward, never seeked (a MELD clip has one keyframe: a seek re-decodes from frame 0).
-- Mono is the mean of the channels, as librosa's; PyAV's own downmix is `(L + R) / sqrt(2)`.
+Each file is opened once and both streams are demuxed together; only the picked frames are converted, and swscale
+resizes them in that conversion; short clips are decoded forward, never seeked (a MELD clip has one keyframe, so a
+seek re-decodes from frame 0). Mono is the mean of the channels, as librosa's (PyAV's downmix is `(L + R) / sqrt(2)`).
 
 Example:
 
@@ -28,42 +24,34 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 import numpy as np
-
-
-try:  # decoding media files needs PyAV; arrays (waveforms, frames) work without it
-    import av
-except ImportError:  # pragma: no cover - exercised where PyAV is not installed
-    av = None
-
 from transformers.utils import logging
 
+
+try:  # decoding files needs PyAV; waveform and frame arrays work without it
+    import av
+except ImportError:  # pragma: no cover
+    av = None
 
 
 PathLike = Union[str, os.PathLike]
 
 logger = logging.get_logger(__name__)
 
-# Bump when a change here alters decoded arrays: it is part of every cache key, so stale caches are not reused.
+MODALITIES = ("text", "audio", "video")
+
+# Part of every cache key: bump it when a change here alters decoded arrays, so stale caches are not reused.
 MEDIA_DECODER_VERSION = 1
 
-# librosa.load's default rate, which the original implementation fed to a 16 kHz model without resampling.
+# librosa.load's default rate, which the original fed to a 16 kHz model without resampling.
 REFERENCE_AUDIO_RATE = 22050
 
-# In window mode, seek this many seconds before `start` so that the audio packets interleaved just before the
-# video keyframe are demuxed too.
+# A window's seek starts this much earlier, so the audio packets interleaved before the video keyframe are demuxed.
 _SEEK_MARGIN_SECONDS = 0.5
 
-# FFmpeg's frame and slice threads for video decoding: bit-exact with single-threaded decoding, ~1.4x faster on a
-# 720p clip with 2 cores (benchmarks/run.py's `decode` row). "NONE" decodes on one thread.
+# FFmpeg's frame and slice threads: bit-exact with one thread, ~1.4x faster on a 720p clip with 2 cores.
 VIDEO_DECODE_THREADS = "AUTO"
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# Errors
-# ----------------------------------------------------------------------------------------------------------------
-
-
-MODALITIES = ("text", "audio", "video")
+_REDOWNLOAD = "Re-extract or re-download this file"
 
 
 class MediaError(Exception):
@@ -71,9 +59,9 @@ class MediaError(Exception):
 
     Attributes:
         path (`str`): the file concerned.
-        reason (`str`): what went wrong (`"file not found"`, `"PyAV cannot open it (...)"`, ...).
+        reason (`str`): what went wrong.
         hint (`str`): what to do about it.
-        where (`str`): which utterance the file belongs to, when known.
+        where (`str`): the utterance the file belongs to, when known.
     """
 
     def __init__(self, path: PathLike, reason: str, hint: str = "", where: str = ""):
@@ -86,13 +74,13 @@ class MediaError(Exception):
         super().__init__(f"{prefix}{reason}{context}." + (f" {hint}" if hint else ""))
 
     def with_context(self, where: str, hint: str) -> MediaError:
-        """The same error, naming the utterance and ending with `hint` (the policy's advice)."""
+        """The same error, naming the utterance and ending with `hint`."""
         error = type(self)(self.path, self.reason, hint, where)
         error.__cause__ = self
         return error
 
     def __reduce__(self):
-        # Keeps the error picklable, so it crosses DataLoader worker processes intact.
+        # Picklable, so the error crosses DataLoader worker processes intact.
         return (type(self), (self.path, self.reason, self.hint, self.where))
 
 
@@ -101,11 +89,11 @@ class MissingMediaError(MediaError):
 
 
 class CorruptMediaError(MediaError):
-    """PyAV cannot open or decode the file (garbage bytes, truncated file, broken stream)."""
+    """PyAV cannot open or decode the file."""
 
 
 class NoStreamError(MediaError):
-    """The file has no stream of the requested kind (e.g. video asked of a ``.wav``)."""
+    """The file has no stream of the requested kind (e.g. video asked of a `.wav`)."""
 
 
 class EmptyMediaError(MediaError):
@@ -113,45 +101,27 @@ class EmptyMediaError(MediaError):
 
 
 class TooLongMediaError(MediaError):
-    """The media (or its window) is longer than the model accepts (`max_media_seconds`)."""
+    """The media (or its window) is longer than `max_media_seconds`."""
 
 
 class UnusableMediaError(MediaError):
-    """The media decodes, but not to something the model can read: too short for the audio encoder, or samples
-    that are not finite (NaN, infinity)."""
-
-
-_REDOWNLOAD = "Re-extract or re-download this file"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Options
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _key_number(value: float | int | None) -> str:
-    # repr(float) is exact and stable, so 25 and 25.0 give the same cache key.
-    return "none" if value is None else repr(float(value))
+    """The media decodes, but is too short for the audio encoder or has samples that are not finite."""
 
 
 @dataclass(frozen=True)
 class AudioDecodeOptions:
-    """How to turn an audio stream into a mono waveform.
+    """How an audio stream becomes a mono waveform.
 
     Args:
         sampling_rate (`int`, *optional*, defaults to 16000):
-            Rate of the returned waveform (the audio model's rate). The stream is resampled to it with
-            libswresample, unless `reference_rate=True`.
+            Rate of the returned waveform; the stream is resampled to it with libswresample.
         max_seconds (`float`, *optional*):
-            Longest waveform kept, in seconds at `sampling_rate`; `None` keeps everything. The limit in samples is
-            `round(max_seconds * sampling_rate)`.
+            Longest waveform kept, `round(max_seconds * sampling_rate)` samples; `None` keeps everything.
         keep (`"first"` or `"last"`, *optional*, defaults to `"first"`):
-            Which end of a too-long waveform to keep. The original implementation keeps the last samples.
+            Which end of a too-long waveform is kept (the original keeps the last samples).
         reference_rate (`bool`, *optional*, defaults to `False`):
-            Reproduce the original implementation: decode at 22050 Hz (librosa's default) and return those samples
-            *as if* they were at `sampling_rate`, so a 16 kHz model hears the audio ~1.38x slowed down. The length
-            limit then counts samples at the declared rate: `max_seconds=25` keeps 400000 samples, the original's
-            `audio[-400000:]` (see :meth:`reference`).
+            The original's path: decode at 22050 Hz and declare the samples to be at `sampling_rate`, so a 16 kHz
+            model hears the audio ~1.38x slowed down. See [`~AudioDecodeOptions.reference`].
 
     Example:
 
@@ -178,62 +148,52 @@ class AudioDecodeOptions:
 
     @classmethod
     def reference(cls, sampling_rate: int = 16000) -> AudioDecodeOptions:
-        """The original implementation's audio path: 22.05 kHz declared as 16 kHz, last 400000 samples kept."""
+        """The original's audio: 22.05 kHz declared as 16 kHz, the last 400000 samples kept."""
         return cls(sampling_rate=sampling_rate, max_seconds=400000 / sampling_rate, keep="last", reference_rate=True)
 
     @property
     def decode_rate(self) -> int:
-        """The rate the stream is really resampled to (differs from `sampling_rate` only with `reference_rate`)."""
+        """The rate the stream is really resampled to."""
         return REFERENCE_AUDIO_RATE if self.reference_rate else self.sampling_rate
 
     @property
     def max_samples(self) -> int | None:
-        """Length limit in returned samples, or `None`."""
         return None if self.max_seconds is None else int(round(self.max_seconds * self.sampling_rate))
 
     def cache_key(self) -> str:
-        """A stable string identifying every option that changes the decoded array."""
-        return (
-            f"audio-v{MEDIA_DECODER_VERSION}:sr={self.sampling_rate}:max={_key_number(self.max_seconds)}"
-            f":keep={self.keep}:ref={int(self.reference_rate)}"
-        )
+        """A stable string naming every option that changes the decoded array (25 and 25.0 give the same)."""
+        limit = "none" if self.max_seconds is None else repr(float(self.max_seconds))
+        return (f"audio-v{MEDIA_DECODER_VERSION}:sr={self.sampling_rate}:max={limit}:keep={self.keep}"
+                f":ref={int(self.reference_rate)}")
 
 
 @dataclass(frozen=True)
 class VideoDecodeOptions:
-    """Which frames to pick from a video stream and how to convert them.
+    """Which frames of a video stream are picked and how they are converted.
 
     Args:
         num_frames (`int`, *optional*, defaults to 8):
-            Frames returned (TimeSformer takes 8).
+            Frames returned.
         size (`int`, *optional*, defaults to 224):
-            Resize so that the **shortest edge** equals `size`, keeping the aspect ratio (long edge truncated to an
-            int, as `transformers`' `get_resize_output_image_size` does). This is the first step of the
-            VideoMAE/TimeSformer image processors (resize shortest edge to 224, then center-crop 224), so doing it
-            here, inside swscale's RGB conversion, costs nothing and leaves the processor's resize a no-op while
-            keeping its crop unchanged. A square resize would squash the picture instead. `None` keeps the native
-            size.
+            Resize the shortest edge to `size`, keeping the aspect ratio, during swscale's RGB conversion (free):
+            the first step of the VideoMAE/TimeSformer image processors, whose own resize is then a no-op. `None`
+            keeps the native size.
         center_crop (`bool`, *optional*, defaults to `False`):
-            Also center-crop to `size` x `size`, exactly like the processor would; shrinks a 16:9 cache by 44%.
+            Also centre-crop to `size` x `size`, as the image processor would.
         sampling (`"uniform"` or `"strided"`, *optional*, defaults to `"uniform"`):
-            `"uniform"` picks `round(linspace(0, n - 1, num_frames))`, spanning the whole clip. `"strided"` is the
-            original implementation's rule: `step = n // num_frames`, keep frames `step, 2*step, ...` counted from 1
-            (0-based `step - 1, 2*step - 1, ...`), the first `num_frames` of them; with `n < num_frames` keep all
-            and repeat the last. It never sees the first `step - 1` frames. In a time window `[t0, t1]` (IEMOCAP)
-            it follows the original's windowed rule instead, see :func:`strided_window_picks`.
+            How frames are picked, see [`sample_frame_indices`]; `"strided"` in a time window follows
+            [`strided_window_picks`].
         channel_order (`"rgb"` or `"bgr"`, *optional*, defaults to `"rgb"`):
-            `"bgr"` reproduces the original implementation, which fed OpenCV's BGR frames to an RGB model.
+            `"bgr"` reproduces the original, which fed OpenCV's BGR frames to an RGB model.
         window_margin (`float`, *optional*, defaults to 0):
-            Seconds added on both sides of a time window before the frames are picked, the start clamped at 0; only
-            the video is widened. The original cuts IEMOCAP's dialogue AVIs at `[max(start - 1, 0), end + 1]`.
+            Seconds added on both sides of a time window (start clamped at 0), for the video only. The original
+            cuts IEMOCAP's dialogue AVIs at `[max(start - 1, 0), end + 1]`.
 
     Example:
 
     ```python
     >>> VideoDecodeOptions().cache_key()
     'video-v1:n=8:size=224:crop=0:sampling=uniform:order=rgb:margin=0.0'
-    >>> VideoDecodeOptions.reference().sampling
-    'strided'
     ```
     """
 
@@ -260,26 +220,18 @@ class VideoDecodeOptions:
 
     @classmethod
     def reference(cls, num_frames: int = 8, size: int | None = 224) -> VideoDecodeOptions:
-        """The original implementation's frame path: strided picks, BGR channel order, 1 s window margin."""
+        """The original's frames: strided picks, BGR, 1 s window margin."""
         return cls(num_frames=num_frames, size=size, sampling="strided", channel_order="bgr", window_margin=1.0)
 
     def video_window(self, start: float | None, end: float | None) -> tuple[float | None, float | None]:
-        """The window the frames are picked from: `[start, end]` widened by `window_margin`, clamped at 0.
-
-        Example:
-
-        ```python
-        >>> VideoDecodeOptions(window_margin=1.0).video_window(0.4, 3.2)
-        (0.0, 4.2)
-        ```
-        """
+        """`[start, end]` widened by `window_margin`, clamped at 0: `(0.4, 3.2)` → `(0.0, 4.2)` with a 1 s margin."""
         if not self.window_margin:
             return start, end
         return (None if start is None else max(start - self.window_margin, 0.0),
                 None if end is None else end + self.window_margin)
 
     def cache_key(self) -> str:
-        """A stable string identifying every option that changes the decoded array."""
+        """A stable string naming every option that changes the decoded array."""
         return (
             f"video-v{MEDIA_DECODER_VERSION}:n={self.num_frames}:size={self.size or 'native'}"
             f":crop={int(self.center_crop)}:sampling={self.sampling}:order={self.channel_order}"
@@ -289,12 +241,12 @@ class VideoDecodeOptions:
 
 @dataclass
 class DecodedClip:
-    """What :func:`decode_clip` returns.
+    """What [`decode_clip`] returns.
 
     Attributes:
-        audio (`np.ndarray` or `None`): `float32 (num_samples,)` mono waveform, `None` if not asked for.
-        video (`np.ndarray` or `None`): `uint8 (num_frames, height, width, 3)`, `None` if not asked for.
-        duration (`float` or `None`): duration of the whole file in seconds (not of the window), if known.
+        audio (`np.ndarray`, *optional*): `float32 (num_samples,)` mono waveform.
+        video (`np.ndarray`, *optional*): `uint8 (num_frames, height, width, 3)` frames.
+        duration (`float`, *optional*): duration of the whole file in seconds, if known.
     """
 
     audio: np.ndarray | None = None
@@ -302,33 +254,28 @@ class DecodedClip:
     duration: float | None = None
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Frame picking
-# ----------------------------------------------------------------------------------------------------------------
-
-
 def sample_frame_indices(num_available: int, num_frames: int, sampling: str = "uniform") -> list[int]:
-    """0-based indices of the frames to keep out of `num_available`, in order (repeats allowed).
+    """0-based indices of the `num_frames` frames kept out of `num_available` (repeats allowed).
 
-    `"uniform"` picks `round(linspace(0, n - 1, num_frames))`, spanning the whole clip. `"strided"` is the original
-    implementation's rule: `step = n // num_frames`, keep frames `step, 2*step, ...` counted from 1 (0-based
-    `step - 1, 2*step - 1, ...`), the first `num_frames` of them; with `n < num_frames` keep all and repeat the last.
+    `"uniform"`: `round(linspace(0, n - 1, num_frames))`, over the whole clip. `"strided"`, the original's rule:
+    `step = n // num_frames`, frames `step - 1, 2*step - 1, ...`; a clip shorter than `num_frames` gives all its
+    frames and repeats the last.
 
     Example:
 
     ```python
     >>> sample_frame_indices(77, 8, "uniform")
     [0, 11, 22, 33, 43, 54, 65, 76]
-    >>> sample_frame_indices(77, 8, "strided")  # the original implementation's rule
+    >>> sample_frame_indices(77, 8, "strided")
     [8, 17, 26, 35, 44, 53, 62, 71]
-    >>> sample_frame_indices(5, 8, "strided")  # too short: all frames, last one repeated
+    >>> sample_frame_indices(5, 8, "strided")
     [0, 1, 2, 3, 4, 4, 4, 4]
     ```
     """
     if num_available <= 0:
         raise ValueError(f"num_available must be positive, got {num_available}.")
     if sampling == "uniform":
-        # Round half up (not numpy's half-to-even) so the picks are symmetric and easy to state.
+        # Round half up (not numpy's half-to-even), so the picks are symmetric.
         positions = np.linspace(0, num_available - 1, num_frames)
         return [int(i) for i in np.floor(positions + 0.5)]
     if sampling == "strided":
@@ -339,17 +286,13 @@ def sample_frame_indices(num_available: int, num_frames: int, sampling: str = "u
     raise ValueError(f"sampling must be 'uniform' or 'strided', got {sampling!r}.")
 
 
-def strided_window_picks(
-    times: list[float], fps: float, start: float, end: float, num_frames: int
-) -> list[int]:
-    """The original implementation's frame picks inside a window `[start, end]` of a longer recording (IEMOCAP).
+def strided_window_picks(times: list[float], fps: float, start: float, end: float, num_frames: int) -> list[int]:
+    """The original's frame picks inside a window `[start, end]` of a longer recording (IEMOCAP).
 
-    Restated from its `get_video`: `step = (fps * (end - start)) // num_frames` (a float); walk the decoded frames,
-    count those whose frame number lies in `[fps * start, fps * end]`, keep a frame when its count is a multiple of
-    `step`, take the first `num_frames` and repeat the last kept frame up to `num_frames`. The frame number is
-    OpenCV's `CAP_PROP_POS_FRAMES` read after decoding the frame, i.e. its 1-based position, here
-    `round(time * fps) + 1`. Where the original would divide by zero (`fps * (end - start) < num_frames`) the step
-    is 1.
+    Restated from its `get_video`: `step = (fps * (end - start)) // num_frames`; count the frames whose number
+    (OpenCV's 1-based `CAP_PROP_POS_FRAMES`, here `round(time * fps) + 1`) lies in `[fps * start, fps * end]`, keep
+    those whose count is a multiple of `step`, the first `num_frames` of them, and repeat the last. Where the original
+    would divide by zero the step is 1.
 
     Args:
         times: presentation time (seconds) of each decoded frame, in decode order.
@@ -358,13 +301,12 @@ def strided_window_picks(
         num_frames: frames to return.
 
     Returns:
-        Indices into `times`, `num_frames` long (repeats allowed), or `[]` when no frame was kept.
+        Indices into `times`, `num_frames` long, or `[]` when no frame was kept.
 
     Example:
 
     ```python
-    >>> times = [i / 10 for i in range(100)]   # 10 fps
-    >>> strided_window_picks(times, 10.0, 2.0, 4.0, 4)  # step 5: frames numbered 20..40, counts 5, 10, 15, 20
+    >>> strided_window_picks([i / 10 for i in range(100)], 10.0, 2.0, 4.0, 4)
     [23, 28, 33, 38]
     ```
     """
@@ -385,36 +327,34 @@ def strided_window_picks(
     return kept + [kept[-1]] * (num_frames - len(kept))
 
 
-def _output_size(width: int, height: int, size: int | None) -> tuple[int, int]:
-    """(width, height) after resizing the shortest edge to `size`, the long edge truncated like transformers."""
-    if size is None:
-        return width, height
-    if width <= height:
-        return size, int(size * height / width)
-    return int(size * width / height), size
+def _frame_to_array(frame: av.VideoFrame, options: VideoDecodeOptions) -> np.ndarray:
+    width, height = frame.width, frame.height
+    if options.size is not None:  # shortest edge to `size`, the long edge truncated as transformers does
+        size = options.size
+        width, height = (size, int(size * height / width)) if width <= height else (int(size * width / height), size)
+    pixel_format = "rgb24" if options.channel_order == "rgb" else "bgr24"
+    # swscale converts and resizes in one pass (bilinear, like the VideoMAE processor).
+    array = frame.to_ndarray(format=pixel_format, width=width, height=height, interpolation="BILINEAR")
+    if options.center_crop:
+        top, left = (height - options.size) // 2, (width - options.size) // 2
+        array = np.ascontiguousarray(array[top : top + options.size, left : left + options.size])
+    return array
 
 
 class _FramePicker:
-    """Collects the picked frames of a decode pass, converting each one once, as soon as it is decoded.
+    """Collects the picked frames of a decode pass, converting each one once.
 
-    With a known frame count the picks are fixed up front and only those frames are converted (holding every
-    decoded 720p frame would double the peak memory). With an unknown count (no `nb_frames` in the container, or a
-    time window) every frame is converted as it comes, at the output size (a 4K frame becomes a 224-px one), and
-    the picks are made at the end: memory grows with the clip's duration (bounded by `max_seconds` in
-    `decode_clip`), not with its resolution.
+    With a known frame count the picks are fixed up front and only they are converted. With an unknown count (no
+    `nb_frames`, or a time window) every frame is converted at the output size as it comes and the picks are made at
+    the end, so memory grows with the duration (bounded by `max_seconds`), not the resolution.
     """
 
-    def __init__(
-        self,
-        options: VideoDecodeOptions,
-        expected_count: int | None,
-        window: tuple[float, float, float] | None = None,
-    ):
+    def __init__(self, options: VideoDecodeOptions, expected_count: int | None,
+                 window: tuple[float, float, float] | None = None):
         self.options = options
-        # (start, end, fps) of a time window picked with the original's windowed strided rule.
-        self.window = window
+        self.window = window  # (start, end, fps) for the original's windowed strided rule
         self.count = 0
-        self._pending: list[tuple[float | None, Any]] = []  # (time, frame at the output size or the av frame)
+        self._pending: list[tuple[float | None, Any]] = []  # (time, converted frame or av frame)
         self._converted: dict[int, np.ndarray] = {}
         if expected_count:
             self._picks = sample_frame_indices(expected_count, options.num_frames, options.sampling)
@@ -425,12 +365,12 @@ class _FramePicker:
 
     @property
     def done(self) -> bool:
-        """True once every picked frame is in: the rest of the stream need not be decoded."""
+        """Every picked frame is in: the rest of the stream need not be decoded."""
         return self.last_wanted is not None and self.count > self.last_wanted
 
     def add(self, frame: av.VideoFrame) -> None:
         if self._picks is None:
-            # At the native size a converted frame is no smaller than the decoded one: keep that until picked.
+            # At the native size a converted frame is no smaller than the decoded one: convert once picked.
             kept = _frame_to_array(frame, self.options) if self.options.size is not None else frame
             self._pending.append((frame.time, kept))
         elif self.count in self._wanted:
@@ -461,43 +401,26 @@ class _FramePicker:
         return np.stack([converted[i] for i in picks])
 
 
-def _frame_to_array(frame: av.VideoFrame, options: VideoDecodeOptions) -> np.ndarray:
-    width, height = _output_size(frame.width, frame.height, options.size)
-    pixel_format = "rgb24" if options.channel_order == "rgb" else "bgr24"
-    # swscale converts and resizes in one pass (bilinear, like the VideoMAE processor), so resizing is free here.
-    array = frame.to_ndarray(format=pixel_format, width=width, height=height, interpolation="BILINEAR")
-    if options.center_crop:
-        top, left = (height - options.size) // 2, (width - options.size) // 2
-        array = np.ascontiguousarray(array[top : top + options.size, left : left + options.size])
-    return array
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Audio accumulation
-# ----------------------------------------------------------------------------------------------------------------
-
-
 class _AudioCollector:
     """Resamples decoded audio frames to the decode rate and averages the channels into mono.
 
-    The resampler keeps the input channel layout and the channels are averaged in numpy: that is the mean for any
-    layout (librosa's `to_mono`), whereas asking libswresample for `layout="mono"` gives `(L + R) / sqrt(2)` for
-    stereo and a matrixed mix for 5.1. Averaging after resampling equals resampling the average (both are linear).
+    The resampler keeps the input layout and numpy averages the channels: the mean for any layout (librosa's
+    `to_mono`), where libswresample's `layout="mono"` gives `(L + R) / sqrt(2)`. Both steps are linear, so the order
+    does not matter.
     """
 
     def __init__(self, options: AudioDecodeOptions):
         self.options = options
-        self.start_time: float | None = None  # time of the first sample fed, to cut a window later
+        self.start_time: float | None = None  # time of the first sample, to cut a window later
         self._resampler = av.AudioResampler(format="fltp", rate=options.decode_rate)
         self._chunks: list[np.ndarray] = []
 
     def add(self, frame: av.AudioFrame | None) -> None:
-        """Feed one decoded frame; `None` flushes the resampler's delay line."""
+        """Feed one decoded frame; `None` flushes the resampler."""
         if frame is not None and self.start_time is None:
             self.start_time = frame.time if frame.time is not None else 0.0
         for out in self._resampler.resample(frame):
-            # fltp -> (channels, samples); the mean over channels is the mono mixdown.
-            self._chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+            self._chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))  # (channels, samples) → mono
 
     def result(self, start: float | None = None, end: float | None = None) -> np.ndarray:
         self.add(None)
@@ -511,11 +434,6 @@ class _AudioCollector:
         if limit is not None and len(audio) > limit:
             audio = audio[:limit] if self.options.keep == "first" else audio[-limit:]
         return np.ascontiguousarray(audio, dtype=np.float32)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Decoding
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def _open(path: PathLike) -> av.container.InputContainer:
@@ -533,11 +451,8 @@ def _open(path: PathLike) -> av.container.InputContainer:
 def _container_duration(container: av.container.InputContainer) -> float | None:
     if container.duration is not None:
         return container.duration / av.time_base
-    durations = [
-        float(stream.duration * stream.time_base)
-        for stream in container.streams
-        if stream.duration is not None and stream.time_base is not None
-    ]
+    durations = [float(stream.duration * stream.time_base) for stream in container.streams
+                 if stream.duration is not None and stream.time_base is not None]
     return max(durations) if durations else None
 
 
@@ -564,11 +479,10 @@ def _decode_pass(
     expected_frames: int | None,
     max_seconds: float | None = None,
 ) -> tuple[_AudioCollector | None, _FramePicker | None]:
-    """One demux pass over the requested streams, feeding the audio collector and the frame picker.
+    """One demux pass over the requested streams, each with its own window (`None` bounds are open).
 
-    Each stream has its own window (the video's may carry a margin); `None` bounds are open. With `max_seconds`, a
-    stream that goes on past that much (plus half a second: headers round) raises `TooLongMediaError`, whatever the
-    header declared: decoding never holds more than `max_seconds` of media.
+    A stream that goes on past `max_seconds` (plus half a second: headers round) raises `TooLongMediaError`, whatever
+    the header says, so decoding never holds more than that.
     """
     collector = _AudioCollector(audio) if audio_stream is not None else None
     picker = None
@@ -583,21 +497,20 @@ def _decode_pass(
             start = start or 0.0
             end = end if end is not None else math.inf
             picker = _FramePicker(video, None, window=(start, end, fps))
-            # The windowed rule counts frame numbers, which run one frame ahead of times: collect from one frame
-            # earlier (and a little more, for rounding) and let the rule decide.
+            # Frame numbers run one frame ahead of times: collect from a little earlier and let the rule decide.
             windows[video_stream.index] = (max(0.0, start - 2.0 / fps), end)
         else:
             picker = _FramePicker(video, expected_frames)
             windows[video_stream.index] = video_window
     starts = [window[0] for window in windows.values() if window[0]]
     if starts:
-        # Seek once to the keyframe before the earliest window; decoding forward from there is exact (frames before
-        # each window are dropped below). Never used for whole short clips, where it would re-decode from frame 0.
+        # One seek to the keyframe before the earliest window, then forward decoding (exact). Never for whole short
+        # clips, where it would re-decode from frame 0.
         anchor = video_stream if video_stream is not None else audio_stream
         target = max(0.0, min(starts) - _SEEK_MARGIN_SECONDS)
         container.seek(int(target / anchor.time_base), stream=anchor, backward=True, any_frame=False)
 
-    # Streams still being decoded; once a stream is finished its packets are still demuxed but not decoded.
+    # Streams still decoded; a finished stream's packets are demuxed but not decoded.
     active = {s.index: s for s in (audio_stream, video_stream) if s is not None}
     try:
         for packet in container.demux(list(active.values())):
@@ -618,7 +531,6 @@ def _decode_pass(
                 else:
                     if start is None or time is None or time >= start:
                         picker.add(frame)
-                    # Once every pick is converted the rest of the video need not be decoded.
                     finished = picker.done
                 if finished:
                     del active[stream.index]
@@ -642,32 +554,22 @@ def decode_clip(
     """Decode the audio and/or video of one media file, opening it once.
 
     Args:
-        path: the media file (mp4, avi, wav, ... anything FFmpeg reads).
-        audio: audio options, or `None` to skip audio.
-        video: video options, or `None` to skip video.
-        start, end: optional window in seconds (for utterances cut from a long recording, like IEMOCAP's
-            dialogue-level AVIs). The file is seeked once to the keyframe before `start`; only frames whose
-            timestamp lies in `[start, end]` (widened by `video.window_margin`) are sampled from, and the audio is
-            cut to `[start, end]`.
-        max_seconds: the longest media (or window) accepted: decoding stops with `TooLongMediaError` past it, so
-            memory stays bounded whatever the file or its header says.
+        path: the media file (anything FFmpeg reads).
+        audio, video: decode options, or `None` to leave that stream out.
+        start, end: a window in seconds, for utterances cut from a long recording (IEMOCAP's dialogue AVIs): the
+            file is seeked once, frames are picked inside the window (widened by `video.window_margin`) and the
+            audio is cut to it.
+        max_seconds: the longest media (or window) accepted; decoding stops there with `TooLongMediaError`.
 
     Returns:
-        A :class:`DecodedClip`.
+        A [`DecodedClip`].
 
     Raises:
-        MissingMediaError: the file does not exist.
-        CorruptMediaError: PyAV cannot open or decode it.
-        NoStreamError: a requested stream is absent.
-        EmptyMediaError: a requested stream (or the window) holds no samples/frames.
-        TooLongMediaError: the media goes on past `max_seconds`.
+        MissingMediaError, CorruptMediaError, NoStreamError, EmptyMediaError, TooLongMediaError.
 
     Example:
 
     ```python
-    >>> clip = decode_clip("dia0_utt0.mp4", video=VideoDecodeOptions(num_frames=8, size=224))  # doctest: +SKIP
-    >>> clip.video.shape, clip.audio.dtype  # doctest: +SKIP
-    ((8, 224, 398, 3), dtype('float32'))
     >>> decode_clip("Ses01F_impro01.avi", audio=None, start=12.3, end=15.9).video.shape  # doctest: +SKIP
     (8, 224, 298, 3)
     ```
@@ -684,21 +586,15 @@ def decode_clip(
         audio_stream = _pick_stream(container, path, "audio") if audio is not None else None
         video_stream = _pick_stream(container, path, "video") if video is not None else None
         windowed = start is not None or end is not None
-        # The container's frame count (mp4/avi index) fixes the picks up front; it is 0 when unknown (mkv, webm).
+        # The container's frame count (mp4/avi index) fixes the picks up front; 0 when unknown (mkv, webm).
         expected = None if (video_stream is None or windowed) else (video_stream.frames or None)
-
-        collector, picker = _decode_pass(
-            container, path, audio_stream, video_stream, audio, video, (start, end), video_window, expected,
-            max_seconds,
-        )
+        collector, picker = _decode_pass(container, path, audio_stream, video_stream, audio, video, (start, end),
+                                         video_window, expected, max_seconds)
         frames = picker.result() if picker is not None else None
         if picker is not None and frames is None and picker.count > 0 and expected:
-            # The index announced more frames than the stream holds (a truncated or oddly muxed file): pick again
-            # from the true count. Rare, so a second video-only pass is acceptable.
-            logger.warning(
-                "%s: the container announces %d video frames but only %d decode; sampling from those %d.",
-                path, expected, picker.count, picker.count,
-            )
+            # The index announced more frames than the stream holds: pick again from the true count.
+            logger.warning("%s: the container announces %d video frames but only %d decode; sampling from those %d.",
+                           path, expected, picker.count, picker.count)
             container.seek(0)
             _, picker = _decode_pass(container, path, None, video_stream, None, video, (None, None), (None, None),
                                      picker.count)
@@ -717,15 +613,7 @@ def decode_clip(
 
 
 def resample_waveform(waveform: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
-    """A mono float waveform at `rate` resampled to `target_rate` with libswresample (as decoded files are).
-
-    Example:
-
-    ```python
-    >>> resample_waveform(np.zeros(44100, np.float32), 44100, 16000).shape  # doctest: +SKIP
-    (16000,)
-    ```
-    """
+    """A mono float waveform at `rate` resampled to `target_rate` with libswresample, as decoded files are."""
     waveform = np.ascontiguousarray(waveform, dtype=np.float32)
     if int(rate) == int(target_rate):
         return waveform
@@ -741,15 +629,7 @@ def resample_waveform(waveform: np.ndarray, rate: int, target_rate: int) -> np.n
 
 
 def media_duration(path: PathLike) -> float:
-    """Duration of a media file in seconds, from its header (nothing is decoded).
-
-    Example:
-
-    ```python
-    >>> media_duration("dia0_utt0.mp4")  # doctest: +SKIP
-    5.672
-    ```
-    """
+    """Duration of a media file in seconds, from its header (nothing is decoded)."""
     with _open(path) as container:
         duration = _container_duration(container)
     if duration is None:
@@ -757,21 +637,18 @@ def media_duration(path: PathLike) -> float:
     return duration
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# The bad-media policy for one utterance
-# ----------------------------------------------------------------------------------------------------------------
-
 BAD_MEDIA_POLICIES = ("error", "skip", "zeros")
 BadMediaPolicy = Literal["error", "skip", "zeros"]
 
 # The original's placeholder: 1412 samples are exactly 4 data2vec frames.
 PLACEHOLDER_AUDIO_SAMPLES = 1412
 
-# How a skipped utterance is described where it cannot simply disappear (what is done is the same: its media is
-# not used).
+# How a skip is described where the utterance cannot simply disappear (its media is not used either way).
 SKIP_ACTIONS = {"drop": "dropped", "evaluate": "left out of the evaluation", "predict": "predicted from text only"}
 _SKIP_REMEDIES = {"drop": "drop such utterances", "evaluate": "leave such utterances out of the metrics",
                   "predict": "that utterance from its text alone"}
+_PROBLEMS = ((MissingMediaError, "missing"), (CorruptMediaError, "unreadable"), (NoStreamError, "absent from the file"),
+             (EmptyMediaError, "empty"), (TooLongMediaError, "too long"), (UnusableMediaError, "unusable"))
 
 
 def check_policy(on_bad_media: str) -> None:
@@ -781,22 +658,8 @@ def check_policy(on_bad_media: str) -> None:
 
 
 def python_spelling(policy: str) -> str:
-    """How a policy is written as a keyword argument: `on_bad_media='zeros'`."""
+    """How error hints write a policy by default: `on_bad_media='zeros'`."""
     return f"on_bad_media={policy!r}"
-
-
-def policy_hint(skip: str = "drop", spelling: Callable[[str], str] = python_spelling) -> str:
-    """The advice that ends a bad-media error: the two other policies, written with `spelling`.
-
-    Example:
-
-    ```python
-    >>> policy_hint("predict")
-    "choose a bad-media policy: on_bad_media='zeros' (zeros in its place) or on_bad_media='skip' (that utterance from its text alone)"
-    ```
-    """
-    return (f"choose a bad-media policy: {spelling('zeros')} (zeros in its place) or {spelling('skip')} "
-            f"({_SKIP_REMEDIES[skip]})")
 
 
 @dataclass(frozen=True)
@@ -810,7 +673,7 @@ class BadMediaEntry:
         problem: `"missing"`, `"unreadable"`, `"absent from the file"`, `"empty"`, `"too long"`, `"unusable"` or
             `"not given"`.
         detail: the decoder's reason.
-        action: `"dropped"`, `"used zeros"`, `"predicted from text only"`, ...
+        action: what was done (`"dropped"`, `"used zeros"`, `"predicted from text only"`, ...).
         split: the split of the row, when known.
     """
 
@@ -834,10 +697,9 @@ class MediaOutcome:
     """One utterance's media after the bad-media policy.
 
     Attributes:
-        audio, video: the arrays to use (decoded, or placeholders under `"zeros"`); `None` where not requested or
-            skipped.
-        skipped: `"skip"` set the utterance's media aside (see `TelMEDataCollator` for what that does to a row).
-        entries: the problems found and what was done (empty when the media was fine).
+        audio, video: the arrays to use (placeholders under `"zeros"`); `None` where not requested or skipped.
+        skipped: `"skip"` set the utterance's media aside.
+        entries: the problems found and what was done.
     """
 
     audio: np.ndarray | None = None
@@ -848,36 +710,6 @@ class MediaOutcome:
     @property
     def note(self) -> str:
         return "; ".join(entry.note for entry in self.entries)
-
-
-def problem_of(error: MediaError) -> str:
-    """The short name of a decoding error's problem, for notes."""
-    if not error.path:
-        return "not given"
-    for kind, name in ((MissingMediaError, "missing"), (CorruptMediaError, "unreadable"),
-                       (NoStreamError, "absent from the file"), (EmptyMediaError, "empty"),
-                       (TooLongMediaError, "too long"), (UnusableMediaError, "unusable")):
-        if isinstance(error, kind):
-            return name
-    return "unusable"
-
-
-def placeholder_media(
-    audio: bool, video: VideoDecodeOptions | None, pixel_mean: Sequence[float] = (0.5, 0.5, 0.5)
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Stand-ins for unusable media that reach the model as zeros, like the original's placeholders.
-
-    Audio: 1412 zero samples. Frames: `video.num_frames` square frames of side `video.size` filled with
-    `pixel_mean` (in [0, 1], decoded channel order), which the processor normalises to ~0; the original fed
-    `zeros(8, 3, 224, 224)` as pixel values, and black frames would arrive as about -2.
-    """
-    waveform = np.zeros(PLACEHOLDER_AUDIO_SAMPLES, np.float32) if audio else None
-    frames = None
-    if video is not None:
-        side = video.size or 224
-        colour = np.round(255 * np.asarray(pixel_mean, dtype=np.float64)).astype(np.uint8)
-        frames = np.broadcast_to(colour, (video.num_frames, side, side, 3)).copy()
-    return waveform, frames
 
 
 def resolve_bad_media(
@@ -891,21 +723,20 @@ def resolve_bad_media(
     skip: str = "drop",
     spelling: Callable[[str], str] = python_spelling,
 ) -> MediaOutcome:
-    """Apply a (valid) bad-media policy to one utterance: the one place a problem becomes an error, a skip or zeros.
+    """Apply a bad-media policy to one utterance: the one place a problem becomes an error, a skip or zeros.
 
     Args:
         problems: `(modality, error)` for each bad modality group (`"audio"`, `"video"` or `"audio+video"`).
-        decoded: the arrays that did load, by modality; the requested modalities are its keys.
+        decoded: the arrays that did load, keyed by the requested modalities.
         policy: `"error"`, `"skip"` or `"zeros"`.
-        utterance: the utterance's key, for notes and messages.
-        where: where the utterance comes from (`"row 7 of dev_sent_emo.csv"`), for error messages.
-        split: the split, for the entries.
-        placeholders: the `"zeros"` stand-ins by modality (see :func:`placeholder_media`).
+        utterance: the utterance's key; `where`: where it comes from (`"row 7 of dev_sent_emo.csv"`).
+        split: recorded with the entries.
+        placeholders: the `"zeros"` stand-ins by modality.
         skip: how a skip is described: `"drop"`, `"evaluate"` or `"predict"`.
-        spelling: how the error's hint writes a policy (see :func:`policy_hint`).
+        spelling: how the error's hint writes a policy.
 
     Returns:
-        A :class:`MediaOutcome`.
+        A [`MediaOutcome`].
 
     Raises:
         MediaError: under `"error"`, the first problem, naming the utterance and the other policies.
@@ -925,10 +756,15 @@ def resolve_bad_media(
         context = f"{modality} of utterance {utterance}" + (f", {where}" if where else "")
         others = len(problems) - 1
         more = f" ({others} more problem(s) with this utterance)" if others else ""
-        raise error.with_context(context + more, f"Fix the file or its path, or {policy_hint(skip, spelling)}.")
+        hint = (f"choose a bad-media policy: {spelling('zeros')} (zeros in its place) or {spelling('skip')} "
+                f"({_SKIP_REMEDIES[skip]})")
+        raise error.with_context(context + more, f"Fix the file or its path, or {hint}.")
     action = "used zeros" if policy == "zeros" else SKIP_ACTIONS[skip]
-    entries = [BadMediaEntry(utterance, modality, error.path, problem_of(error), error.reason, action, split)
-               for modality, error in problems]
+    entries = []
+    for modality, error in problems:
+        problem = next((name for kind, name in _PROBLEMS if isinstance(error, kind)), "unusable")
+        entries.append(BadMediaEntry(utterance, modality, error.path, problem if error.path else "not given",
+                                     error.reason, action, split))
     if policy == "skip":
         return MediaOutcome(skipped=True, entries=entries)
     failed = {part for modality, _ in problems for part in modality.split("+")}
@@ -939,17 +775,11 @@ def resolve_bad_media(
     return MediaOutcome(audio=arrays.get("audio"), video=arrays.get("video"), entries=entries)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Loading an utterance's media
-# ----------------------------------------------------------------------------------------------------------------
-
-
 def media_options(processor: Any) -> tuple[AudioDecodeOptions, VideoDecodeOptions]:
-    """The decode options a processor asks for (`TelMEProcessor.media_options`).
+    """The decode options of a processor ([`TelMEProcessor.media_options`]).
 
-    Frames are resized and centre-cropped to the image processor's sizes while they are converted (its own resize
-    and crop are then no-ops) and decoded in RGB (the processor applies its channel order). Waveforms are decoded
-    whole: the processor keeps `audio_max_samples` of them.
+    Frames are resized and centre-cropped to the image processor's sizes during conversion (its own resize and crop
+    are then no-ops) and decoded in RGB; waveforms are decoded whole (the processor keeps `audio_max_samples`).
     """
     options = processor.media_options()
     audio = AudioDecodeOptions(sampling_rate=options["sampling_rate"], reference_rate=options["audio_reference_rate"])
@@ -963,39 +793,24 @@ def media_options(processor: Any) -> tuple[AudioDecodeOptions, VideoDecodeOption
     return audio, video
 
 
-def placeholder_colour(processor: Any) -> tuple[float, ...]:
-    """The decoded colour the processor normalises to zero: its mean, in decoded (RGB) order."""
-    mean = tuple(getattr(processor.image_processor, "image_mean", None) or (0.5, 0.5, 0.5))
-    # A BGR processor reverses the channels before normalising: the stand-in must come out as the mean.
-    return mean[::-1] if getattr(processor, "video_channel_order", "rgb") == "bgr" else mean
-
-
-def _window(row: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    start, end = row.get("start"), row.get("end")
-    start = None if start is None or np.isnan(start) else float(start)
-    end = None if end is None or np.isnan(end) else float(end)
-    return start, end
-
-
 class MediaLoader:
     """Decode the media of dataset rows or dialogue turns through the bad-media policy.
 
-    Build it for a checkpoint with :meth:`for_processor`. A failure is remembered, so a bad file is decoded (and
-    reported) once.
+    A failure is remembered, so a bad file is decoded (and reported) once. [`~MediaLoader.for_processor`] builds one
+    for a checkpoint.
 
     Args:
-        audio, video: decode options, or `None` for a modality that is never needed.
-        cache: an object with `get(path, audio, video, start, end, max_seconds) -> (audio, video)` that keeps
-            decoded arrays (`telme_hf.data.media_cache.MediaCache`), or `None` to decode every time.
-        on_bad_media: `"error"`, `"skip"` or `"zeros"`; checked here, once.
+        audio, video: decode options, or `None` for a modality never needed.
+        cache: an object with `get(path, audio, video, start, end, max_seconds) -> (audio, video)` that keeps decoded
+            arrays, or `None` to decode every time.
+        on_bad_media: `"error"`, `"skip"` or `"zeros"`.
         max_media_seconds: media (or a window) longer than this is bad media.
-        pixel_mean: the decoded colour that reaches the model as zeros (see :func:`placeholder_colour`).
+        pixel_mean: the decoded colour that reaches the model as zeros (the `"zeros"` frames).
         split: recorded with the entries.
-        skip: how a skip is described (see :func:`resolve_bad_media`).
+        skip: how a skip is described (see [`resolve_bad_media`]).
         spelling: how error hints write a policy.
         min_audio_samples: a shorter waveform is bad media (the audio encoder's convolutions need that many).
-        report: an object with `add(entry) -> bool` that collects every entry (`telme_hf.data.bad_media.
-            BadMediaReport`); each new entry is logged at info level.
+        report: an object with `add(entry) -> bool` that collects every entry; each new one is logged.
     """
 
     def __init__(
@@ -1029,17 +844,14 @@ class MediaLoader:
         audio, video = media_options(processor)
         kwargs.setdefault("max_media_seconds", processor.max_media_seconds)
         kwargs.setdefault("min_audio_samples", getattr(processor, "audio_min_samples", 1))
-        return cls(audio, video, cache=cache, pixel_mean=placeholder_colour(processor), **kwargs)
-
-    def _decode(self, path: str, audio, video, start, end):
-        if self.cache is not None:
-            return self.cache.get(path, audio, video, start, end, max_seconds=self.max_media_seconds)
-        clip = decode_clip(path, audio, video, start=start, end=end, max_seconds=self.max_media_seconds)
-        return clip.audio, clip.video
+        mean = tuple(getattr(processor.image_processor, "image_mean", None) or (0.5, 0.5, 0.5))
+        # A BGR processor reverses the channels before normalising: the stand-in must come out as the mean.
+        mean = mean[::-1] if getattr(processor, "video_channel_order", "rgb") == "bgr" else mean
+        return cls(audio, video, cache=cache, pixel_mean=mean, **kwargs)
 
     def _check_length(self, path: str, start: float | None, end: float | None) -> None:
-        # Too long by the window or the header is bad media before anything is decoded; decoding also stops at
-        # the limit, for headers that declare nothing or lie.
+        # Too long by the window or the header is bad media before decoding; decoding also stops at the limit, for
+        # headers that declare nothing or lie.
         if self.max_media_seconds is None:
             return
         if start is not None and end is not None:
@@ -1076,7 +888,12 @@ class MediaLoader:
             if not path:
                 raise MissingMediaError("", "no file given", "Give the file")
             self._check_length(path, *window)
-            waveform, frames = self._decode(path, audio, video, *window)
+            if self.cache is not None:
+                waveform, frames = self.cache.get(path, audio, video, *window, max_seconds=self.max_media_seconds)
+            else:
+                clip = decode_clip(path, audio, video, start=window[0], end=window[1],
+                                   max_seconds=self.max_media_seconds)
+                waveform, frames = clip.audio, clip.video
             if waveform is not None:
                 self.check_audio(waveform, path)
             return waveform, frames
@@ -1085,17 +902,16 @@ class MediaLoader:
             raise
 
     def load(self, row: Mapping[str, Any], audio: bool = True, video: bool = True, where: str = "") -> MediaOutcome:
-        """The media of one row (`audio_path`/`video_path`, `start`/`end`; or `audio`/`video` arrays) after the
-        bad-media policy.
+        """The media of one row or turn after the bad-media policy.
+
+        The row gives `audio_path`/`video_path` (or `audio`/`video` arrays) and optionally a `start`/`end` window.
+        The window cuts the file holding the video, and the audio only when it comes from that same file (IEMOCAP's
+        separate wav is the utterance already). A bad modality does not spoil the other when the files differ.
 
         Args:
             row: the row or turn.
             audio, video: `False` leaves out a modality the row does not need.
             where: where the row comes from, for error messages (default: its `row_index`).
-
-        The window cuts the file that holds the video, and the audio only when it comes from that same file (a
-        separate audio file, as IEMOCAP's wav, is the utterance already). A bad modality does not spoil the other
-        when they come from separate files.
         """
         wanted = [kind for kind, on in (("audio", audio and self.audio is not None),
                                         ("video", video and self.video is not None)) if on]
@@ -1111,7 +927,8 @@ class MediaLoader:
         decoded.update(arrays)
         paths = {kind: str(row.get(f"{kind}_path") or "") for kind in wanted
                  if kind not in arrays and not (kind == "audio" and problems)}
-        start, end = _window(row)
+        start, end = (None if row.get(bound) is None or np.isnan(row[bound]) else float(row[bound])
+                      for bound in ("start", "end"))
         # One decode for both streams when they come from the same file (a MELD clip); else one per file.
         if len(paths) == 2 and paths["audio"] and paths["audio"] == paths["video"]:
             groups = [(("audio", "video"), paths["audio"], (start, end))]
@@ -1129,10 +946,16 @@ class MediaLoader:
         key = str(row.get("utterance_key") or row.get("audio_path") or row.get("video_path") or "?")
         if not where and row.get("row_index") is not None:
             where = f"row {row['row_index']}"
-        zero_audio, zero_video = placeholder_media("audio" in wanted, self.video if "video" in wanted else None,
-                                                   self.pixel_mean)
-        outcome = resolve_bad_media(problems, decoded, self.on_bad_media, key, where, self.split,
-                                    {"audio": zero_audio, "video": zero_video}, self.skip, self.spelling)
+        # Stand-ins that reach the model as zeros, like the original's: 1412 zero samples, and frames of the colour
+        # the processor normalises to 0 (the original fed zeros as pixel values; black frames would come out ~-2).
+        placeholders = {"audio": np.zeros(PLACEHOLDER_AUDIO_SAMPLES, np.float32) if "audio" in wanted else None,
+                        "video": None}
+        if "video" in wanted:
+            side = self.video.size or 224
+            colour = np.round(255 * np.asarray(self.pixel_mean, dtype=np.float64)).astype(np.uint8)
+            placeholders["video"] = np.broadcast_to(colour, (self.video.num_frames, side, side, 3)).copy()
+        outcome = resolve_bad_media(problems, decoded, self.on_bad_media, key, where, self.split, placeholders,
+                                    self.skip, self.spelling)
         if self.report is not None:
             for entry in outcome.entries:
                 if self.report.add(entry):

@@ -1,13 +1,10 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
 """The `"emotion-recognition-in-conversation"` pipeline: a dialogue in, one emotion per utterance out.
 
-Registered by `import telme_hf` (`PIPELINE_REGISTRY.register_pipeline`) and saved with a checkpoint by the
-pipeline's own `save_pretrained`, which names it in config.json (`custom_pipelines`) and copies this file, so that
-`pipeline(model=FOLDER_OR_REPO, trust_remote_code=True)` runs it where telme_hf is not installed.
-
-It also holds what every prediction runs through: the collator (rows → model inputs, through the bad-media
-policy), the inference loop (:func:`run_inference`) that evaluation and frozen-feature caching use too, and
-:func:`predict_batch` (every part's logits for one batch).
+Saved with a checkpoint by the pipeline's `save_pretrained` (config.json names it in `custom_pipelines`), so that
+`pipeline(model=FOLDER_OR_REPO, trust_remote_code=True)` runs it without telme_hf. It also holds what every
+prediction runs through: the collator, the inference loop ([`run_inference`], also used by evaluation and
+frozen-feature caching) and [`predict_batch`].
 """
 
 from __future__ import annotations
@@ -30,10 +27,9 @@ from .media_telme import MODALITIES, BadMediaPolicy, MediaLoader, python_spellin
 logger = logging.get_logger(__name__)
 
 PIPELINE_TASK = "emotion-recognition-in-conversation"
-# The original evaluates with batches of 4 in CSV order; with `fusion_attention_scope="batch"` (converted original
-# checkpoints) the fused prediction depends on the batch, so 4 is also the default here.
+# The original evaluates in batches of 4; with `fusion_attention_scope="batch"` the fused prediction depends on it.
 DEFAULT_BATCH_SIZE = 4
-# Prediction's default for a turn whose media is missing or unusable: that turn from its text alone.
+# A turn whose media is missing or unusable is predicted from its text alone.
 DEFAULT_PREDICT_POLICY = "skip"
 # Media keys of a turn (and columns of a dialogue file): one file with both streams, or one per modality.
 MEDIA_FIELDS = ("media", "audio", "video")
@@ -41,36 +37,30 @@ MEDIA_FIELDS = ("media", "audio", "video")
 PART_LOGITS = {"teacher": "text_logits", "audio": "audio_logits", "video": "video_logits", "fusion": "logits"}
 
 
-# ---------------------------------------------------------------------------------------------------- collator
 class TelMEDataCollator:
-    """Build a batch for `TelMEForEmotionRecognition` from dataset rows or dialogue turns.
+    """Build a batch for [`TelMEForEmotionRecognition`] from dataset rows or dialogue turns.
 
-    Media is decoded as the processor says, through the bad-media policy (:class:`MediaLoader`); rows that carry
-    `audio`/`video` arrays are not decoded again, and rows that carry `text_features`/`audio_features`/
-    `video_features` skip that encoder's inputs (the features are passed through).
-
-    This is where `on_bad_media="skip"` is acted on: a row whose media was skipped is dropped from the batch
-    (`skipped="drop"`: training, evaluation), or kept with its text alone (`skipped="text"`: prediction; the
-    batch's `media_rows` then lists the rows that have media).
+    Media is decoded as the processor says, through the bad-media policy ([`MediaLoader`]); `audio`/`video` arrays
+    in a row are used as they are, and `text_features`/`audio_features`/`video_features` stand for that encoder's
+    inputs. A row whose media the `"skip"` policy set aside is dropped (`skipped="drop"`: training, evaluation) or
+    kept with its text alone (`skipped="text"`: prediction; `media_rows` then lists the rows that have media).
 
     Args:
         processor: the model's `TelMEProcessor`.
         modalities: what the stage needs; `("text",)` touches no media.
-        cache: a media cache for the loader (see `MediaLoader`), or `None`.
+        cache: a media cache for the loader, or `None`.
         on_bad_media: `"error"`, `"skip"` or `"zeros"`.
-        skipped: `"drop"` or `"text"`, see above.
+        skipped: `"drop"` or `"text"`.
         loader: a ready `MediaLoader` instead of `cache`/`on_bad_media`.
 
     Example:
 
     ```python
-    >>> collator = TelMEDataCollator(processor, modalities=("text",))
-    >>> sorted(collator([dataset["train"][0], dataset["train"][1]]))
+    >>> sorted(TelMEDataCollator(processor, modalities=("text",))([dataset["train"][0]]))
     ['attention_mask', 'input_ids', 'labels']
     ```
     """
 
-    # Columns of precomputed float arrays passed straight through to the model.
     passthrough_columns: tuple[str, ...] = ("text_features", "audio_features", "video_features")
 
     def __init__(
@@ -105,7 +95,8 @@ class TelMEDataCollator:
         conversations, waves, clips, kept, media_rows = [], [], [], [], []
         for row in rows:
             need_audio, need_video = self._needs("audio", row), self._needs("video", row)
-            if self.skipped == "text" and not _names_media(row):
+            if self.skipped == "text" and not any(isinstance(row.get(kind), np.ndarray) or row.get(f"{kind}_path")
+                                                  for kind in ("audio", "video")):
                 need_audio = need_video = False  # a turn without media: its text alone
             outcome = self.loader.load(row, audio=need_audio, video=need_video) if need_audio or need_video else None
             if outcome is not None and outcome.skipped and self.skipped == "drop":
@@ -142,10 +133,6 @@ class TelMEDataCollator:
         return batch
 
 
-def _names_media(row: Mapping[str, Any]) -> bool:
-    return any(isinstance(row.get(kind), np.ndarray) or row.get(f"{kind}_path") for kind in ("audio", "video"))
-
-
 def to_model(batch: Mapping[str, Any], model: torch.nn.Module) -> dict[str, Any]:
     """A batch on the model's device, float tensors in its dtype, ids and masks as they are."""
     parameter = next(model.parameters())
@@ -158,22 +145,21 @@ def to_model(batch: Mapping[str, Any], model: torch.nn.Module) -> dict[str, Any]
     return moved
 
 
-# -------------------------------------------------------------------------------------------------------- loop
 def run_inference(
     model: torch.nn.Module,
     batches: Iterable[Mapping[str, Any]],
     step: Callable[[torch.nn.Module, Mapping[str, Any]], Mapping[str, torch.Tensor]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The inference loop: `step` on every batch in eval mode under `torch.inference_mode`, each output
-    concatenated over the batches (the model's mode is restored afterwards).
+    """The inference loop: `step(model, batch)` on every batch, in eval mode under `torch.inference_mode` (the model's
+    mode is restored afterwards).
 
     Args:
         model: a `TelMEForEmotionRecognition`.
-        batches: collated batches, e.g. a `DataLoader` whose `collate_fn` is a :class:`TelMEDataCollator`.
-        step: `(model, batch) -> {name: tensor}`; default :func:`predict_batch`.
+        batches: collated batches, e.g. a `DataLoader` whose `collate_fn` is a [`TelMEDataCollator`].
+        step: `(model, batch) -> {name: tensor}`; default [`predict_batch`].
 
     Returns:
-        `{name: tensor}`, each the concatenation of that output over the batches (empty when there were none).
+        `{name: tensor}`, each output concatenated over the batches (empty when there were none).
 
     Example:
 
@@ -200,9 +186,8 @@ def run_inference(
 def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The logits of every part for one collated batch.
 
-    Every row gets the text teacher's logits; the rows listed in `media_rows` (all, when the batch has no such
-    entry but has media) also get the audio, video and fused logits, the others NaN there and the teacher's as
-    `logits`. Precomputed features in the batch stand for their encoder.
+    Every row gets the teacher's logits; the rows in `media_rows` (all rows, when the batch has media but no such
+    entry) also get the audio, video and fused logits, the others NaN there and the teacher's as `logits`.
 
     Returns:
         `{"logits", "text_logits", "audio_logits", "video_logits"}`, float32 CPU tensors `(rows, num_labels)`.
@@ -231,19 +216,17 @@ def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return outputs
 
 
-# --------------------------------------------------------------------------------------------------- dialogues
 @dataclass
 class PreparedUtterance:
     """One utterance ready for the model.
 
     Attributes:
-        context: the dialogue's turns up to and including this one, as `{"speaker", "text"}` dicts (plus
-            `"speaker_index"` where the data loader computed it).
+        context: the dialogue's turns up to this one, as `{"speaker", "text"}` dicts (and `"speaker_index"`).
         audio: mono float32 waveform at the model's rate, or `None` (predict from text).
         video: `uint8 (num_frames, height, width, 3)` RGB frames, or `None` (predict from text).
-        note: what was done about missing or unusable media (empty when nothing was).
-        label: gold class id, when known (evaluation).
-        key: a name for messages and outputs (`"turn 2"`, `"dia0_utt2"`).
+        note: what was done about missing or unusable media.
+        label: gold class id, when known.
+        key: a name for messages (`"turn 2"`, `"dia0_utt2"`).
     """
 
     context: list[dict[str, Any]]
@@ -259,43 +242,31 @@ class PreparedUtterance:
         return list(MODALITIES) if self.audio is not None and self.video is not None else ["text"]
 
     def as_row(self) -> dict[str, Any]:
-        """The collator's row: its context, its decoded arrays (no paths: nothing is decoded again)."""
+        """The collator's row: the context and the decoded arrays (nothing is decoded again)."""
         return {"context": self.context, "audio": self.audio, "video": self.video, "label": self.label,
                 "utterance_key": self.key}
 
 
-# ----------------------------------------------------------------------------------------------------- inputs
 def _given(value: Any) -> bool:
     return isinstance(value, (np.ndarray, Mapping)) or (value is not None and str(value).strip() != "")
-
-
-def has_media(turn: Mapping[str, Any]) -> bool:
-    """Whether a turn names any media (a file, an array or an audio dict)."""
-    return any(_given(turn.get(name)) for name in MEDIA_FIELDS)
-
-
-def _audio_array(value: Mapping[str, Any], sampling_rate: int, where: str) -> np.ndarray | str:
-    """An audio dict as `datasets`' Audio column yields it (`array` + `sampling_rate`, or a `path`)."""
-    if value.get("array") is None:
-        if value.get("path"):
-            return str(value["path"])
-        raise ValueError(f"The audio of {where} is a dict without 'array' or 'path': pass {{'array': waveform, "
-                         "'sampling_rate': rate}, a file path or a 1-D array.")
-    rate = value.get("sampling_rate")
-    if rate is None:
-        raise ValueError(f"The audio dict of {where} has no 'sampling_rate': add it (the array is resampled to "
-                         f"{sampling_rate} Hz).")
-    array = np.asarray(value["array"], dtype=np.float32)
-    if array.ndim == 2:  # (channels, samples): the mean of the channels, as decoded files
-        array = array.mean(axis=0)
-    return resample_waveform(array, int(rate), sampling_rate)
 
 
 def turn_media(turn: Mapping[str, Any], media_root: Path | None, sampling_rate: int, where: str) -> dict[str, Any]:
     """A turn's media as the `audio_path`/`video_path`/`audio`/`video`/`start`/`end` fields `MediaLoader` reads."""
     def resolve(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            value = _audio_array(value, sampling_rate, where)
+        if isinstance(value, Mapping):  # an audio dict as `datasets`' Audio column yields it
+            if value.get("array") is None:
+                if value.get("path"):
+                    return str(value["path"])
+                raise ValueError(f"The audio of {where} is a dict without 'array' or 'path': pass {{'array': "
+                                 "waveform, 'sampling_rate': rate}, a file path or a 1-D array.")
+            if value.get("sampling_rate") is None:
+                raise ValueError(f"The audio dict of {where} has no 'sampling_rate': add it (the array is resampled "
+                                 f"to {sampling_rate} Hz).")
+            array = np.asarray(value["array"], dtype=np.float32)
+            if array.ndim == 2:  # (channels, samples): the mean of the channels, as decoded files
+                array = array.mean(axis=0)
+            value = resample_waveform(array, int(value["sampling_rate"]), sampling_rate)
         if isinstance(value, np.ndarray) or not _given(value):
             return value
         text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
@@ -320,33 +291,13 @@ def turn_media(turn: Mapping[str, Any], media_root: Path | None, sampling_rate: 
                 raise ValueError(f"`{bound}` of {where} must be a number of seconds, got {turn[bound]!r}.") from None
         else:
             row[bound] = math.nan
-    return row
-
-
-def _check_arrays(row: Mapping[str, Any], sampling_rate: int, where: str) -> None:
     audio, video = row.get("audio"), row.get("video")
     if isinstance(audio, np.ndarray) and audio.ndim != 1:
         raise ValueError(f"The audio of {where} must be a 1-D waveform at {sampling_rate} Hz, got shape {audio.shape}.")
     if isinstance(video, np.ndarray) and (video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0):
         raise ValueError(f"The video of {where} must be (num_frames, height, width, 3) uint8 RGB frames, got shape "
                          f"{video.shape}.")
-
-
-def _turn_text(turn: Mapping[str, Any], index: int, source: str | None) -> tuple[str, str]:
-    where = f"Turn {index}{f' of {source}' if source else ''}"
-    if not isinstance(turn, Mapping):
-        raise ValueError(f"{where} is a {type(turn).__name__}; each turn is a dict like "
-                         "{'speaker': 'Ross', 'text': 'Hi.'}.")
-    if "text" not in turn:
-        raise ValueError(f"{where} has no 'text': each turn needs 'speaker' and 'text', got keys {sorted(turn)}.")
-    text, speaker = turn["text"], turn.get("speaker", "")
-    if not isinstance(text, str):
-        raise ValueError(f"{where}: 'text' must be a string, got {type(text).__name__} {text!r}.")
-    if speaker is None:
-        speaker = ""
-    if not isinstance(speaker, str):
-        raise ValueError(f"{where}: 'speaker' must be a string, got {type(speaker).__name__} {speaker!r}.")
-    return speaker, text
+    return row
 
 
 def prepare_dialogue(
@@ -358,34 +309,30 @@ def prepare_dialogue(
     source: str | None = None,
     spelling: Callable[[str], str] = python_spelling,
 ) -> list[PreparedUtterance]:
-    """Decode a dialogue's media and build each utterance's context, ready for :func:`predict_logits`.
+    """Decode a dialogue's media and build each utterance's context, ready for [`predict_logits`].
 
     Args:
-        turns: the dialogue in order; each turn is `{"speaker", "text"}` with optional media: `"media"` (one file
-            holding both streams, e.g. a MELD clip), `"audio"` and/or `"video"` (paths; or arrays: a 1-D float
-            waveform at the model's rate, `(num_frames, height, width, 3)` uint8 RGB frames of any length; or an
-            audio dict `{"array", "sampling_rate"}` as a `datasets` Audio column gives, resampled), and
-            `"start"`/`"end"` (seconds) to cut a window out of a longer file, and `"on_bad_media"` to override the
-            policy below for that turn.
+        turns: `{"speaker", "text"}` dicts in order, with optional media (see
+            [`EmotionRecognitionInConversationPipeline`]).
         processor: the model's `TelMEProcessor` (it says how media is decoded).
-        on_bad_media: for a turn whose media is missing or unusable: `"skip"` (default: that turn is predicted from
-            its text alone), `"zeros"` (zeros in its place, fused prediction, as the original evaluated) or
-            `"error"`. Either way the turn's `note` says what was done. A dialogue with no media at all is predicted
-            from text by the teacher.
-        media_root: folder that relative media paths are resolved against (default: the working directory).
-        cache: a media cache for the loader (see `MediaLoader`), to decode each file once across calls.
+        on_bad_media: `"skip"` (that turn from its text alone), `"zeros"` or `"error"`, for a turn whose media is
+            missing or unusable; the turn's `note` says what was done. A dialogue without media is predicted from
+            text.
+        media_root: folder that relative media paths are resolved against.
+        cache: a media cache for the loader, to decode each file once across calls.
         source: where the turns come from (a file name), for error messages.
-        spelling: how error hints write a policy (default: `on_bad_media='zeros'`).
+        spelling: how error hints write a policy.
 
     Returns:
-        One `PreparedUtterance` per turn.
+        One [`PreparedUtterance`] per turn.
     """
     if isinstance(turns, (str, bytes)) or not isinstance(turns, Sequence):
         raise ValueError(f"A dialogue is a list of turns, got {type(turns).__name__}.")
     if not turns:
         raise ValueError(f"The dialogue{f' in {source}' if source else ''} has no turns.")
     root = Path(media_root).expanduser() if media_root is not None else None
-    with_media = any(isinstance(turn, Mapping) and has_media(turn) for turn in turns)
+    with_media = any(isinstance(turn, Mapping) and any(_given(turn.get(name)) for name in MEDIA_FIELDS)
+                     for turn in turns)
     loaders: dict[str, MediaLoader] = {}  # one per policy in use: the call's, and any turn's own
 
     def loader_for(policy: str) -> MediaLoader:
@@ -394,12 +341,23 @@ def prepare_dialogue(
                                                         spelling=spelling)
         return loaders[policy]
 
-    loader_for(on_bad_media)  # the policy is checked here even for a dialogue without media
+    loader_for(on_bad_media)  # checks the policy even for a dialogue without media
     sampling_rate = int(processor.feature_extractor.sampling_rate)
     prepared: list[PreparedUtterance] = []
     context: list[dict[str, Any]] = []
     for index, turn in enumerate(turns):
-        speaker, text = _turn_text(turn, index, source)
+        where = f"Turn {index}{f' of {source}' if source else ''}"
+        if not isinstance(turn, Mapping):
+            raise ValueError(f"{where} is a {type(turn).__name__}; each turn is a dict like "
+                             "{'speaker': 'Ross', 'text': 'Hi.'}.")
+        if "text" not in turn:
+            raise ValueError(f"{where} has no 'text': each turn needs 'speaker' and 'text', got keys {sorted(turn)}.")
+        text, speaker = turn["text"], turn.get("speaker", "")
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: 'text' must be a string, got {type(text).__name__} {text!r}.")
+        speaker = "" if speaker is None else speaker
+        if not isinstance(speaker, str):
+            raise ValueError(f"{where}: 'speaker' must be a string, got {type(speaker).__name__} {speaker!r}.")
         entry = {"speaker": speaker, "text": text}
         if turn.get("speaker_index") is not None:
             entry["speaker_index"] = int(turn["speaker_index"])
@@ -410,7 +368,6 @@ def prepare_dialogue(
             utterance.note = "no media given: text teacher's prediction"
         else:
             row = turn_media(turn, root, sampling_rate, key)
-            _check_arrays(row, sampling_rate, key)
             row["utterance_key"] = key
             loader = loader_for(turn.get("on_bad_media") or on_bad_media)
             outcome = loader.load(row, where=f"of {source}" if source else "")
@@ -425,18 +382,12 @@ def prepare_dialogue(
 
 
 def predict_logits(
-    model,
-    processor,
-    utterances: Sequence[PreparedUtterance],
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    model, processor, utterances: Sequence[PreparedUtterance], batch_size: int = DEFAULT_BATCH_SIZE
 ) -> dict[str, torch.Tensor]:
-    """Run the model on prepared utterances, `batch_size` at a time in order (:func:`run_inference`).
-
-    An utterance with audio and video gets the fused prediction (`logits`) and each part's logits; one without
-    gets the text teacher's logits as `logits` and NaN for the audio and video parts.
+    """Run the model on prepared utterances, `batch_size` at a time in order ([`run_inference`]).
 
     Returns:
-        `{"logits", "text_logits", "audio_logits", "video_logits"}`, float32 CPU tensors
+        `{"logits", "text_logits", "audio_logits", "video_logits"}` (see [`predict_batch`]), float32 CPU tensors
         `(len(utterances), num_labels)`.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -447,23 +398,10 @@ def predict_logits(
 
 
 def format_predictions(
-    logits: torch.Tensor,
-    utterances: Sequence[PreparedUtterance],
-    id2label: Mapping[int, str],
-    top_k: int | None = None,
+    logits: torch.Tensor, utterances: Sequence[PreparedUtterance], id2label: Mapping[int, str], top_k: int | None = None
 ) -> list[dict[str, Any]]:
-    """One dict per utterance: `turn`, `speaker`, `text`, `label`, `score`, `scores` (label → probability, in
-    label-id order, or the `top_k` most probable in decreasing order), `modalities` (what the prediction used) and
-    `note` (what was done about bad media).
-
-    Example:
-
-    ```python
-    >>> format_predictions(torch.tensor([[2.0, 0.0]]), [PreparedUtterance([{"speaker": "A", "text": "hi"}])],
-    ...                    {0: "joy", 1: "sadness"})[0]["label"]
-    'joy'
-    ```
-    """
+    """One dict per utterance: `turn`, `speaker`, `text`, `label`, `score`, `scores` (label → probability in id
+    order, or the `top_k` most probable in decreasing order), `modalities` (what the prediction used) and `note`."""
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
     probabilities = logits.float().softmax(-1)
@@ -497,29 +435,22 @@ def predict_dialogue(
     cache: Any = None,
     top_k: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Predict the emotion of every utterance of a dialogue (each from its context up to that turn).
+    """Predict the emotion of every utterance of a dialogue, each from its context up to that turn.
 
     Args:
-        model: a `TelMEForEmotionRecognition`.
-        processor: its `TelMEProcessor`.
-        turns: `{"speaker", "text"}` dicts with optional `"media"`, `"audio"`, `"video"`, `"start"`, `"end"`
-            (see :func:`prepare_dialogue`).
-        on_bad_media: `"skip"` (default: such a turn from its text alone), `"zeros"` or `"error"`, for turns whose
-            media is missing or unusable.
+        model, processor: a `TelMEForEmotionRecognition` and its `TelMEProcessor`.
+        turns, on_bad_media, media_root, cache: see [`prepare_dialogue`].
         batch_size: utterances per forward pass.
-        media_root: folder that relative media paths are resolved against.
-        cache: a media cache for the loader (see `MediaLoader`).
         top_k: keep only the `top_k` most probable labels in each result's `scores`.
 
     Returns:
-        One dict per utterance, see :func:`format_predictions`.
+        One dict per utterance, see [`format_predictions`].
 
     Example:
 
     ```python
-    >>> predict_dialogue(model, processor, [{"speaker": "Ross", "text": "We were on a break!"}])  # doctest: +SKIP
-    [{'turn': 0, 'speaker': 'Ross', 'text': 'We were on a break!', 'label': 'anger', 'score': 0.52, 'scores': {...},
-      'modalities': ['text'], 'note': "no media given: text teacher's prediction"}]
+    >>> predict_dialogue(model, processor, [{"speaker": "Ross", "text": "We were on a break!"}])[0]["label"]  # doctest: +SKIP
+    'anger'
     ```
     """
     utterances = prepare_dialogue(turns, processor, on_bad_media, media_root, cache)
@@ -527,10 +458,9 @@ def predict_dialogue(
     return format_predictions(logits, utterances, model.config.id2label, top_k)
 
 
-# -------------------------------------------------------------------------------------------------- pipeline
 @dataclass
 class _Dialogue:
-    # Wraps a dialogue so that `Pipeline.__call__` treats it as one input, not as a list of inputs.
+    # Makes `Pipeline.__call__` take a dialogue as one input, not as a list of inputs.
     turns: Sequence[Mapping[str, Any]]
 
 
@@ -540,32 +470,27 @@ def _is_dialogue(value: Any) -> bool:
 
 class EmotionRecognitionInConversationPipeline(Pipeline):
     r"""
-    Emotion recognition in conversation with TelME: for a dialogue (a list of turns), the emotion of every
-    utterance, each predicted from the dialogue up to that turn.
+    Emotion recognition in conversation with TelME: the emotion of every utterance of a dialogue, each predicted from
+    the dialogue up to that turn.
 
-    A turn is `{"speaker": str, "text": str}`, optionally with media: `"media"` (one file holding both streams,
-    like a MELD clip), or `"audio"` and/or `"video"`: file paths; arrays (a 1-D float waveform at the model's
-    sampling rate, `(num_frames, height, width, 3)` uint8 RGB frames of any length); or an audio dict
-    `{"array", "sampling_rate"}` as a `datasets` Audio column yields it. `"start"`/`"end"` (seconds) cut a window
-    out of a longer file; `"on_bad_media"` sets that turn's own policy. A turn with media gets the fused
-    prediction of text, audio and video; one without (or whose media is unusable) gets the text teacher's. Each
-    result says which (`modalities`) and why (`note`).
-
-    Reading media files needs PyAV (`pip install av`); arrays need nothing more than the model's own requirements.
+    A turn is `{"speaker": str, "text": str}`, optionally with media: `"media"` (one file with both streams, like a
+    MELD clip), or `"audio"` and/or `"video"`: file paths, arrays (a 1-D float waveform at the model's rate,
+    `(num_frames, height, width, 3)` uint8 RGB frames) or an audio dict `{"array", "sampling_rate"}` as a `datasets`
+    Audio column yields it. `"start"`/`"end"` (seconds) cut a window out of a longer file; `"on_bad_media"` sets the
+    turn's own policy. A turn with media gets the fused prediction, one without (or with unusable media) the text
+    teacher's; each result says which (`modalities`) and why (`note`). Media files need PyAV (`pip install av`).
 
     Call arguments (also accepted by `pipeline(...)`):
         on_bad_media (`str`, *optional*, defaults to `"skip"`): for a turn whose media is missing or unusable:
-            `"skip"` (that turn from its text alone), `"zeros"` (zeros in its place) or `"error"`.
+            `"skip"` (its text alone), `"zeros"` (zeros in its place) or `"error"`.
         media_root (`str`, *optional*): folder that relative media paths are resolved against.
-        batch_size (`int`, *optional*, defaults to 4): utterances per forward pass. Checkpoints whose fusion
-            attends across the batch (`fusion_attention_scope="batch"`, converted original ones) give
-            batch-dependent fused predictions; the original evaluated with 4.
-        top_k (`int`, *optional*): keep only the `top_k` most probable labels in each result's `scores`.
+        batch_size (`int`, *optional*, defaults to 4): utterances per forward pass. With
+            `fusion_attention_scope="batch"` (converted original checkpoints) fused predictions depend on it.
+        top_k (`int`, *optional*): keep only the `top_k` most probable labels in `scores`.
 
     Returns:
-        For one dialogue, a list with one dict per utterance: `label`, `score` (its probability), `scores` (every
-        label's probability), plus `turn`, `speaker`, `text`, `modalities` and `note`. For a list of dialogues, a
-        list of such lists.
+        For one dialogue, one dict per utterance: `label`, `score`, `scores`, `turn`, `speaker`, `text`,
+        `modalities` and `note`. For a list of dialogues, a list of such lists.
 
     Example:
 
@@ -583,8 +508,7 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
     _load_video_processor = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # `batch_size` counts utterances inside a dialogue here; `Pipeline` would batch whole inputs with a
-        # tokenizer-padding collator that does not fit dialogues.
+        # `batch_size` counts utterances of a dialogue: `Pipeline`'s own batching pads whole inputs as tokens.
         self.utterance_batch_size = kwargs.pop("batch_size", None) or DEFAULT_BATCH_SIZE
         super().__init__(*args, **kwargs)
         if self.processor is None:
@@ -639,7 +563,7 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
         return {"utterances": utterances, "logits": logits["logits"]}
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save the model with this pipeline named in its config.json (and this file beside it), and the processor."""
+        """Save the model (config.json names this pipeline; this file is copied beside it) and the processor."""
         super().save_pretrained(save_directory, **kwargs)
         self.processor.save_pretrained(save_directory, **kwargs)
 
@@ -648,22 +572,4 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
                                   top_k)
 
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_PREDICT_POLICY",
-    "EmotionRecognitionInConversationPipeline",
-    "MEDIA_FIELDS",
-    "PART_LOGITS",
-    "PIPELINE_TASK",
-    "PreparedUtterance",
-    "TelMEDataCollator",
-    "format_predictions",
-    "has_media",
-    "predict_batch",
-    "predict_dialogue",
-    "predict_logits",
-    "prepare_dialogue",
-    "run_inference",
-    "to_model",
-    "turn_media",
-]
+__all__ = ["EmotionRecognitionInConversationPipeline", "TelMEDataCollator", "predict_dialogue", "run_inference"]
