@@ -97,10 +97,10 @@ class OriginalASF(nn.Module):
         return self.W(self.dropout(self.LayerNorm(text + lam.unsqueeze(-1) * h)))
 
 
-def tiny_backbones(vocab_size: int) -> tuple[RobertaConfig, Data2VecAudioConfig, TimesformerConfig]:
+def tiny_backbones(vocab_size: int, positions: int = 514) -> tuple[RobertaConfig, Data2VecAudioConfig, TimesformerConfig]:
     text = RobertaConfig(
         vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=96,
-        max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        max_position_embeddings=positions, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
         layer_norm_eps=1e-5,
     )
     audio = Data2VecAudioConfig(
@@ -127,10 +127,11 @@ class Release:
         return {**self.files, **replace}
 
 
-def make_release(folder: Path, dataset: str, vocab_size: int, seed: int = 0) -> tuple[dict, dict, Path]:
+def make_release(folder: Path, dataset: str, vocab_size: int, seed: int = 0,
+                 positions: int = 514) -> tuple[dict, dict, Path]:
     """Random original modules, saved as the original scripts would (plus the position_ids buffer old versions kept)."""
     torch.manual_seed(seed)
-    text, audio, video = tiny_backbones(vocab_size)
+    text, audio, video = tiny_backbones(vocab_size, positions)
     labels, hyper = HYPER[dataset]["labels"], HYPER[dataset]
     original = {
         "teacher": OriginalTeacher(text, labels),
@@ -147,7 +148,7 @@ def make_release(folder: Path, dataset: str, vocab_size: int, seed: int = 0) -> 
             module.eval()
             state_dict = module.state_dict()
             if part == "teacher":
-                state_dict["text_model.embeddings.position_ids"] = torch.arange(514).unsqueeze(0)
+                state_dict["text_model.embeddings.position_ids"] = torch.arange(positions).unsqueeze(0)
             files[part] = folder / FILES[part]
             torch.save(state_dict, files[part])
     config_dir = folder / "backbones"
@@ -445,3 +446,34 @@ def test_reference_tokenization_matches_the_original_slow_tokenizer(tiny_process
     assert tokens(tiny_processor, tiny_processor.build_prompt(turns)) == ["ĠNow", "<s2>", "f", "eel", "s", "<mask>"]
     batch = tiny_processor(conversations=[turns[:1], turns])
     assert (batch["input_ids"][:, -1] == tokenizer.mask_token_id).all() and batch["input_ids"].shape[1] == 6
+
+
+def test_a_teacher_with_fewer_positions_gets_a_text_budget_that_fits(tmp_path, tiny_tokenizer):
+    # The original keeps 512 tokens; a teacher with 130 positions (128 after RoBERTa's padding offset) keeps 128.
+    _, files, config_dir = make_release(tmp_path / "release", "meld", len(tiny_tokenizer), positions=130)
+    folder = convert_original_checkpoint(**files, dataset="meld", output_dir=tmp_path / "converted",
+                                         config=config_dir, tokenizer=tiny_tokenizer)
+    processor = AutoProcessor.from_pretrained(folder)
+    assert processor.max_text_length == 128
+    long_dialogue = [{"speaker": "Ross", "text": "hello there " * 200}, {"speaker": "Rachel", "text": "oh my god"}]
+    assert processor(conversations=[long_dialogue])["input_ids"].shape[-1] == 128
+
+
+def test_a_conversion_that_runs_out_of_disk_leaves_no_folder_and_a_clean_rerun(meld_release, tmp_path,
+                                                                                 tiny_tokenizer, monkeypatch):
+    import errno
+
+    import telme_hf.hub.convert as convert
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(convert, "render_conversion_card", full)  # after the weights and processor are written
+    with pytest.raises(OSError, match="No space left"):
+        _convert(meld_release, meld_release.files, tmp_path, tiny_tokenizer)
+    assert sorted(tmp_path.iterdir()) == []  # neither the folder nor a half-built one beside it
+    monkeypatch.undo()
+    folder = _convert(meld_release, meld_release.files, tmp_path, tiny_tokenizer)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in meld_release.converted.iterdir())
+    with pytest.raises(FileExistsError, match="not empty"):
+        _convert(meld_release, meld_release.files, tmp_path, tiny_tokenizer)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import os
 import pickle
@@ -43,11 +44,12 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from ..preprocessing import build_processor
+from ..atomic import atomic_folder, atomic_write_text
+from ..preprocessing import build_processor, processor_options
 from ..data.registry import get_corpus
 from ..modeling import TelMEConfig, TelMEForEmotionRecognition
 from ..modeling.configuration_telme import TEXT_BACKBONE
-from ..modeling.processing_telme import speaker_token
+from ..modeling.processing_telme import TelMEProcessor, speaker_token
 from ..logging import get_logger
 
 
@@ -606,7 +608,7 @@ def convert_original_checkpoint(
         teacher, audio_student, video_student, fusion: the original `teacher.bin`, `student_audio/total_student.bin`,
             `student_video/total_student.bin` and `total_fusion.bin` (plain state dicts).
         dataset: `"meld"` or `"iemocap"`: labels, fusion heads/θ/dropout.
-        output_dir: the folder to write.
+        output_dir: the folder to write (new or empty; it appears once the checkpoint is complete).
         config: a `TelMEConfig`, or a JSON file / folder holding one, whose backbone sub-configs replace the
             preset's (roberta-large + 9 speaker tokens, data2vec-audio-base-960h, timesformer-base-finetuned-k400).
         tokenizer: a tokenizer, Hub id or folder; defaults to `roberta-large` from the Hub (pass a local copy
@@ -630,6 +632,9 @@ def convert_original_checkpoint(
         raise ValueError(f"`dataset` must be one of {DATASETS}, got {dataset!r}.")
     av_order = _av_order(dataset, iemocap_av_order)
     tokenizer = _load_tokenizer(tokenizer)
+    output_dir = Path(output_dir)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise FileExistsError(f"{output_dir} exists and is not empty; convert into a new or empty folder.")
 
     paths = {"teacher": teacher, "audio_student": audio_student, "video_student": video_student, "fusion": fusion}
     converted: dict[str, torch.Tensor] = {}
@@ -668,14 +673,22 @@ def convert_original_checkpoint(
     model.load_state_dict(converted, strict=True, assign=True)
     model.eval()
 
-    processor = build_processor(telme_config, tokenizer)  # reference_tokenization follows the reference config
+    # The original keeps 511 tokens + <mask>; a teacher with fewer positions keeps as many as it has.
+    text_config = telme_config.text_config
+    positions = text_config.max_position_embeddings - text_config.pad_token_id - 1
+    default = inspect.signature(TelMEProcessor).parameters["max_text_length"].default
+    max_text_length = min(processor_options(telme_config).get("max_text_length", default), positions)
+    # reference_tokenization follows the reference config
+    processor = build_processor(telme_config, tokenizer, max_text_length=max_text_length)
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    card = render_conversion_card(telme_config, processor, dataset, output_dir, file_info, dropped_counts, av_order)
-    (output_dir / "README.md").write_text(card, encoding="utf-8")
+    # Built in a hidden folder beside output_dir and renamed to it when whole: a conversion that is killed or runs
+    # out of disk leaves no folder that looks like a checkpoint.
+    with atomic_folder(output_dir) as folder:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        card = render_conversion_card(telme_config, processor, dataset, output_dir, file_info, dropped_counts,
+                                      av_order)
+        atomic_write_text(folder / "README.md", card)
     logger.info("Wrote the converted %s checkpoint to %s.", dataset, output_dir)
     return output_dir
 
