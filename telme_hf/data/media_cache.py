@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_open
 from ..logging import progress_bar
 from ..modeling.media_telme import AudioDecodeOptions, MediaLoader, VideoDecodeOptions, decode_clip
 from .bad_media import log_report
@@ -64,12 +64,18 @@ class MediaCache:
 
     @staticmethod
     def _save(entry: Path, array: np.ndarray) -> None:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a reader (another DataLoader worker) never sees half a file.
-        handle, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
-        with os.fdopen(handle, "wb") as stream:
+        # Write then rename, so a reader (another DataLoader worker or process) never sees half a file; a full disk
+        # leaves no file behind, a kill only a hidden `*.tmp` that the next run's `take_cache_lock` removes.
+        with atomic_open(entry, "wb") as stream:
             np.save(stream, array)
-        os.replace(tmp, entry)
+
+    @staticmethod
+    def _load(entry: Path) -> np.ndarray | None:
+        """A cached array, or `None` when there is none or it cannot be read whole (it is then decoded again)."""
+        try:
+            return np.load(entry)
+        except (OSError, ValueError, EOFError):  # missing, or cut short by a crash of the machine
+            return None
 
     def get(
         self,
@@ -86,7 +92,7 @@ class MediaCache:
             decode_clip(path, audio, video, start=start, end=end)
         wanted = {"audio": audio, "video": video}
         entries = {kind: self._entry(path, opts.cache_key(), start, end) for kind, opts in wanted.items() if opts}
-        found = {kind: np.load(entry) for kind, entry in entries.items() if entry.exists()}
+        found = {kind: array for kind, entry in entries.items() if (array := self._load(entry)) is not None}
         missing = {kind: wanted[kind] for kind in entries if kind not in found}
         if missing:
             self.decode_calls += 1

@@ -18,6 +18,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..atomic import atomic_path, atomic_write_text
 from ..data.registry import get_corpus, paper_column_order
 from ..modeling import TelMEConfig
 
@@ -280,7 +281,7 @@ def write_model_card(folder: str | Path, config: TelMEConfig, processor: Any, tr
                      results: Mapping[str, Any], **kwargs: Any) -> Path:
     """Write README.md into a checkpoint folder (see `render_model_card` for the keyword arguments)."""
     path = Path(folder) / "README.md"
-    path.write_text(render_model_card(config, processor, results, training, **kwargs), encoding="utf-8")
+    atomic_write_text(path, render_model_card(config, processor, results, training, **kwargs))
     return path
 
 
@@ -296,7 +297,8 @@ def set_card_repo(folder: str | Path, repo_id: str) -> bool:
         return False
     card.text = card.text[:start] + usage_section(repo_id) + card.text[end + len(USAGE_END):]
     card.data.model_name = repo_id.split("/")[-1]  # the model-index's name; its results stay as they are
-    card.save(path)
+    with atomic_path(path) as temporary:
+        card.save(temporary)
     return True
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_open
 from ..data.dialogues import read_csv_rows
 from .metrics import align_table
 from ..modeling.pipeline_telme import MEDIA_FIELDS
@@ -126,7 +127,7 @@ def write_example_dialogue(dataset, path: str | os.PathLike) -> Path | None:
         media = []
     window = any(row.get("start") is not None and not math.isnan(row["start"]) for row in rows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as stream:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(["speaker", "text", *media, *(["start", "end"] if window else [])])
         for row in rows:

@@ -28,6 +28,8 @@ import numpy as np
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
+from ..atomic import atomic_open, atomic_path
+
 
 
 if TYPE_CHECKING:
@@ -397,7 +399,8 @@ def plot_confusion_matrix(
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=150)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=150)
     return path
 
 
@@ -513,7 +516,7 @@ def write_predictions_csv(
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
     path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as stream:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(["utterance_key", *(["label"] if gold is not None else []), "prediction",
                          *[f"p_{label}" for label in labels]])
@@ -524,7 +527,8 @@ def write_predictions_csv(
 
 
 def write_metrics_json(metrics: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``metrics`` to ``path`` as indented JSON (parent folders created; NumPy / torch values converted).
+    """Write ``metrics`` to ``path`` as indented JSON (parent folders created; NumPy / torch values converted), whole
+    or not at all: under a temporary name, renamed to ``path`` once complete.
 
     Args:
         metrics (`Mapping[str, Any]`): e.g. the output of :func:`compute_erc_metrics`.
@@ -535,7 +539,7 @@ def write_metrics_json(metrics: Mapping[str, Any], path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
+    with atomic_open(path, "w", encoding="utf-8") as handle:
         json.dump(metrics, handle, indent=2, default=_to_json_compatible)
         handle.write("\n")
     return path

@@ -19,6 +19,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from ..atomic import atomic_write_text
 from ..logging import get_logger
 
 
@@ -48,9 +49,7 @@ def record_stage(output_dir: str | os.PathLike, stage: str, selected_epoch: floa
     state = read_state(output_dir)
     state["stages"][stage] = {"selected_epoch": selected_epoch, "best_checkpoint": best_checkpoint,
                               **(precision or {})}
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(state, indent=2))
 
 
 def last_checkpoint(stage_dir: str | os.PathLike) -> str | None:
