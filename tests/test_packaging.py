@@ -32,7 +32,7 @@ def test_wheel_holds_the_modeling_package_and_data_files(tmp_path):
         assert name in names, name
     # the symlinked data files arrive with their content, identical to the sources
     assert wheel.read("telme_hf/hub/model_card.md") == (ROOT / "model_card.md").read_bytes()
-    for name in ("tiny", "meld", "iemocap"):  # `telme train --config meld` finds them after a pip install
+    for name in ("tiny", "meld", "iemocap", "reference/meld", "reference/iemocap"):  # found after a pip install
         assert wheel.read(f"telme_hf/recipes/configs/{name}.yaml") == (ROOT / f"recipes/configs/{name}.yaml").read_bytes()
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "telme = telme_hf.cli:main" in wheel.read(entry_points).decode()

@@ -24,9 +24,9 @@ from telme_hf.modeling.media_telme import MediaLoader
 from telme_hf.training.frozen_features import TrainingCollator as TelMEDataCollator
 from telme_hf.data.meld import load_meld
 from telme_hf.training.arguments import parse_recipe_args
-from telme_hf.training.plan import stage_value
+from telme_hf.training.plan import plan_run
 from telme_hf.training.run import run_distillation
-from telme_hf.training.recipe import original_hyperparameters, reset_heads_to_pytorch_defaults
+from telme_hf.training.recipe import reset_heads_to_pytorch_defaults
 from telme_hf.training.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, trainer_for_stage
 
 
@@ -240,19 +240,22 @@ def test_multi_seed_run_writes_every_seed_and_the_mean_and_spread(tiny_corpus, t
     assert not (tmp_path / "seeds" / "seed-1" / "synthetic-corpus").exists()
 
 
-def test_original_hyperparameters_only_for_the_paper_corpora():
-    args = TelMETrainingArguments(output_dir="x", recipe="reference", teacher_learning_rate=1e-5)
-    assert stage_value(args, "meld", "learning_rate", "teacher") == 1e-6
-    assert stage_value(args, "meld", "epochs", "fusion") == 10 and stage_value(args, "meld", "per_device_train_batch_size") == 4
-    assert stage_value(args, "iemocap", "epochs", "fusion") == 8
-    assert stage_value(args, "iemocap", "response_weight") == 0.1
-    tiny = TelMETrainingArguments(output_dir="x", recipe="reference", per_device_train_batch_size=16,
-                                  teacher_learning_rate=3e-3)
-    assert stage_value(tiny, "synthetic", "learning_rate", "teacher") == 3e-3
-    assert original_hyperparameters("reference", "synthetic") == {}
-    clean = TelMETrainingArguments(output_dir="x", teacher_learning_rate=1e-5)
-    assert stage_value(clean, "meld", "learning_rate", "teacher") == 1e-5
-    assert stage_value(clean, "meld", "epochs", "audio") == clean.num_train_epochs
+def test_reference_reads_the_original_settings_beneath_the_config_for_the_paper_corpora(tmp_path):
+    def plan(*argv):
+        return plan_run(*parse_recipe_args([f"data_root={tmp_path}", f"output_dir={tmp_path / 'run'}", *argv]))
+
+    meld = plan("--config", "meld", "recipe=reference")
+    assert meld.stage_args["teacher"].learning_rate == 1e-6  # recipes/configs/reference/meld.yaml
+    assert meld.stage_args["fusion"].num_train_epochs == 10 and meld.stage_args["audio"].per_device_train_batch_size == 4
+    iemocap = plan("--config", "iemocap", "recipe=reference")
+    assert iemocap.stage_args["fusion"].num_train_epochs == 8 and iemocap.training_args.response_weight == 0.1
+    # An option given on the command line (or in the config) wins over the original's.
+    assert plan("--config", "meld", "recipe=reference", "teacher_learning_rate=2e-5").stage_args[
+        "teacher"].learning_rate == 2e-5
+    # The clean recipe, and a corpus the original never saw, keep the config's own values.
+    assert plan("--config", "meld").stage_args["teacher"].learning_rate == 1e-5
+    tiny = plan("--config", "tiny", "recipe=reference")
+    assert tiny.stage_args["teacher"].learning_rate == 3e-3 and tiny.training_args.per_device_train_batch_size == 16
     with pytest.raises(ValueError, match="`recipe` must be one of"):
         parse_recipe_args(["recipe=original"])
     with pytest.raises(ValueError, match="seeds"):

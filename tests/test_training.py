@@ -275,7 +275,7 @@ def test_stage_precision_comes_from_the_stage_then_the_run_then_the_recipe(monke
     assert [stage_precision(reference, stage) for stage in STAGES] == ["no", "fp16", "fp16", "fp16"]
     own = TelMETrainingArguments(output_dir="x", recipe="reference", precision="bf16", fusion_precision="no")
     assert [stage_precision(own, stage) for stage in STAGES] == ["bf16", "bf16", "bf16", "no"]
-    stage_args = stage_arguments(own, "synthetic", "audio")
+    stage_args = stage_arguments(own, "audio")
     # accelerate's own mixed precision stays off: the stage's trainer enters autocast and owns the scaler.
     assert (stage_args.precision, stage_args.fp16, stage_args.bf16, stage_args.mixed_precision) == (
         "bf16", False, False, "no")

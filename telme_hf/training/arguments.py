@@ -373,6 +373,13 @@ def resolve_config(path_or_name: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"Config file {path} not found; pass a YAML file or one of the packaged configs {names}.")
 
 
+def reference_config(dataset: str) -> Path | None:
+    """The original scripts' settings for a corpus (`recipes/configs/reference/DATASET.yaml`), which
+    `recipe=reference` reads beneath the run's config; `None` for a corpus the original never trained on."""
+    path = configs_dir() / "reference" / f"{dataset}.yaml"
+    return path if path.is_file() else None
+
+
 def load_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
     """A YAML config's options, each name checked (`precision: no`, which YAML reads as false, stays `"no"`)."""
     path = resolve_config(path_or_name)
@@ -461,6 +468,15 @@ class TelMEParser(HfArgumentParser):
         values = {**(load_config(defaults) if defaults else {}), **(load_config(config) if config else {})}
         tokens = override_tokens(argv)
         self.set_defaults(**values)
+        parsed = self._dataclasses(tokens)
+        reference = reference_config(parsed[1].dataset) if parsed[2].recipe == "reference" else None
+        if reference is not None:
+            # The original scripts' settings for this corpus, beneath the config and the command line.
+            self.set_defaults(**{**load_config(reference), **values})
+            parsed = self._dataclasses(tokens)
+        return parsed
+
+    def _dataclasses(self, tokens: list[str]) -> tuple[ModelArguments, DataArguments, TelMETrainingArguments]:
         parsed = self.parse_args_into_dataclasses(args=tokens, look_for_args_file=False)
         return tuple(item for item in parsed if not isinstance(item, argparse.Namespace))
 
@@ -484,5 +500,6 @@ __all__ = [
     "override_tokens",
     "packaged_config",
     "parse_recipe_args",
+    "reference_config",
     "resolve_config",
 ]

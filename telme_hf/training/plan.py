@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .arguments import STAGES, DataArguments, ModelArguments, TelMETrainingArguments
-from .recipe import REFERENCE_PRECISION, original_hyperparameters
+from .recipe import REFERENCE_PRECISION
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def plan_run(model_args: ModelArguments, data_args: DataArguments,
     return RunPlan(
         model_args=model_args, data_args=data_args, training_args=training_args, output_dir=output_dir,
         data_root=data_root, cache_dir=Path(data_args.cache_dir or output_dir / "cache"), init_from=init_from,
-        stages=stages, stage_args={stage: stage_arguments(training_args, data_args.dataset, stage) for stage in stages},
+        stages=stages, stage_args={stage: stage_arguments(training_args, stage) for stage in stages},
         modalities=("text", "audio", "video") if needs_media else ("text",),
     )
 
@@ -127,17 +127,11 @@ def plan_seed_runs(plan: RunPlan) -> list[RunPlan]:
     return runs
 
 
-def stage_value(training_args: TelMETrainingArguments, dataset: str, name: str, stage: str | None = None) -> Any:
-    """A training setting as a stage uses it: the original scripts' value under `recipe=reference` on MELD or
-    IEMOCAP (`telme_hf.training.recipe.ORIGINAL_HYPERPARAMETERS`), else the stage's own option (`fusion_epochs`, ...), else
-    the run's (`num_train_epochs`, `learning_rate`, ...)."""
-    original = original_hyperparameters(training_args.recipe, dataset)
-    if stage is not None and name in ("learning_rate", "epochs"):
-        if name in original:
-            return original[name][stage]
-        own = getattr(training_args, f"{stage}_{name}")
-        return own if own is not None else getattr(training_args, "num_train_epochs" if name == "epochs" else name)
-    return original.get(name, getattr(training_args, name))
+def stage_value(training_args: TelMETrainingArguments, name: str, stage: str) -> Any:
+    """A stage's learning rate or epochs: its own option (`fusion_epochs`, ...), else the run's (`learning_rate`,
+    `num_train_epochs`)."""
+    own = getattr(training_args, f"{stage}_{name}")
+    return own if own is not None else getattr(training_args, "num_train_epochs" if name == "epochs" else name)
 
 
 def stage_precision(training_args: TelMETrainingArguments, stage: str) -> str:
@@ -176,23 +170,15 @@ def recomputes_frozen_outputs(training_args: TelMETrainingArguments) -> bool:
     return training_args.frozen_outputs == "recomputed"
 
 
-def stage_arguments(training_args: TelMETrainingArguments, dataset: str, stage: str) -> TelMETrainingArguments:
+def stage_arguments(training_args: TelMETrainingArguments, stage: str) -> TelMETrainingArguments:
     """The `TrainingArguments` of one stage, derived from the run's (which stay as they are)."""
     reference = training_args.recipe == "reference"
     args = dataclasses.replace(
         training_args,
         output_dir=str(Path(training_args.output_dir) / stage),
         stage=stage,
-        num_train_epochs=float(stage_value(training_args, dataset, "epochs", stage)),
-        learning_rate=float(stage_value(training_args, dataset, "learning_rate", stage)),
-        per_device_train_batch_size=stage_value(training_args, dataset, "per_device_train_batch_size"),
-        per_device_eval_batch_size=stage_value(training_args, dataset, "per_device_eval_batch_size"),
-        weight_decay=stage_value(training_args, dataset, "weight_decay"),
-        max_grad_norm=stage_value(training_args, dataset, "max_grad_norm"),
-        response_weight=stage_value(training_args, dataset, "response_weight"),
-        response_temperature=stage_value(training_args, dataset, "response_temperature"),
-        feature_weight=stage_value(training_args, dataset, "feature_weight"),
-        feature_temperature=stage_value(training_args, dataset, "feature_temperature"),
+        num_train_epochs=float(stage_value(training_args, "epochs", stage)),
+        learning_rate=float(stage_value(training_args, "learning_rate", stage)),
         # The original's `torch.optim.AdamW`; the clean recipe keeps the Trainer's (fused where available).
         optim="adamw_torch" if reference else training_args.optim,
         # The run pushes its final/ once; a stage's checkpoints never go to the Hub.

@@ -39,36 +39,6 @@ RECIPES = ("clean", "reference")
 # with a `GradScaler`; `precision=auto` under `recipe=reference` takes these (see `telme_hf.training.arguments.stage_precision`).
 REFERENCE_PRECISION = {"teacher": "no", "audio": "fp16", "video": "fp16", "fusion": "fp16"}
 
-# The original scripts' settings (`MELD|IEMOCAP/{teacher,student,fusion}.py`). The MELD teacher's 1e-6 is the
-# code's default; the paper says 1e-5 for everything.
-ORIGINAL_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
-    "meld": {
-        "learning_rate": {"teacher": 1e-6, "audio": 1e-5, "video": 1e-5, "fusion": 1e-5},
-        "epochs": {"teacher": 10, "audio": 10, "video": 10, "fusion": 10},
-        "per_device_train_batch_size": 4,
-        "per_device_eval_batch_size": 4,
-        "max_grad_norm": 10.0,
-        "weight_decay": 0.01,
-        "response_weight": 1.0,
-        "response_temperature": 4.0,
-        "feature_weight": 1.0,
-        "feature_temperature": 1.0,
-    },
-    "iemocap": {
-        "learning_rate": {"teacher": 1e-5, "audio": 1e-5, "video": 1e-5, "fusion": 1e-5},
-        "epochs": {"teacher": 10, "audio": 10, "video": 10, "fusion": 8},
-        "per_device_train_batch_size": 4,
-        "per_device_eval_batch_size": 4,
-        "max_grad_norm": 10.0,
-        "weight_decay": 0.01,
-        "response_weight": 0.1,
-        "response_temperature": 2.0,
-        "feature_weight": 1.0,
-        "feature_temperature": 1.0,
-    },
-}
-
-
 def original_linear_schedule(
     optimizer: torch.optim.Optimizer, num_samples: int, num_epochs: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
@@ -91,25 +61,6 @@ def original_linear_schedule(
     return get_linear_schedule_with_warmup(
         optimizer, num_warmup_steps=num_samples, num_training_steps=int(round(num_samples * num_epochs))
     )
-
-
-def original_hyperparameters(recipe: str, dataset: str) -> dict[str, Any]:
-    """The settings a run takes from the original scripts: empty for `clean` or a corpus the original never saw.
-
-    Example:
-
-    ```python
-    >>> original_hyperparameters("reference", "meld")["learning_rate"]["teacher"]
-    1e-06
-    >>> original_hyperparameters("reference", "synthetic")
-    {}
-    ```
-    """
-    if recipe not in RECIPES:
-        raise ValueError(f"`recipe` must be one of {RECIPES}, got {recipe!r}.")
-    if recipe == "clean":
-        return {}
-    return ORIGINAL_HYPERPARAMETERS.get(dataset, {})
 
 
 def reset_heads_to_pytorch_defaults(model: nn.Module) -> list[str]:
@@ -163,11 +114,9 @@ def continue_grad_scaler(trainer: Any, state: dict[str, Any] | None) -> bool:
 
 
 __all__ = [
-    "ORIGINAL_HYPERPARAMETERS",
     "RECIPES",
     "continue_grad_scaler",
     "grad_scaler_state",
-    "original_hyperparameters",
     "original_linear_schedule",
     "REFERENCE_PRECISION",
     "reset_heads_to_pytorch_defaults",
