@@ -1,18 +1,10 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
-"""Decoding for TelME: an utterance's media file → a mono waveform and picked RGB frames (PyAV), and the bad-media
+"""Decoding for TelME (PyAV): an utterance's media file → a mono waveform and picked RGB frames, and the bad-media
 policy applied to that utterance. What a `feature_extraction_*`/`video_processing_*` file is to a transformers model.
 
-Each file is opened once and both streams are demuxed together; only the picked frames are converted, and swscale
-resizes them in that conversion; short clips are decoded forward, never seeked (a MELD clip has one keyframe, so a
-seek re-decodes from frame 0). Mono is the mean of the channels, as librosa's (PyAV's downmix is `(L + R) / sqrt(2)`).
-
-Example:
-
-```python
->>> clip = decode_clip("dia0_utt0.mp4")  # doctest: +SKIP
->>> clip.audio.shape, clip.video.shape  # doctest: +SKIP
-((89088,), (8, 224, 398, 3))
-```
+Each file is opened once for both streams; only the picked frames are converted, resized by swscale in that
+conversion; short clips are decoded forward, never seeked (a MELD clip has one keyframe: a seek re-decodes from
+frame 0). Mono is the mean of the channels, as librosa's (PyAV's downmix is `(L + R) / sqrt(2)`).
 """
 
 from __future__ import annotations
@@ -55,14 +47,8 @@ _REDOWNLOAD = "Re-extract or re-download this file"
 
 
 class MediaError(Exception):
-    """A media file could not be turned into arrays.
-
-    Attributes:
-        path (`str`): the file concerned.
-        reason (`str`): what went wrong.
-        hint (`str`): what to do about it.
-        where (`str`): the utterance the file belongs to, when known.
-    """
+    """A media file could not be turned into arrays: `path`, what went wrong (`reason`), what to do (`hint`) and the
+    utterance concerned (`where`)."""
 
     def __init__(self, path: PathLike, reason: str, hint: str = "", where: str = ""):
         self.path = str(path)
@@ -114,23 +100,14 @@ class AudioDecodeOptions:
 
     Args:
         sampling_rate (`int`, *optional*, defaults to 16000):
-            Rate of the returned waveform; the stream is resampled to it with libswresample.
+            Rate of the returned waveform (resampled with libswresample).
         max_seconds (`float`, *optional*):
             Longest waveform kept, `round(max_seconds * sampling_rate)` samples; `None` keeps everything.
         keep (`"first"` or `"last"`, *optional*, defaults to `"first"`):
-            Which end of a too-long waveform is kept (the original keeps the last samples).
+            Which end of a too-long waveform is kept.
         reference_rate (`bool`, *optional*, defaults to `False`):
-            The original's path: decode at 22050 Hz and declare the samples to be at `sampling_rate`, so a 16 kHz
-            model hears the audio ~1.38x slowed down. See [`~AudioDecodeOptions.reference`].
-
-    Example:
-
-    ```python
-    >>> AudioDecodeOptions().cache_key()
-    'audio-v1:sr=16000:max=none:keep=first:ref=0'
-    >>> AudioDecodeOptions.reference().max_samples
-    400000
-    ```
+            Decode at 22050 Hz and declare the samples to be at `sampling_rate`, as the original did (a 16 kHz model
+            then hears the audio ~1.38x slowed down).
     """
 
     sampling_rate: int = 16000
@@ -175,26 +152,16 @@ class VideoDecodeOptions:
         num_frames (`int`, *optional*, defaults to 8):
             Frames returned.
         size (`int`, *optional*, defaults to 224):
-            Resize the shortest edge to `size`, keeping the aspect ratio, during swscale's RGB conversion (free):
-            the first step of the VideoMAE/TimeSformer image processors, whose own resize is then a no-op. `None`
-            keeps the native size.
+            Shortest edge after resizing (aspect ratio kept) in the RGB conversion, where it is free: the image
+            processor's own resize is then a no-op. `None` keeps the native size.
         center_crop (`bool`, *optional*, defaults to `False`):
             Also centre-crop to `size` x `size`, as the image processor would.
         sampling (`"uniform"` or `"strided"`, *optional*, defaults to `"uniform"`):
-            How frames are picked, see [`sample_frame_indices`]; `"strided"` in a time window follows
-            [`strided_window_picks`].
+            How frames are picked, see [`sample_frame_indices`] and, in a time window, [`strided_window_picks`].
         channel_order (`"rgb"` or `"bgr"`, *optional*, defaults to `"rgb"`):
-            `"bgr"` reproduces the original, which fed OpenCV's BGR frames to an RGB model.
+            `"bgr"` reproduces the original's OpenCV frames.
         window_margin (`float`, *optional*, defaults to 0):
-            Seconds added on both sides of a time window (start clamped at 0), for the video only. The original
-            cuts IEMOCAP's dialogue AVIs at `[max(start - 1, 0), end + 1]`.
-
-    Example:
-
-    ```python
-    >>> VideoDecodeOptions().cache_key()
-    'video-v1:n=8:size=224:crop=0:sampling=uniform:order=rgb:margin=0.0'
-    ```
+            Seconds added on both sides of a time window (start clamped at 0), for the video only.
     """
 
     num_frames: int = 8
@@ -241,13 +208,8 @@ class VideoDecodeOptions:
 
 @dataclass
 class DecodedClip:
-    """What [`decode_clip`] returns.
-
-    Attributes:
-        audio (`np.ndarray`, *optional*): `float32 (num_samples,)` mono waveform.
-        video (`np.ndarray`, *optional*): `uint8 (num_frames, height, width, 3)` frames.
-        duration (`float`, *optional*): duration of the whole file in seconds, if known.
-    """
+    """What [`decode_clip`] returns: a `float32 (num_samples,)` waveform, `uint8 (num_frames, height, width, 3)`
+    frames, and the whole file's duration in seconds, if known."""
 
     audio: np.ndarray | None = None
     video: np.ndarray | None = None
@@ -258,18 +220,14 @@ def sample_frame_indices(num_available: int, num_frames: int, sampling: str = "u
     """0-based indices of the `num_frames` frames kept out of `num_available` (repeats allowed).
 
     `"uniform"`: `round(linspace(0, n - 1, num_frames))`, over the whole clip. `"strided"`, the original's rule:
-    `step = n // num_frames`, frames `step - 1, 2*step - 1, ...`; a clip shorter than `num_frames` gives all its
-    frames and repeats the last.
+    `step = n // num_frames`, frames `step - 1, 2*step - 1, ...`; a shorter clip gives all its frames, the last
+    repeated.
 
     Example:
 
     ```python
-    >>> sample_frame_indices(77, 8, "uniform")
-    [0, 11, 22, 33, 43, 54, 65, 76]
-    >>> sample_frame_indices(77, 8, "strided")
-    [8, 17, 26, 35, 44, 53, 62, 71]
-    >>> sample_frame_indices(5, 8, "strided")
-    [0, 1, 2, 3, 4, 4, 4, 4]
+    >>> sample_frame_indices(77, 8, "strided"), sample_frame_indices(5, 8, "strided")
+    ([8, 17, 26, 35, 44, 53, 62, 71], [0, 1, 2, 3, 4, 4, 4, 4])
     ```
     """
     if num_available <= 0:
@@ -287,28 +245,13 @@ def sample_frame_indices(num_available: int, num_frames: int, sampling: str = "u
 
 
 def strided_window_picks(times: list[float], fps: float, start: float, end: float, num_frames: int) -> list[int]:
-    """The original's frame picks inside a window `[start, end]` of a longer recording (IEMOCAP).
+    """The original's frame picks in a window `[start, end]` of a longer recording (IEMOCAP), as indices into `times`
+    (each decoded frame's time), `num_frames` long, or `[]` when none is kept.
 
-    Restated from its `get_video`: `step = (fps * (end - start)) // num_frames`; count the frames whose number
-    (OpenCV's 1-based `CAP_PROP_POS_FRAMES`, here `round(time * fps) + 1`) lies in `[fps * start, fps * end]`, keep
-    those whose count is a multiple of `step`, the first `num_frames` of them, and repeat the last. Where the original
-    would divide by zero the step is 1.
-
-    Args:
-        times: presentation time (seconds) of each decoded frame, in decode order.
-        fps: the stream's frame rate.
-        start, end: the window (after any margin).
-        num_frames: frames to return.
-
-    Returns:
-        Indices into `times`, `num_frames` long, or `[]` when no frame was kept.
-
-    Example:
-
-    ```python
-    >>> strided_window_picks([i / 10 for i in range(100)], 10.0, 2.0, 4.0, 4)
-    [23, 28, 33, 38]
-    ```
+    Restated from its `get_video`: `step = (fps * (end - start)) // num_frames` (1 where it would divide by zero);
+    count the frames whose number (OpenCV's 1-based `CAP_PROP_POS_FRAMES`, `round(time * fps) + 1`) lies in
+    `[fps * start, fps * end]`, keep those whose count is a multiple of `step`, the first `num_frames`, the last
+    repeated.
     """
     step = (fps * (end - start)) // num_frames
     step = step if step >= 1 else 1.0
@@ -556,22 +499,18 @@ def decode_clip(
     Args:
         path: the media file (anything FFmpeg reads).
         audio, video: decode options, or `None` to leave that stream out.
-        start, end: a window in seconds, for utterances cut from a long recording (IEMOCAP's dialogue AVIs): the
-            file is seeked once, frames are picked inside the window (widened by `video.window_margin`) and the
-            audio is cut to it.
+        start, end: a window in seconds (IEMOCAP's dialogue AVIs): frames are picked inside it (widened by
+            `video.window_margin`) and the audio is cut to it.
         max_seconds: the longest media (or window) accepted; decoding stops there with `TooLongMediaError`.
 
     Returns:
         A [`DecodedClip`].
 
-    Raises:
-        MissingMediaError, CorruptMediaError, NoStreamError, EmptyMediaError, TooLongMediaError.
-
     Example:
 
     ```python
-    >>> decode_clip("Ses01F_impro01.avi", audio=None, start=12.3, end=15.9).video.shape  # doctest: +SKIP
-    (8, 224, 298, 3)
+    >>> decode_clip("dia0_utt0.mp4").video.shape  # doctest: +SKIP
+    (8, 224, 398, 3)
     ```
     """
     if audio is None and video is None:
@@ -664,18 +603,8 @@ def python_spelling(policy: str) -> str:
 
 @dataclass(frozen=True)
 class BadMediaEntry:
-    """One utterance's bad media and what was done about it.
-
-    Attributes:
-        utterance: the utterance's key (`dia0_utt2`, `turn 3 (Ross)`).
-        modality: `"audio"`, `"video"` or `"audio+video"` (one file serving both, as in MELD).
-        path: the file concerned (empty when no file was given).
-        problem: `"missing"`, `"unreadable"`, `"absent from the file"`, `"empty"`, `"too long"`, `"unusable"` or
-            `"not given"`.
-        detail: the decoder's reason.
-        action: what was done (`"dropped"`, `"used zeros"`, `"predicted from text only"`, ...).
-        split: the split of the row, when known.
-    """
+    """One utterance's bad media (`modality` `"audio"`, `"video"` or `"audio+video"`; `problem` such as `"missing"`
+    or `"too long"`; the decoder's `detail`) and the `action` taken."""
 
     utterance: str
     modality: str
@@ -694,13 +623,8 @@ class BadMediaEntry:
 
 @dataclass
 class MediaOutcome:
-    """One utterance's media after the bad-media policy.
-
-    Attributes:
-        audio, video: the arrays to use (placeholders under `"zeros"`); `None` where not requested or skipped.
-        skipped: `"skip"` set the utterance's media aside.
-        entries: the problems found and what was done.
-    """
+    """One utterance's media after the bad-media policy: the arrays to use (placeholders under `"zeros"`), whether
+    `"skip"` set them aside, and the problems found."""
 
     audio: np.ndarray | None = None
     video: np.ndarray | None = None
@@ -726,20 +650,13 @@ def resolve_bad_media(
     """Apply a bad-media policy to one utterance: the one place a problem becomes an error, a skip or zeros.
 
     Args:
-        problems: `(modality, error)` for each bad modality group (`"audio"`, `"video"` or `"audio+video"`).
+        problems: `(modality, error)` for each bad modality group.
         decoded: the arrays that did load, keyed by the requested modalities.
-        policy: `"error"`, `"skip"` or `"zeros"`.
-        utterance: the utterance's key; `where`: where it comes from (`"row 7 of dev_sent_emo.csv"`).
-        split: recorded with the entries.
-        placeholders: the `"zeros"` stand-ins by modality.
+        policy: `"error"` (raise the first problem, naming the utterance and the other policies), `"skip"` or
+            `"zeros"` (`placeholders` in place of the bad modalities).
+        utterance, where: the utterance's key and where it comes from, for messages.
         skip: how a skip is described: `"drop"`, `"evaluate"` or `"predict"`.
         spelling: how the error's hint writes a policy.
-
-    Returns:
-        A [`MediaOutcome`].
-
-    Raises:
-        MediaError: under `"error"`, the first problem, naming the utterance and the other policies.
 
     Example:
 
@@ -776,11 +693,8 @@ def resolve_bad_media(
 
 
 def media_options(processor: Any) -> tuple[AudioDecodeOptions, VideoDecodeOptions]:
-    """The decode options of a processor ([`TelMEProcessor.media_options`]).
-
-    Frames are resized and centre-cropped to the image processor's sizes during conversion (its own resize and crop
-    are then no-ops) and decoded in RGB; waveforms are decoded whole (the processor keeps `audio_max_samples`).
-    """
+    """The decode options of a processor: frames at the image processor's sizes, in RGB; waveforms whole (the
+    processor keeps `audio_max_samples` of them)."""
     options = processor.media_options()
     audio = AudioDecodeOptions(sampling_rate=options["sampling_rate"], reference_rate=options["audio_reference_rate"])
     video = VideoDecodeOptions(
@@ -794,21 +708,16 @@ def media_options(processor: Any) -> tuple[AudioDecodeOptions, VideoDecodeOption
 
 
 class MediaLoader:
-    """Decode the media of dataset rows or dialogue turns through the bad-media policy.
-
-    A failure is remembered, so a bad file is decoded (and reported) once. [`~MediaLoader.for_processor`] builds one
-    for a checkpoint.
+    """Decode the media of dataset rows or dialogue turns through the bad-media policy. A failure is remembered, so a
+    bad file is decoded (and reported) once.
 
     Args:
         audio, video: decode options, or `None` for a modality never needed.
-        cache: an object with `get(path, audio, video, start, end, max_seconds) -> (audio, video)` that keeps decoded
-            arrays, or `None` to decode every time.
+        cache: an object with `get(path, audio, video, start, end, max_seconds) -> (audio, video)`, or `None`.
         on_bad_media: `"error"`, `"skip"` or `"zeros"`.
         max_media_seconds: media (or a window) longer than this is bad media.
         pixel_mean: the decoded colour that reaches the model as zeros (the `"zeros"` frames).
-        split: recorded with the entries.
-        skip: how a skip is described (see [`resolve_bad_media`]).
-        spelling: how error hints write a policy.
+        split, skip, spelling: see [`resolve_bad_media`].
         min_audio_samples: a shorter waveform is bad media (the audio encoder's convolutions need that many).
         report: an object with `add(entry) -> bool` that collects every entry; each new one is logged.
     """
@@ -902,16 +811,11 @@ class MediaLoader:
             raise
 
     def load(self, row: Mapping[str, Any], audio: bool = True, video: bool = True, where: str = "") -> MediaOutcome:
-        """The media of one row or turn after the bad-media policy.
+        """The media of a row (`audio_path`/`video_path` or `audio`/`video` arrays, a `start`/`end` window) after
+        the policy; `audio`/`video=False` leaves a modality out, `where` names the row in messages.
 
-        The row gives `audio_path`/`video_path` (or `audio`/`video` arrays) and optionally a `start`/`end` window.
-        The window cuts the file holding the video, and the audio only when it comes from that same file (IEMOCAP's
-        separate wav is the utterance already). A bad modality does not spoil the other when the files differ.
-
-        Args:
-            row: the row or turn.
-            audio, video: `False` leaves out a modality the row does not need.
-            where: where the row comes from, for error messages (default: its `row_index`).
+        The window cuts the video's file, and the audio only from that same file (IEMOCAP's wav is the utterance
+        already). A bad modality does not spoil the other when the files differ.
         """
         wanted = [kind for kind, on in (("audio", audio and self.audio is not None),
                                         ("video", video and self.video is not None)) if on]
@@ -933,8 +837,8 @@ class MediaLoader:
         if len(paths) == 2 and paths["audio"] and paths["audio"] == paths["video"]:
             groups = [(("audio", "video"), paths["audio"], (start, end))]
         else:
-            groups = [((kind,), path, (start, end) if kind == "video" or path == row.get("video_path") else (None, None))
-                      for kind, path in paths.items()]
+            groups = [((kind,), path, (start, end) if kind == "video" or path == row.get("video_path")
+                       else (None, None)) for kind, path in paths.items()]
         for kinds, path, window in groups:
             try:
                 loaded_audio, loaded_video = self._load_group(path, kinds, window)

@@ -1,8 +1,5 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
-"""TelME: a text teacher, audio and video students, and the Attention-based modality Shifting Fusion (ASF).
-
-Hub-portable: imports only torch and transformers; copied verbatim into every saved checkpoint.
-"""
+"""TelME: a text teacher, audio and video students, and the Attention-based modality Shifting Fusion (ASF)."""
 
 from __future__ import annotations
 
@@ -22,13 +19,12 @@ from .configuration_telme import TelMEConfig
 
 logger = logging.get_logger(__name__)
 
-# The backbone of each sub-config, and which attention flag of a backbone each implementation needs.
+# The backbone of each sub-config, and the flag a backbone declares for each attention implementation.
 _BACKBONES = {"text_config": RobertaModel, "audio_config": Data2VecAudioModel, "video_config": TimesformerModel}
 _ATTENTION_FLAGS = {"sdpa": "_supports_sdpa", "flex_attention": "_supports_flex_attn"}
 
 
 def _backbone_supports(backbone: type[PreTrainedModel], attn_implementation: str | None) -> bool:
-    """Whether a backbone class declares support for an attention implementation (`None` is its default)."""
     if attn_implementation in (None, "eager", "paged|eager"):
         return True
     flag = "_supports_flash_attn" if "flash" in attn_implementation else _ATTENTION_FLAGS.get(attn_implementation)
@@ -44,13 +40,11 @@ class TelMEOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*):
             Cross-entropy of `logits` against `labels`, when labels are given.
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-            The model's prediction: the fusion's logits when all three modalities are available, otherwise the
-            logits of the single modality given.
+            The fusion's logits when all three modalities are given, else those of the one modality given.
         text_logits, audio_logits, video_logits, fusion_logits (`torch.FloatTensor`, *optional*):
-            Each part's own classifier output (`None` when its inputs were not given).
+            Each part's own classifier output.
         text_features, audio_features, video_features (`torch.FloatTensor` of shape `(batch_size, projection_dim)`):
-            F_T, F_a, F_v in the shared width d: what distillation and fusion consume, and what stage-3 caching
-            stores.
+            F_T, F_a, F_v in the shared width d, what distillation and the fusion read.
         shift_weights (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
             λ of the fusion: how far audio/video shifted each text feature.
     """
@@ -68,10 +62,7 @@ class TelMEOutput(ModelOutput):
 
 
 def last_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last non-padding token of each row, for left or right padding.
-
-    With TelME's left padding this is always the final position, which holds the `<mask>` token.
-    """
+    """Index of the last non-padding token of each row (the `<mask>`), for left or right padding."""
     seq_len = attention_mask.shape[-1]
     return seq_len - 1 - attention_mask.flip(-1).to(torch.long).argmax(-1)
 
@@ -164,9 +155,8 @@ class TelMEFusion(nn.Module):
     X = [F_a; F_v];  A = MHA(X) + X;  F_att = Dropout(LN(A));  g = ReLU(W₁[F_att; F_T] + b₁);
     H = g ⊙ (W₂F_att + b₂);  λ = min(θ‖F_T‖/‖H‖, 1);  Z = Dropout(LN(F_T + λH));  logits = W·Z.
 
-    With `attention_scope="modalities"` the attention runs over the two modality tokens of each utterance, so a
-    prediction never depends on the rest of the batch. `"batch"` keeps the original behaviour: the [B, 2d] matrix is
-    given to `nn.MultiheadAttention` as one unbatched sequence of length B.
+    The attention runs over the two modality tokens of each utterance (`"modalities"`), or, as the original, over
+    the [B, 2d] matrix as one unbatched sequence of length B (`"batch"`).
     """
 
     def __init__(self, config: TelMEConfig) -> None:
@@ -220,8 +210,7 @@ class TelMEPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     supports_gradient_checkpointing = True
     _no_split_modules = ["RobertaLayer", "Data2VecAudioEncoderLayer", "TimesformerLayer", "TelMEFusion"]
-    # A composite model: it has no attention of its own (the fusion's is torch's), so it accepts every implementation
-    # and each backbone checks its own (`TelMEForEmotionRecognition.__init__` says which backbone cannot).
+    # No attention of its own (the fusion's is torch's): every implementation is accepted, each backbone checks its own.
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -231,21 +220,15 @@ class TelMEPreTrainedModel(PreTrainedModel):
 class TelMEForEmotionRecognition(TelMEPreTrainedModel):
     r"""
     TelME for emotion recognition in conversation: one emotion per utterance from its dialogue context (text),
-    waveform (audio) and frames (video).
+    waveform (audio) and frames (video). Give one modality or all three; precomputed `*_features` skip that encoder.
 
-    Any subset of modalities can be given. Precomputed `*_features` skip the corresponding encoder: this is how the
-    fusion stage trains in seconds on cached features.
+    The fused loss does not train the per-modality classifiers (`text_teacher.classifier`,
+    `audio_student.classifier`, `video_student.classifier`): the fusion reads features, and those heads are trained
+    by stages 1 and 2, so their gradients stay `None`.
 
-    The loss on the fused logits trains the fusion and the encoders, but not the three per-modality classifiers
-    (`text_teacher.classifier`, `audio_student.classifier`, `video_student.classifier`): their logits are returned
-    beside the fused ones and the fusion reads the features, not them. This is by design: stage 1 trains the text
-    head and stage 2 the student heads, so fine-tuning the fused model leaves those heads' gradients `None`.
-
-    `attn_implementation` (in `from_pretrained` or the config) reaches the three backbones. A single name applies to
-    every backbone that supports it (RoBERTa and data2vec-audio: `"eager"`, `"sdpa"`, `"flex_attention"`, flash
-    attention; TimeSformer: `"eager"` only, so it keeps eager, with a warning). A dict per sub-config, e.g.
-    `{"text_config": "sdpa", "video_config": "eager"}`, is taken as asked, and a backbone that cannot honour it
-    raises an error naming that sub-model.
+    `attn_implementation` reaches the three backbones: one name applies to each backbone that supports it
+    (TimeSformer has only `"eager"` and keeps it, with a warning); a dict per sub-config, e.g.
+    `{"text_config": "sdpa", "video_config": "eager"}`, is taken as asked, or raises naming the sub-model.
 
     Example:
 
@@ -293,9 +276,8 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         self.text_teacher.encoder.set_input_embeddings(value)
 
     def enable_input_require_grads(self) -> None:
-        # transformers' version hooks every sub-model's input embeddings with `output.requires_grad_()`, which fails on
-        # TimeSformer's patch embedding (it returns a tuple: embeddings, frames, width) in every video forward under
-        # gradient checkpointing. This hook marks the first element of a tuple.
+        # transformers' hook calls `output.requires_grad_()`, which fails on TimeSformer's patch embedding (it returns
+        # a tuple) in every video forward under gradient checkpointing; this one marks a tuple's first element.
         def require_grads(module: nn.Module, args: Any, output: Any) -> None:
             (output[0] if isinstance(output, tuple) else output).requires_grad_(True)
 
@@ -310,12 +292,10 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         r"""
         Args:
             input_ids, attention_mask: the prompted, left-padded teacher input from [`TelMEProcessor`].
-            **kwargs: given to RoBERTa, e.g. `output_hidden_states=True`, `output_attentions=True`; `return_dict`.
+            **kwargs: given to RoBERTa (`output_hidden_states`, `output_attentions`, `return_dict`).
 
         Returns:
-            [`BaseModelOutputWithPooling`]: `pooler_output` is F_T, the projected `<mask>` state of shape
-            `(batch_size, projection_dim)`; `last_hidden_state` and, on request, `hidden_states`/`attentions` are
-            RoBERTa's.
+            [`BaseModelOutputWithPooling`] whose `pooler_output` is F_T, the projected `<mask>` state.
         """
         return self.text_teacher.encode(input_ids, attention_mask, **kwargs)
 
@@ -326,11 +306,10 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         r"""
         Args:
             input_values, audio_attention_mask: 16 kHz waveforms and their padding mask.
-            **kwargs: given to data2vec-audio, e.g. `output_hidden_states=True`; `return_dict`.
+            **kwargs: given to data2vec-audio.
 
         Returns:
-            [`BaseModelOutputWithPooling`]: `pooler_output` is F_a, the pooled audio state of shape
-            `(batch_size, projection_dim)`; the other fields are data2vec-audio's.
+            [`BaseModelOutputWithPooling`] whose `pooler_output` is F_a, the pooled audio state.
         """
         return self.audio_student.encode(input_values, audio_attention_mask, **kwargs)
 
@@ -339,11 +318,10 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         r"""
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, 3, height, width)`): video frames.
-            **kwargs: given to TimeSformer, e.g. `output_hidden_states=True`; `return_dict`.
+            **kwargs: given to TimeSformer.
 
         Returns:
-            [`BaseModelOutputWithPooling`]: `pooler_output` is F_v, the projected CLS state of shape
-            `(batch_size, projection_dim)`; the other fields are TimeSformer's.
+            [`BaseModelOutputWithPooling`] whose `pooler_output` is F_v, the projected CLS state.
         """
         return self.video_student.encode(pixel_values, **kwargs)
 
@@ -389,7 +367,8 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         elif len(available) == 1:
             logits = available[0]
         else:
-            given = [name for name, f in zip(("text", "audio", "video"), (text_features, audio_features, video_features)) if f is not None]
+            features = (text_features, audio_features, video_features)
+            given = [name for name, f in zip(("text", "audio", "video"), features) if f is not None]
             raise ValueError(
                 "Give inputs for one modality (that part's prediction) or for all three (the fused prediction); "
                 f"got {given or 'none'}. Each part's logits are also returned separately when all three are given."
@@ -420,21 +399,18 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         mean_resizing: bool = True,
         **from_pretrained_kwargs: Any,
     ) -> "TelMEForEmotionRecognition":
-        """Start from pretrained backbones (Hub ids or local folders) and fresh heads and fusion.
+        """Pretrained backbones (Hub ids or folders; default: those the sub-configs name) with fresh heads and fusion.
 
-        Defaults are the backbones named in the sub-configs (`roberta-large`, `facebook/data2vec-audio-base-960h`,
-        `facebook/timesformer-base-finetuned-k400` for the paper presets). The returned model's sub-configs are the
-        backbones' own (every setting, not only the shapes), except that the text embeddings grow to
-        `config.text_config.vocab_size` for the speaker tokens and the audio SpecAugment/LayerDrop settings come
-        from `config` (the original sets `mask_time_length=3`). Labels, fusion and behaviours come from `config`.
+        The sub-configs become the backbones' own, except that the text embeddings grow to
+        `config.text_config.vocab_size` for the speaker tokens and the audio SpecAugment/LayerDrop settings come from
+        `config`. The model is assembled in float32 on the CPU.
 
-        `mean_resizing=False` draws the speaker tokens' new embedding rows from N(0, initializer_range) as
-        transformers 4.27 did for the original, instead of around the mean of the pretrained rows.
-
-        `from_pretrained_kwargs` (e.g. `local_files_only=True`, `revision=...`, `token=...`) go to all three
-        loads. The model is assembled in float32 on the CPU; move or cast it afterwards (`.to("cuda")`), or let
-        `Trainer`/`accelerate` place it. Peak memory is briefly about twice the model while the randomly
-        initialised encoders are replaced.
+        Args:
+            config: labels, fusion and behaviours.
+            text_model, audio_model, video_model: the backbones to load.
+            mean_resizing: `False` draws the speaker tokens' rows from N(0, initializer_range), as transformers 4.27
+                did for the original, instead of around the mean of the pretrained rows.
+            **from_pretrained_kwargs: given to all three loads (`local_files_only`, `revision`, `token`, ...).
 
         Example:
 
@@ -476,12 +452,4 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         return model
 
 
-__all__ = [
-    "TelMEOutput",
-    "TelMEPreTrainedModel",
-    "TelMEForEmotionRecognition",
-    "TelMETextTeacher",
-    "TelMEAudioStudent",
-    "TelMEVideoStudent",
-    "TelMEFusion",
-]
+__all__ = ["TelMEForEmotionRecognition", "TelMEOutput", "TelMEPreTrainedModel"]

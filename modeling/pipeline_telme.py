@@ -40,25 +40,16 @@ PART_LOGITS = {"teacher": "text_logits", "audio": "audio_logits", "video": "vide
 class TelMEDataCollator:
     """Build a batch for [`TelMEForEmotionRecognition`] from dataset rows or dialogue turns.
 
-    Media is decoded as the processor says, through the bad-media policy ([`MediaLoader`]); `audio`/`video` arrays
-    in a row are used as they are, and `text_features`/`audio_features`/`video_features` stand for that encoder's
-    inputs. A row whose media the `"skip"` policy set aside is dropped (`skipped="drop"`: training, evaluation) or
-    kept with its text alone (`skipped="text"`: prediction; `media_rows` then lists the rows that have media).
+    Media is decoded through the bad-media policy ([`MediaLoader`]); `audio`/`video` arrays are used as they are and
+    `*_features` columns stand for that encoder's inputs. A row whose media `"skip"` set aside is dropped
+    (`skipped="drop"`: training, evaluation) or kept with its text alone (`skipped="text"`: prediction; `media_rows`
+    then lists the rows with media).
 
     Args:
         processor: the model's `TelMEProcessor`.
         modalities: what the stage needs; `("text",)` touches no media.
-        cache: a media cache for the loader, or `None`.
-        on_bad_media: `"error"`, `"skip"` or `"zeros"`.
+        cache, on_bad_media: for the loader, unless a ready `loader` is given.
         skipped: `"drop"` or `"text"`.
-        loader: a ready `MediaLoader` instead of `cache`/`on_bad_media`.
-
-    Example:
-
-    ```python
-    >>> sorted(TelMEDataCollator(processor, modalities=("text",))([dataset["train"][0]]))
-    ['attention_mask', 'input_ids', 'labels']
-    ```
     """
 
     passthrough_columns: tuple[str, ...] = ("text_features", "audio_features", "video_features")
@@ -150,16 +141,11 @@ def run_inference(
     batches: Iterable[Mapping[str, Any]],
     step: Callable[[torch.nn.Module, Mapping[str, Any]], Mapping[str, torch.Tensor]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The inference loop: `step(model, batch)` on every batch, in eval mode under `torch.inference_mode` (the model's
-    mode is restored afterwards).
-
-    Args:
-        model: a `TelMEForEmotionRecognition`.
-        batches: collated batches, e.g. a `DataLoader` whose `collate_fn` is a [`TelMEDataCollator`].
-        step: `(model, batch) -> {name: tensor}`; default [`predict_batch`].
+    """The inference loop: `step(model, batch)` (default [`predict_batch`]) on every batch, e.g. of a `DataLoader`
+    with a [`TelMEDataCollator`], in eval mode under `torch.inference_mode`; the model's mode is restored after.
 
     Returns:
-        `{name: tensor}`, each output concatenated over the batches (empty when there were none).
+        `{name: tensor}`, each output concatenated over the batches.
 
     Example:
 
@@ -218,16 +204,8 @@ def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
 @dataclass
 class PreparedUtterance:
-    """One utterance ready for the model.
-
-    Attributes:
-        context: the dialogue's turns up to this one, as `{"speaker", "text"}` dicts (and `"speaker_index"`).
-        audio: mono float32 waveform at the model's rate, or `None` (predict from text).
-        video: `uint8 (num_frames, height, width, 3)` RGB frames, or `None` (predict from text).
-        note: what was done about missing or unusable media.
-        label: gold class id, when known.
-        key: a name for messages (`"turn 2"`, `"dia0_utt2"`).
-    """
+    """One utterance ready for the model: the dialogue's turns up to it (`context`), its decoded `audio` and `video`
+    (`None`: predicted from text), what was done about bad media (`note`), its `label` and a `key` for messages."""
 
     context: list[dict[str, Any]]
     audio: np.ndarray | None = None
@@ -314,17 +292,12 @@ def prepare_dialogue(
     Args:
         turns: `{"speaker", "text"}` dicts in order, with optional media (see
             [`EmotionRecognitionInConversationPipeline`]).
-        processor: the model's `TelMEProcessor` (it says how media is decoded).
-        on_bad_media: `"skip"` (that turn from its text alone), `"zeros"` or `"error"`, for a turn whose media is
-            missing or unusable; the turn's `note` says what was done. A dialogue without media is predicted from
-            text.
+        processor: the model's `TelMEProcessor`.
+        on_bad_media: `"skip"` (its text alone), `"zeros"` or `"error"`, for a turn whose media is missing or
+            unusable.
         media_root: folder that relative media paths are resolved against.
         cache: a media cache for the loader, to decode each file once across calls.
-        source: where the turns come from (a file name), for error messages.
-        spelling: how error hints write a policy.
-
-    Returns:
-        One [`PreparedUtterance`] per turn.
+        source, spelling: the turns' file and how a policy is written, for error messages.
     """
     if isinstance(turns, (str, bytes)) or not isinstance(turns, Sequence):
         raise ValueError(f"A dialogue is a list of turns, got {type(turns).__name__}.")
@@ -355,7 +328,6 @@ def prepare_dialogue(
         text, speaker = turn["text"], turn.get("speaker", "")
         if not isinstance(text, str):
             raise ValueError(f"{where}: 'text' must be a string, got {type(text).__name__} {text!r}.")
-        speaker = "" if speaker is None else speaker
         if not isinstance(speaker, str):
             raise ValueError(f"{where}: 'speaker' must be a string, got {type(speaker).__name__} {speaker!r}.")
         entry = {"speaker": speaker, "text": text}
@@ -435,21 +407,14 @@ def predict_dialogue(
     cache: Any = None,
     top_k: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Predict the emotion of every utterance of a dialogue, each from its context up to that turn.
-
-    Args:
-        model, processor: a `TelMEForEmotionRecognition` and its `TelMEProcessor`.
-        turns, on_bad_media, media_root, cache: see [`prepare_dialogue`].
-        batch_size: utterances per forward pass.
-        top_k: keep only the `top_k` most probable labels in each result's `scores`.
-
-    Returns:
-        One dict per utterance, see [`format_predictions`].
+    """Predict the emotion of every utterance of a dialogue, each from its context up to that turn: one dict per
+    utterance (see [`format_predictions`]). The arguments are [`prepare_dialogue`]'s and [`predict_logits`]'s.
 
     Example:
 
     ```python
-    >>> predict_dialogue(model, processor, [{"speaker": "Ross", "text": "We were on a break!"}])[0]["label"]  # doctest: +SKIP
+    >>> turns = [{"speaker": "Ross", "text": "We were on a break!"}]
+    >>> predict_dialogue(model, processor, turns)[0]["label"]  # doctest: +SKIP
     'anger'
     ```
     """
@@ -489,8 +454,8 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
         top_k (`int`, *optional*): keep only the `top_k` most probable labels in `scores`.
 
     Returns:
-        For one dialogue, one dict per utterance: `label`, `score`, `scores`, `turn`, `speaker`, `text`,
-        `modalities` and `note`. For a list of dialogues, a list of such lists.
+        For one dialogue, one dict per utterance (`label`, `score`, `scores`, `turn`, `speaker`, `text`,
+        `modalities`, `note`); for a list of dialogues, a list of such lists.
 
     Example:
 

@@ -1,12 +1,9 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
 """TelMEProcessor: dialogue turns → prompted teacher input; waveforms → input_values; frames → pixel_values.
 
-The processor owns the preprocessing contract of a checkpoint: the prompt and tokenisation, how speakers are
-indexed and how the CSVs' text is read, the audio's rate and length, which frames are picked and how they are
-coloured, and the longest media accepted. All of it is saved in `processor_config.json`, so a checkpoint says what
-it expects to be fed. `telme_hf` decodes media accordingly (see `media_options`).
-
-Hub-portable: imports only numpy, torch and transformers; copied verbatim into every saved checkpoint.
+The processor is a checkpoint's preprocessing contract, saved in `processor_config.json`: the prompt and
+tokenisation, speaker indexing and CSV text, the audio's rate and length, which frames are picked and how they are
+coloured, and the longest media accepted.
 """
 
 from __future__ import annotations
@@ -23,72 +20,34 @@ from transformers.processing_utils import ProcessorMixin
 from .media_telme import sample_frame_indices
 
 
-# Frame normalisation (mean, std) per channel. TimeSformer-k400 was trained with the Kinetics statistics of its own
-# preprocessor; the original TelME code normalised with the `MCG-NJU/videomae-base` processor's ImageNet ones.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-PIXEL_STATISTICS = {"kinetics": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
+# Frame normalisation (mean, std).
+PIXEL_STATISTICS = {"kinetics": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)),
+                    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
 
 TEXT_NORMALIZATIONS = ("cp1252", "none")
-VIDEO_FRAME_SAMPLINGS = ("uniform", "strided")
-VIDEO_CHANNEL_ORDERS = ("rgb", "bgr")
 
-# Every behaviour of the original implementation in what the network is fed, with the clean default first and the
-# original ("reference") value second. `TelMEProcessor(reference_behaviour=True)` switches all of them; explicit
-# arguments still win.
+# Every behaviour of the original in what the network is fed (see `TelMEProcessor`): (clean default, original value).
 PROCESSOR_REFERENCE_BEHAVIOUR: dict[str, tuple[Any, Any]] = {
-    # Text of the annotation CSVs: "cp1252" maps the Windows-1252 leftovers of MELD's CSVs (C1 control characters
-    # such as U+0092) to the punctuation they stand for and strips the cells; "none" keeps every cell exactly as
-    # Python's csv.reader gives it for a file opened as UTF-8 text, which is what the original tokenised.
     "text_normalization": ("cp1252", "none"),
-    # The first utterance of each dialogue gets a speaker index computed against the previous dialogue.
     "speaker_index_carryover": (False, True),
-    # transformers 4.27's slow tokenizer dropped the spaces around the speaker tokens; `<mask>` appended as an id.
     "reference_tokenization": (False, True),
-    # librosa's default 22.05 kHz decode is handed to the 16 kHz feature extractor without resampling.
     "audio_reference_rate": (False, True),
     # The original normalises the whole waveform, then keeps its last 400000 samples (~18 s at 22.05 kHz).
     "audio_max_samples": (None, 400000),
     "audio_keep": ("first", "last"),
     "audio_normalize_before_keep": (False, True),
-    # Media longer than this is bad media. Clean: 60 s, which every MELD and IEMOCAP utterance fits in but for two
-    # mis-cut MELD test clips of minutes; it bounds decoding and the audio encoder's attention (a 5-minute clip
-    # would need ~29 GB). The original replaces MELD clips over 30 s with zeros (4 audio frames, blank video); its
-    # IEMOCAP code has no such rule, so the IEMOCAP preset keeps the clean value in reference mode too.
+    # 60 s fits every MELD and IEMOCAP utterance but two mis-cut MELD test clips, and bounds decoding and the audio
+    # encoder's attention (a 5-minute clip would need ~29 GB). The original zeroes MELD clips over 30 s.
     "max_media_seconds": (60.0, 30.0),
-    # Frames: a strided pick that skips the first frames, in OpenCV's channel order (BGR).
     "video_frame_sampling": ("uniform", "strided"),
     "video_channel_order": ("rgb", "bgr"),
-    # The original cuts an IEMOCAP utterance's video from the dialogue AVI with one second of margin on each side,
-    # [max(start - 1, 0), end + 1]; its audio comes from the utterance's own wav, without margin.
     "video_window_margin": (0.0, 1.0),
-    # Frames normalised with ImageNet statistics (VideoMAE's processor) instead of TimeSformer-k400's own.
     "video_pixel_statistics": ("kinetics", "imagenet"),
-}
-
-# Preprocessing a preset needs besides the defaults, applied by `telme_hf.build_processor`.
-PROCESSOR_PRESETS: dict[str, dict[str, Any]] = {
-    "meld": {},
-    # The original's 30-second rule is MELD's only.
-    "iemocap": {"max_media_seconds": PROCESSOR_REFERENCE_BEHAVIOUR["max_media_seconds"][0]},
-    # A from-scratch 2-layer teacher generalises far better when it reads the current utterance and a turn or two
-    # of context than the whole dialogue (test accuracy 0.73 vs 0.53 on the synthetic corpus).
-    "tiny": {"max_text_length": 32},
 }
 
 _NOT_GIVEN: Any = object()
 
-Turn = Mapping[str, Any]
-"""One utterance: `{"speaker": str, "text": str}`, optionally with a precomputed `"speaker_index"` (0-based)."""
-
-
-def validate_prompt_template(template: str) -> None:
-    """The prompt must name the speaker and end exactly with the mask: the teacher reads the last position."""
-    if "{speaker}" not in template or not template.endswith("{mask}"):
-        raise ValueError(
-            f"`prompt_template` needs `{{speaker}}` and must end exactly with `{{mask}}` (the model reads the last "
-            f"position, so nothing may follow it, not even a space), got {template!r}."
-        )
+Turn = Mapping[str, Any]  # {"speaker": str, "text": str}, optionally with a precomputed 0-based "speaker_index"
 
 
 def speaker_token(index: int) -> str:
@@ -97,29 +56,13 @@ def speaker_token(index: int) -> str:
 
 
 def first_appearance_indices(keys: Sequence[Any]) -> list[int]:
-    """0-based index of each key in the order of first appearance: the clean speaker indexing of a dialogue.
-
-    Example:
-
-    ```python
-    >>> first_appearance_indices(["Ross", "Rachel", "Ross", "Monica"])
-    [0, 1, 0, 2]
-    ```
-    """
+    """0-based index of each key in order of first appearance: `["Ross", "Rachel", "Ross"]` → `[0, 1, 0]`."""
     seen: dict[Any, int] = {}
     return [seen.setdefault(key, len(seen)) for key in keys]
 
 
 def speaker_indices(turns: Sequence[Turn]) -> list[int]:
-    """Per-turn speaker index: order of first appearance in the dialogue, unless the turns carry `speaker_index`.
-
-    Example:
-
-    ```python
-    >>> speaker_indices([{"speaker": "Ross"}, {"speaker": "Rachel"}, {"speaker": "Ross"}])
-    [0, 1, 0]
-    ```
-    """
+    """Per-turn speaker index: a turn's `speaker_index` if given, else the speaker's order of first appearance."""
     clean = first_appearance_indices([str(turn.get("speaker", "")) for turn in turns])
     return [int(turn["speaker_index"]) if turn.get("speaker_index") is not None else index
             for turn, index in zip(turns, clean)]
@@ -129,53 +72,45 @@ class TelMEProcessor(ProcessorMixin):
     r"""
     Builds every input of [`TelMEForEmotionRecognition`] and says how its media must be decoded.
 
-    Text: for utterance k of a dialogue the teacher reads `<s_i> u_1 <s_j> u_2 … <s_i> u_k </s> Now <s_i> feels
-    <mask>`, where `<s_n>` is the token of the n-th speaker to appear. The history is truncated from the left so the
-    prompt is always whole, and batches are padded on the left so that the `<mask>` is the last position. A
-    dialogue with more speakers than speaker tokens gives the extra speakers the last token, `<sN>`.
+    For utterance k the teacher reads `<s_i> u_1 <s_j> u_2 … <s_i> u_k </s> Now <s_i> feels <mask>`, `<s_n>` being the
+    token of the n-th speaker to appear (speakers beyond the speaker tokens share the last). The history is truncated
+    from the left so the prompt stays whole, and batches are padded on the left so `<mask>` is the last position.
 
-    Every option below is saved in `processor_config.json`. The behaviours of `PROCESSOR_REFERENCE_BEHAVIOUR` take
-    their clean value by default and the original implementation's with `reference_behaviour=True`.
+    Every option is saved in `processor_config.json`. Those of `PROCESSOR_REFERENCE_BEHAVIOUR` take their clean value
+    by default and the original's with `reference_behaviour=True`.
 
     Args:
-        tokenizer: a RoBERTa tokenizer that knows the speaker tokens `<s1>` … `<sN>` (see `add_speaker_tokens`).
-        feature_extractor: a `Wav2Vec2FeatureExtractor` (per-utterance normalisation; its `sampling_rate` is the
-            rate waveforms are decoded to).
-        image_processor: a VideoMAE-style image processor (resize shortest edge, centre crop, normalise); frames
-            are decoded at its sizes.
+        tokenizer: a RoBERTa tokenizer that knows the speaker tokens `<s1>` … `<sN>`.
+        feature_extractor: a `Wav2Vec2FeatureExtractor`; its `sampling_rate` is the rate waveforms are decoded to.
+        image_processor: a VideoMAE-style image processor; frames are decoded at its sizes.
         prompt_template: the prompt after `</s>`; `{speaker}` and `{mask}` are filled in, `{mask}` must end it.
-        max_text_length: token budget of the teacher input (the original keeps the last 511 tokens + `<mask>`).
+        max_text_length: token budget of the teacher input.
         num_speaker_tokens: how many speaker tokens the tokenizer was extended with.
-        audio_padding_side: `"right"` with an attention mask (clean) or `"left"` (the original's zero left-padding,
-            which its first-frame audio pooling reads).
-        num_frames: frames per clip (TimeSformer's `num_frames`); clips of any length are picked down to it.
-        audio_min_samples: the shortest waveform the audio encoder reads (its first convolutions need that many
-            samples for the frames SpecAugment masks); a shorter one is bad media. `build_processor` sets it from
-            the model's audio config.
-        text_normalization: how the corpus loaders read the CSVs' text: `"cp1252"` maps Windows-1252 leftovers and
-            strips cells, `"none"` keeps each cell as the original's `csv.reader` read it.
+        audio_padding_side: `"right"` with an attention mask, or `"left"` (the original's zero left-padding, which its
+            first-frame audio pooling reads).
+        num_frames: frames per clip; clips of any length are picked down to it.
+        audio_min_samples: the shortest waveform the audio encoder reads; a shorter one is bad media.
+        text_normalization: how the corpus loaders read the CSVs' text: `"cp1252"` maps the Windows-1252 leftovers
+            of MELD's CSVs (such as U+0092) to their punctuation and strips the cells; `"none"` keeps each cell as
+            `csv.reader` reads the UTF-8 file, as the original.
         speaker_index_carryover: index each dialogue's first turn against the previous dialogue's speakers, as the
-            original did (the corpus loaders compute the indices).
-        reference_tokenization: encode the teacher's text exactly as the original code did (transformers 4.27's
-            slow `RobertaTokenizer` with the speaker tokens added as plain strings). Three differences from the
-            default: the whitespace on both sides of `<s1>` … `<sN>` is dropped, so the word after a speaker token
-            has no leading-space marker (`hello`, not `Ġhello`), while `</s>` keeps its spaces (`fine Ġ </s> ĠNow`);
-            utterances are not stripped (their edge whitespace reaches the tokenizer where no speaker token eats
-            it, e.g. next to IEMOCAP's non-special `<s10>`…); and `<mask>` is appended as an id after keeping the
-            last `max_text_length - 1` text tokens.
-        audio_reference_rate: decode audio at librosa's 22050 Hz and declare it to be the feature extractor's rate.
+            original.
+        reference_tokenization: encode as the original did (transformers 4.27's slow tokenizer with the speaker
+            tokens as plain strings): no whitespace around `<s1>` … `<sN>` (`hello`, not `Ġhello`) while `</s>` keeps
+            its spaces; utterances not stripped; `<mask>` appended as an id after the last `max_text_length - 1`
+            text tokens.
+        audio_reference_rate: decode audio at librosa's 22050 Hz and declare it to be the feature extractor's rate,
+            as the original.
         audio_max_samples: longest waveform the audio student reads, in samples (`None`: no limit).
-        audio_keep: which end of a longer waveform is kept, `"first"` or `"last"` (the original's).
-        audio_normalize_before_keep: normalise the whole waveform and then keep `audio_max_samples` of it, as the
-            original did; by default the kept part is normalised on its own.
-        max_media_seconds: media longer than this is bad media (the decoding layer applies the bad-media policy,
-            and decoding stops there, so memory stays bounded); default 60 s. `None` accepts any length (and bounds
-            nothing).
+        audio_keep: which end of a longer waveform is kept, `"first"` or `"last"`.
+        audio_normalize_before_keep: normalise the whole waveform, then keep `audio_max_samples` of it.
+        max_media_seconds: media longer than this is bad media, and decoding stops there; `None` accepts any length.
         video_frame_sampling: `"uniform"` over the clip, or the original's `"strided"` picks.
-        video_channel_order: `"rgb"`, or `"bgr"` (the original fed OpenCV's BGR frames to an RGB model).
-        video_window_margin: seconds added on both sides of a time window before frames are picked (IEMOCAP).
-        video_pixel_statistics: the name of the image processor's normalisation statistics, `"kinetics"` or
-            `"imagenet"` (`build_processor` builds the image processor with them).
+        video_channel_order: `"rgb"`, or `"bgr"` (the original fed BGR frames to an RGB model).
+        video_window_margin: seconds added on both sides of a time window before frames are picked (the original
+            cuts IEMOCAP's video from the dialogue AVI at `[max(start - 1, 0), end + 1]`).
+        video_pixel_statistics: the image processor's normalisation statistics: TimeSformer-k400's `"kinetics"`, or
+            the original's `"imagenet"` (VideoMAE's processor).
         reference_behaviour: the original value for every behaviour not given explicitly.
 
     Example:
@@ -220,35 +155,27 @@ class TelMEProcessor(ProcessorMixin):
         self.num_frames = num_frames
         self.audio_min_samples = audio_min_samples
         self.reference_behaviour = reference_behaviour
-        given = {
-            "text_normalization": text_normalization,
-            "speaker_index_carryover": speaker_index_carryover,
-            "reference_tokenization": reference_tokenization,
-            "audio_reference_rate": audio_reference_rate,
-            "audio_max_samples": audio_max_samples,
-            "audio_keep": audio_keep,
-            "audio_normalize_before_keep": audio_normalize_before_keep,
-            "max_media_seconds": max_media_seconds,
-            "video_frame_sampling": video_frame_sampling,
-            "video_channel_order": video_channel_order,
-            "video_window_margin": video_window_margin,
-            "video_pixel_statistics": video_pixel_statistics,
-        }
-        for name, value in given.items():
-            clean, original = PROCESSOR_REFERENCE_BEHAVIOUR[name]
+        given = locals()
+        for name, (clean, original) in PROCESSOR_REFERENCE_BEHAVIOUR.items():
+            value = given[name]
             setattr(self, name, value if value is not _NOT_GIVEN else (original if reference_behaviour else clean))
         self.validate()
         super().__init__(tokenizer, feature_extractor, image_processor)
 
     def validate(self) -> None:
         """Raise a `ValueError` naming the option when a preprocessing option cannot work."""
-        validate_prompt_template(self.prompt_template)
+        template = self.prompt_template
+        if "{speaker}" not in template or not template.endswith("{mask}"):
+            raise ValueError(
+                f"`prompt_template` needs `{{speaker}}` and must end exactly with `{{mask}}` (the model reads the last "
+                f"position, so nothing may follow it, not even a space), got {template!r}."
+            )
         choices = {
             "audio_padding_side": ("right", "left"),
             "audio_keep": ("first", "last"),
             "text_normalization": TEXT_NORMALIZATIONS,
-            "video_frame_sampling": VIDEO_FRAME_SAMPLINGS,
-            "video_channel_order": VIDEO_CHANNEL_ORDERS,
+            "video_frame_sampling": ("uniform", "strided"),
+            "video_channel_order": ("rgb", "bgr"),
             "video_pixel_statistics": tuple(PIXEL_STATISTICS),
         }
         for name, allowed in choices.items():
@@ -277,11 +204,8 @@ class TelMEProcessor(ProcessorMixin):
                 for name, (_, original) in PROCESSOR_REFERENCE_BEHAVIOUR.items()}
 
     def media_options(self) -> dict[str, Any]:
-        """How this checkpoint's media must be decoded, as plain values (`telme_hf` builds its decode options from
-        them): the audio rate, the frames' count, sizes, picking and window margin, and the longest media accepted.
-
-        Frames are decoded in RGB; the processor applies `video_channel_order` itself.
-        """
+        """How this checkpoint's media must be decoded, as plain values (frames in RGB: the processor applies
+        `video_channel_order` itself)."""
         sizes = getattr(self.image_processor, "size", None) or {}
         crop = getattr(self.image_processor, "crop_size", None) or {}
         return {
@@ -295,12 +219,8 @@ class TelMEProcessor(ProcessorMixin):
             "max_media_seconds": self.max_media_seconds,
         }
 
-    # ----------------------------------------------------------------------------------------------------- text
     def build_prompt(self, turns: Sequence[Turn], index: int | None = None) -> str:
-        """The teacher's input string for turn `index` (default: the last) of a dialogue, before truncation.
-
-        Only turns up to `index` are read: the model never sees the future of the conversation.
-        """
+        """The teacher's input string for turn `index` (default: the last), from the turns up to it only."""
         if not turns:
             raise ValueError("A conversation needs at least one turn.")
         index = len(turns) - 1 if index is None else index
@@ -309,53 +229,31 @@ class TelMEProcessor(ProcessorMixin):
         index %= len(turns)
         history = turns[: index + 1]
         indices = speaker_indices(history)
-        if not self.reference_tokenization:
-            # Speakers beyond the speaker tokens share the last one (the original instead wrote `<s10>`, ... as
-            # plain text, which reference tokenization keeps).
-            indices = [min(i, self.num_speaker_tokens - 1) for i in indices]
         if self.reference_tokenization:
-            # The original joins "<s_i> " + utterance + " " per turn and strips only the ends of the whole string.
+            # The original joins "<s_i> " + utterance + " " per turn (writing `<s10>`, ... as plain text) and strips
+            # only the ends of the whole string.
             context = "".join(f"{speaker_token(i)} {turn['text']} " for i, turn in zip(indices, history)).strip()
         else:
+            indices = [min(i, self.num_speaker_tokens - 1) for i in indices]
             context = " ".join(f"{speaker_token(i)} {str(turn['text']).strip()}" for i, turn in zip(indices, history))
         prompt = self.prompt_template.format(speaker=speaker_token(indices[-1]), mask=self.tokenizer.mask_token)
         return f"{context} {self.tokenizer.sep_token} {prompt}"
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of a prompt, keeping the last `max_text_length` tokens so the `<mask>` prompt survives."""
-        if self.reference_tokenization:
-            return self._encode_prompt_as_original(prompt)
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        return ids[-self.max_text_length :]
-
-    def _encode_prompt_as_original(self, prompt: str) -> list[int]:
-        # transformers 4.27's slow tokenizer stripped the spaces around added tokens that were given as plain
-        # strings (the speaker tokens) but not around `</s>`, which carries explicit no-strip flags; the original
-        # then appended the `<mask>` id to the last 511 tokens.
+        if not self.reference_tokenization:
+            return self.tokenizer(prompt, add_special_tokens=False)["input_ids"][-self.max_text_length :]
+        # transformers 4.27's slow tokenizer stripped the spaces around added tokens given as plain strings (the
+        # speaker tokens), not around `</s>`; the original then appended the `<mask>` id to the last 511 tokens.
         mask = self.tokenizer.mask_token
         text = prompt.rstrip()
         if text.endswith(mask):
             text = text[: -len(mask)].rstrip()
         tokens = sorted((speaker_token(i) for i in range(self.num_speaker_tokens)), key=len, reverse=True)
-        pattern = r"\s*(" + "|".join(re.escape(token) for token in tokens) + r")\s*"
-        text = re.sub(pattern, r"\1", text)
+        text = re.sub(r"\s*(" + "|".join(re.escape(token) for token in tokens) + r")\s*", r"\1", text)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids[max(0, len(ids) - (self.max_text_length - 1)) :] + [self.tokenizer.mask_token_id]
 
-    def _pad_left(self, sequences: list[list[int]]) -> dict[str, torch.Tensor]:
-        # Left padding keeps `<mask>` at the final position; RoBERTa derives positions from non-pad tokens, so
-        # left padding does not shift them.
-        width = max(len(ids) for ids in sequences)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for row, ids in enumerate(sequences):
-            if ids:
-                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-                attention_mask[row, width - len(ids) :] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-    # ----------------------------------------------------------------------------------------------------- call
     def __call__(
         self,
         conversations: Sequence[Turn] | Sequence[Sequence[Turn]] | None = None,
@@ -365,22 +263,22 @@ class TelMEProcessor(ProcessorMixin):
         return_tensors: str = "pt",
         **kwargs: Any,
     ) -> BatchFeature:
-        """Prepare a batch. Every argument is optional; give the modalities you need.
+        """Prepare a batch of any of the modalities.
 
         Args:
-            conversations: one conversation (a list of turns) or a batch of them; each is encoded for its last turn.
-                Text goes in only this way (there is no `text=`): the prompt needs each turn's speaker.
-            audio: one waveform or a list (1-D float arrays at `sampling_rate`, 16 kHz by default).
-            videos: one clip or a list of clips, each `(num_frames, height, width, 3)` uint8 RGB.
-            sampling_rate: rate of `audio`; checked against the feature extractor's.
+            conversations: one conversation (a list of turns) or a batch of them, each encoded for its last turn.
+                There is no `text=`: the prompt needs each turn's speaker.
+            audio: one waveform or a list (1-D float arrays at `sampling_rate`).
+            videos: one clip or a list, each `(num_frames, height, width, 3)` uint8 RGB.
+            sampling_rate: rate of `audio`, checked against the feature extractor's.
 
         Returns:
             `BatchFeature` with `input_ids`/`attention_mask` (the text's mask), `input_values`/`audio_attention_mask`
-            (the audio's mask, named apart so both fit one batch and reach the model's keywords of the same names),
-            `pixel_values` of shape `(batch, num_frames, 3, height, width)` — whichever were requested.
+            (the audio's mask, named apart so both fit one batch) and `pixel_values`
+            `(batch, num_frames, 3, height, width)`, for the modalities given.
 
         Raises:
-            `TypeError` for any other keyword (`text=`, `images=`, ...): it would otherwise be silently ignored.
+            `TypeError` for any other keyword (`text=`, `images=`, ...), which would otherwise be ignored.
         """
         if kwargs:
             raise TypeError(
@@ -394,14 +292,30 @@ class TelMEProcessor(ProcessorMixin):
         if conversations is not None:
             if conversations and isinstance(conversations[0], Mapping):
                 conversations = [conversations]
-            data.update(self._pad_left([self.encode_prompt(self.build_prompt(turns)) for turns in conversations]))
+            sequences = [self.encode_prompt(self.build_prompt(turns)) for turns in conversations]
+            data["input_ids"], data["attention_mask"] = self._pad(
+                sequences, self.tokenizer.pad_token_id, torch.long, "left")
         if audio is not None:
-            data.update(self._encode_audio(audio, sampling_rate))
+            data["input_values"], data["audio_attention_mask"] = self._encode_audio(audio, sampling_rate)
         if videos is not None:
             data["pixel_values"] = self._encode_videos(videos)
         return BatchFeature(data=data, tensor_type=return_tensors)
 
-    def _encode_audio(self, audio: np.ndarray | Sequence[np.ndarray], sampling_rate: int | None) -> dict[str, Any]:
+    @staticmethod
+    def _pad(sequences: list, value: float, dtype: torch.dtype, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        # Text is padded on the left so `<mask>` is last; RoBERTa derives positions from non-pad tokens, so left
+        # padding does not shift them.
+        width = max(len(sequence) for sequence in sequences)
+        values = torch.full((len(sequences), width), value, dtype=dtype)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, sequence in enumerate(sequences):
+            if len(sequence):
+                span = slice(width - len(sequence), width) if side == "left" else slice(0, len(sequence))
+                values[row, span] = torch.as_tensor(np.asarray(sequence), dtype=dtype)
+                mask[row, span] = 1
+        return values, mask
+
+    def _encode_audio(self, audio: np.ndarray | Sequence[np.ndarray], sampling_rate: int | None):
         if isinstance(audio, np.ndarray) and audio.ndim == 1:
             audio = [audio]
         audio = [np.asarray(wave, dtype=np.float32) for wave in audio]
@@ -411,23 +325,17 @@ class TelMEProcessor(ProcessorMixin):
         if not self.audio_normalize_before_keep:
             audio = [self._keep_audio(wave) for wave in audio]
         # Normalise each waveform on its own, then pad: the feature extractor's masked normalisation assumes right
-        # padding and would normalise the padding (and zero the speech) of a left-padded batch.
+        # padding and would normalise the padding of a left-padded batch.
         normalised = self.feature_extractor(
             audio, sampling_rate=sampling_rate or self.feature_extractor.sampling_rate, padding=False
         )["input_values"]
         if self.audio_normalize_before_keep:
             normalised = [self._keep_audio(np.asarray(wave)) for wave in normalised]
-        width = max(len(wave) for wave in normalised)
-        input_values = torch.full((len(normalised), width), float(self.feature_extractor.padding_value))
-        attention_mask = torch.zeros((len(normalised), width), dtype=torch.long)
-        for row, wave in enumerate(normalised):
-            span = slice(width - len(wave), width) if self.audio_padding_side == "left" else slice(0, len(wave))
-            input_values[row, span] = torch.as_tensor(np.asarray(wave, dtype=np.float32))
-            attention_mask[row, span] = 1
-        return {"input_values": input_values, "audio_attention_mask": attention_mask}
+        normalised = [np.asarray(wave, dtype=np.float32) for wave in normalised]
+        return self._pad(normalised, float(self.feature_extractor.padding_value), torch.float32,
+                         self.audio_padding_side)
 
     def _keep_audio(self, wave: np.ndarray) -> np.ndarray:
-        """At most `audio_max_samples` of a waveform, from the end `audio_keep` names."""
         limit = self.audio_max_samples
         if limit is None or len(wave) <= limit:
             return wave
@@ -441,27 +349,16 @@ class TelMEProcessor(ProcessorMixin):
             clip = np.asarray(clip)
             if clip.ndim != 4 or clip.shape[-1] != 3 or len(clip) == 0:
                 raise ValueError(f"A clip must be (num_frames, height, width, 3) RGB frames, got shape {clip.shape}.")
-            if len(clip) != self.num_frames:
-                # Clips of any length are picked down (or up) to the model's frames, like decoded clips.
+            if len(clip) != self.num_frames:  # picked down (or up) to the model's frames, like decoded clips
                 clip = clip[sample_frame_indices(len(clip), self.num_frames, self.video_frame_sampling)]
             if self.video_channel_order == "bgr":
                 clip = clip[..., ::-1]
             clips.append([np.ascontiguousarray(frame) for frame in clip])
-        pixel_values = self.image_processor(clips, return_tensors="pt")["pixel_values"]
-        return torch.as_tensor(pixel_values)
+        return torch.as_tensor(self.image_processor(clips, return_tensors="pt")["pixel_values"])
 
     @property
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "input_values", "audio_attention_mask", "pixel_values"]
 
 
-__all__ = [
-    "PIXEL_STATISTICS",
-    "PROCESSOR_PRESETS",
-    "PROCESSOR_REFERENCE_BEHAVIOUR",
-    "TelMEProcessor",
-    "first_appearance_indices",
-    "speaker_indices",
-    "speaker_token",
-    "validate_prompt_template",
-]
+__all__ = ["TelMEProcessor"]

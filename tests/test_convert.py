@@ -28,7 +28,7 @@ from transformers import (
 )
 
 from telme_hf import REFERENCE_BEHAVIOUR, TelMEConfig, TelMEForEmotionRecognition
-from telme_hf.modeling import MODEL_REFERENCE_BEHAVIOUR
+from telme_hf.modeling.configuration_telme import MODEL_REFERENCE_BEHAVIOUR
 from telme_hf.hub.convert import (
     ConversionError,
     _check_speaker_token_ids,

@@ -14,7 +14,8 @@ from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel
 
 from telme_hf import REFERENCE_BEHAVIOUR, TelMEConfig, TelMEForEmotionRecognition
-from telme_hf.modeling import MODEL_REFERENCE_BEHAVIOUR, PROCESSOR_REFERENCE_BEHAVIOUR
+from telme_hf.modeling.configuration_telme import MODEL_REFERENCE_BEHAVIOUR
+from telme_hf.modeling.processing_telme import PROCESSOR_REFERENCE_BEHAVIOUR
 from telme_hf.modeling.modeling_telme import TelMEFusion, last_token_positions
 from without_telme_hf import BLOCK_TELME_HF
 

@@ -149,7 +149,7 @@ def test_clips_of_any_length_are_picked_to_the_models_frames(tiny_processor):
 
 
 def test_reference_processor_sets_every_original_behaviour_and_explicit_args_win(tiny_processor):
-    from telme_hf.modeling import PROCESSOR_REFERENCE_BEHAVIOUR
+    from telme_hf.modeling.processing_telme import PROCESSOR_REFERENCE_BEHAVIOUR
 
     parts = (tiny_processor.tokenizer, tiny_processor.feature_extractor, tiny_processor.image_processor)
     reference = TelMEProcessor(*parts, reference_behaviour=True)
