@@ -39,6 +39,18 @@ def _discard(path: str | os.PathLike) -> None:
             os.unlink(path)
 
 
+class IncompleteWriteError(OSError):
+    """Writing a file or folder failed (a full disk, a read-only folder, ...) and left `path` as it was."""
+
+
+def _name_the_artefact(error: BaseException, path: Path) -> None:
+    # A full disk says only "[Errno 28] No space left on device": say what was not written, and what to do.
+    if isinstance(error, OSError) and not isinstance(error, (IncompleteWriteError, FileExistsError)):
+        raise IncompleteWriteError(
+            error.errno, f"{path} was not written ({error.strerror or error}) and was left as it was; "
+            "free some space (or fix the folder) and run the command again") from error
+
+
 def _reserve(path: Path, suffix: str, folder: bool) -> Path:
     # Not tempfile.mkstemp/mkdtemp: those make the result private (0600/0700); this keeps the usual umask modes.
     for _ in range(100):
@@ -68,8 +80,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield Path(temporary)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         _discard(temporary)
+        _name_the_artefact(error, path)
         raise
 
 
@@ -114,8 +127,9 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         if path.is_dir():
             path.rmdir()  # empty (checked above); fails, and keeps both, if something appeared in it meanwhile
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         _discard(temporary)
+        _name_the_artefact(error, path)
         raise
 
 
@@ -141,5 +155,5 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None)
     return removed
 
 
-__all__ = ["atomic_folder", "atomic_open", "atomic_path", "atomic_write_bytes", "atomic_write_text",
+__all__ = ["IncompleteWriteError", "atomic_folder", "atomic_open", "atomic_path", "atomic_write_bytes", "atomic_write_text",
            "remove_stale_temporaries", "stale_temporaries"]

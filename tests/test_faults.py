@@ -63,6 +63,9 @@ class _FillingStream:
         self._room -= len(data)
         return self._stream.write(data)
 
+    def fileno(self):  # no sendfile or other write behind Python's back: every byte goes through write()
+        raise io.UnsupportedOperation("fileno")
+
     def __enter__(self):
         return self
 
@@ -202,9 +205,161 @@ def test_a_full_disk_while_generating_ends_with_one_error_and_a_clean_rerun(afte
         monkeypatch.setattr(synthetic.av, "open", _encoder_runs_out_of_space(clip))
     assert main(argv) == 1
     error = capsys.readouterr().err.strip()
-    assert error.startswith("telme make-corpus: error: [Errno 28] No space left on device") and "\n" not in error
+    assert error.startswith("telme make-corpus: error: [Errno 28] ") and "\n" not in error
+    assert "No space left on device" in error
     assert clip or len(disk.hits) == after + 1
     assert not synthetic_corpus_is_complete(root) and not (root / MELD_SPLITS["train"][0]).exists()
     monkeypatch.undo()  # space again
     assert main(argv) == 0
     assert files_of(root) == uninterrupted_cli_corpus
+
+
+# ---------------------------------------------------------------------------------------- user artefacts
+def _no_temporaries(folder: Path) -> bool:
+    return not [path for path in folder.rglob(".*") if ".tmp" in path.name or path.name.endswith(".partial")]
+
+
+def _evaluate_argv(checkpoint, corpus, output_dir):
+    return ["evaluate", "--model", str(checkpoint), "--data", "meld", "--data-root", str(corpus), "--split", "test",
+            "--batch-size", "4", "--output-dir", str(output_dir), "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def evaluation_files(tiny_corpus, tmp_path_factory, tiny_tokenizer):
+    """An uninterrupted `telme evaluate` run's files (with a checkpoint of its own, for the module's scope)."""
+    import torch
+
+    from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor
+    from telme_hf.cli import main
+    from telme_hf.inference.prediction import save_checkpoint
+
+    config = TelMEConfig.from_preset("tiny")
+    config.text_config.vocab_size = len(tiny_tokenizer)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("evaluation")
+    checkpoint = save_checkpoint(TelMEForEmotionRecognition(config).eval(), build_processor(config, tiny_tokenizer),
+                                 folder / "checkpoint")
+    assert main(_evaluate_argv(checkpoint, tiny_corpus, folder / "eval")) == 0
+    return checkpoint, files_of(folder / "eval")
+
+
+# Written in this order: metrics.json, confusion_matrix.png, predictions.csv.
+@pytest.mark.parametrize("after", [0, 1, 2], ids=["metrics.json", "confusion_matrix.png", "predictions.csv"])
+def test_a_full_disk_while_evaluate_writes_ends_with_one_error_and_no_half_file(after, evaluation_files, tiny_corpus,
+                                                                                tmp_path, full_disk, monkeypatch,
+                                                                                capsys):
+    from telme_hf.cli import main
+
+    checkpoint, expected = evaluation_files
+    output_dir = tmp_path / "eval"
+    output_dir.mkdir()
+    (output_dir / "predictions.csv").write_text("an earlier run's file\n")
+    disk = full_disk(output_dir, after=after)
+    assert main(_evaluate_argv(checkpoint, tiny_corpus, output_dir)) == 1
+    assert len(disk.hits) == after + 1
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("telme evaluate: error: [Errno 28] ")
+    assert "No space left on device" in stderr and "run the command again" in stderr
+    assert _no_temporaries(output_dir)
+    written = files_of(output_dir)
+    assert written.pop("predictions.csv") == b"an earlier run's file\n"  # the earlier file, untouched
+    assert all(written[name] == expected[name] for name in written)  # whatever is there is whole
+    monkeypatch.undo()
+    assert main(_evaluate_argv(checkpoint, tiny_corpus, output_dir)) == 0
+    assert files_of(output_dir) == expected
+
+
+@pytest.mark.parametrize("writer", ["metrics", "predictions", "example", "card"])
+def test_each_artefact_writer_keeps_the_earlier_file_whole_when_the_disk_is_full(writer, tiny_corpus, tmp_path,
+                                                                                 full_disk, monkeypatch):
+    from telme_hf.data.meld import load_meld
+    from telme_hf.hub.model_card import USAGE_END, USAGE_START, set_card_repo
+    from telme_hf.inference.dialogue_files import write_example_dialogue
+    from telme_hf.inference.metrics import write_metrics_json, write_predictions_csv
+
+    write = {
+        "metrics": lambda: write_metrics_json({"weighted_f1": 0.5, "f1": {"a": 0.5}}, tmp_path / "metrics.json"),
+        "predictions": lambda: write_predictions_csv(tmp_path / "predictions.csv", ["dia0_utt0"] * 50,
+                                                     [[2.0, 0.1]] * 50, ["neg", "pos"]),
+        "example": lambda: write_example_dialogue(load_meld(tiny_corpus, splits="test")["test"],
+                                                  tmp_path / "example_dialogue.csv"),
+        "card": lambda: set_card_repo(tmp_path, "you/telme") or pytest.fail("no card written"),
+    }[writer]
+    if writer == "card":
+        (tmp_path / "README.md").write_text(f"---\nlicense: mit\n---\n\n{USAGE_START}x{USAGE_END}\n")
+    else:
+        write()
+    before = files_of(tmp_path)
+    full_disk(tmp_path)
+    with pytest.raises(OSError, match="No space left"):
+        write()
+    assert files_of(tmp_path) == before and _no_temporaries(tmp_path)
+    monkeypatch.undo()
+    write()
+
+
+def test_a_space_export_that_runs_out_of_disk_leaves_no_folder_and_a_clean_rerun(tiny_checkpoint, tmp_path,
+                                                                                   full_disk, monkeypatch):
+    from telme_hf.hub.space import export_space
+
+    expected = files_of(export_space(tiny_checkpoint, tmp_path / "whole"))
+    for after in (0, len(expected) // 2, len(expected) - 1):
+        disk = full_disk(tmp_path / "exports", after=after)
+        with pytest.raises(OSError, match="No space left"):
+            export_space(tiny_checkpoint, tmp_path / "exports" / "space")
+        assert len(disk.hits) == after + 1
+        assert not list((tmp_path / "exports").iterdir()), after  # no folder, and no half-built one beside it
+        monkeypatch.undo()
+    assert files_of(export_space(tiny_checkpoint, tmp_path / "exports" / "space")) == expected
+
+
+# ----------------------------------------------------------------------------------------------- null turns
+@pytest.mark.parametrize("field", ["text", "speaker"])
+def test_a_null_text_or_speaker_is_refused_naming_the_turn(field, tiny_checkpoint, tmp_path, capsys,
+                                                          tiny_model, tiny_processor):
+    from telme_hf.cli import main
+    from telme_hf.inference.dialogue_files import read_dialogue
+    from telme_hf.modeling.pipeline_telme import prepare_dialogue
+
+    turns = [{"speaker": "Ross", "text": "hello there"}, {"speaker": "Rachel", "text": "oh my god"}]
+    turns[1][field] = None
+    dialogue = tmp_path / "dialogue.json"
+    dialogue.write_text(json.dumps(turns))
+    with pytest.raises(ValueError, match=rf"dialogue.json, turn 1: {field} is null"):
+        read_dialogue(dialogue)
+    assert main(["predict", "--model", str(tiny_checkpoint), "--dialogue", str(dialogue)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"turn 1: {field} is null" in error and error.startswith("telme predict: error: ")
+    # Given to the pipeline directly, the same turn is refused too.
+    with pytest.raises(ValueError, match=rf"Turn 1: '{field}' must be a string, got NoneType None"):
+        prepare_dialogue(turns, tiny_processor)
+
+
+# ------------------------------------------------------------------------------------------ shared caches
+def _cli(*argv: str) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "telme_hf.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.slow
+def test_two_processes_sharing_one_cache_folder_both_succeed_with_the_same_output(evaluation_files, tiny_corpus,
+                                                                                  tmp_path):
+    checkpoint, expected = evaluation_files
+    cache = tmp_path / "cache"
+    runs = [_cli(*_evaluate_argv(checkpoint, tiny_corpus, tmp_path / f"eval{i}"), "--cache-dir", str(cache))
+            for i in range(2)]
+    example = tmp_path / "example_dialogue.csv"
+    from telme_hf.data.meld import load_meld
+    from telme_hf.inference.dialogue_files import write_example_dialogue
+
+    write_example_dialogue(load_meld(tiny_corpus, splits="test")["test"], example)
+    runs += [_cli("predict", "--model", str(checkpoint), "--dialogue", str(example), "--format", "json",
+                  "--device", "cpu") for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, [err[-2000:] for _, err in outputs]
+    for i in range(2):
+        assert files_of(tmp_path / f"eval{i}") == expected
+    assert outputs[2][0] == outputs[3][0] and json.loads(outputs[2][0])
+    assert _no_temporaries(cache)

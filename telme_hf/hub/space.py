@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import app
+from ..atomic import atomic_folder, atomic_write_text
 from ..modeling.pipeline_telme import MEDIA_FIELDS
 
 
@@ -39,24 +40,45 @@ def export_space(model: str | os.PathLike, folder: str | os.PathLike,
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder} exists and is not empty; export into a new folder.")
-    folder.mkdir(parents=True, exist_ok=True)
+    code = Path(app.__file__).read_text(encoding="utf-8")
+    if code.count(_MODEL_LINE) != 1:
+        raise RuntimeError("telme_hf/app.py no longer declares DEFAULT_MODEL as export_space expects.")
+    # Built beside `folder` and renamed to it when whole: an export that is killed or runs out of disk leaves none.
+    with atomic_folder(folder) as building:
+        _write_space(model, building, code, example, title)
+    return folder
+
+
+def _write_space(model: str | os.PathLike, folder: Path, code: str, example: Sequence[Mapping[str, Any]] | None,
+                 title: str) -> str:
     source = Path(os.fspath(model)).expanduser()
     if source.is_dir():
-        shutil.copytree(source, folder / "checkpoint", ignore=shutil.ignore_patterns("checkpoint-*", "__pycache__"))
+        _copy_checkpoint(source, folder / "checkpoint")
         served = "checkpoint"
     else:
         served = os.fspath(model)
 
-    code = Path(app.__file__).read_text(encoding="utf-8")
-    if code.count(_MODEL_LINE) != 1:
-        raise RuntimeError("telme_hf/app.py no longer declares DEFAULT_MODEL as export_space expects.")
     (folder / "app.py").write_text(code.replace(_MODEL_LINE, f"DEFAULT_MODEL: str | None = {served!r}\n"),
                                    encoding="utf-8")
     (folder / "requirements.txt").write_text("\n".join(SPACE_REQUIREMENTS) + "\n", encoding="utf-8")
     if example:
         write_space_example(example, folder / "examples")
     (folder / "README.md").write_text(_space_readme(title, served), encoding="utf-8")
-    return folder
+    return served
+
+
+def _copy_checkpoint(source: Path, target: Path) -> None:
+    """Copy a checkpoint folder without its training checkpoints; the first failure (a full disk) ends the copy
+    (`shutil.copytree` would go on through every file and report them all at the end)."""
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if any(part.startswith("checkpoint-") or part == "__pycache__" for part in relative.parts):
+            continue
+        if path.is_dir():
+            (target / relative).mkdir(parents=True, exist_ok=True)
+        else:
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target / relative)
 
 
 def write_space_example(turns: Sequence[Mapping[str, Any]], folder: Path) -> Path:
@@ -73,9 +95,7 @@ def write_space_example(turns: Sequence[Mapping[str, Any]], folder: Path) -> Pat
                 entry[field] = name
         entry.update({bound: turn[bound] for bound in ("start", "end") if turn.get(bound) is not None})
         written.append(entry)
-    path = folder / app.EXAMPLE_FILE
-    path.write_text(json.dumps(written, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return atomic_write_text(folder / app.EXAMPLE_FILE, json.dumps(written, indent=1, ensure_ascii=False) + "\n")
 
 
 def _space_readme(title: str, served: str) -> str:

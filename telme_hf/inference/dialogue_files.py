@@ -69,10 +69,15 @@ def read_dialogue(path: str | os.PathLike, media_root: str | os.PathLike | None 
             raise ValueError(f"{path}, {where}: no {' or '.join(missing)} column. Each turn needs 'speaker' and "
                              "'text', and optionally 'media' (or 'audio'/'video'), 'start', 'end'.")
         for name in ("speaker", "text"):
-            if values[name] is not None and not isinstance(values[name], str):
+            if values[name] is None:
+                # JSON null: neither taken as "" nor as a speaker.
+                empty = "an unknown speaker" if name == "speaker" else "no words"
+                raise ValueError(f'{path}, {where}: {name} is null; give the turn\'s {name} as text ("" for '
+                                 f'{empty}).')
+            if not isinstance(values[name], str):
                 raise ValueError(f"{path}, {where}: {name} must be text, got {type(values[name]).__name__} "
                                  f"{values[name]!r}. Quote it in the file.")
-        turn = {"speaker": values["speaker"] or "", "text": values["text"] or ""}
+        turn = {"speaker": values["speaker"], "text": values["text"]}
         for name in (*MEDIA_FIELDS, "start", "end"):
             value = values.get(name)
             if value is None or (isinstance(value, str) and not value.strip()):
