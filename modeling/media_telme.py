@@ -185,18 +185,6 @@ class VideoDecodeOptions:
         if self.channel_order not in ("rgb", "bgr"):
             raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}.")
 
-    @classmethod
-    def reference(cls, num_frames: int = 8, size: int | None = 224) -> VideoDecodeOptions:
-        """The original's frames: strided picks, BGR, 1 s window margin."""
-        return cls(num_frames=num_frames, size=size, sampling="strided", channel_order="bgr", window_margin=1.0)
-
-    def video_window(self, start: float | None, end: float | None) -> tuple[float | None, float | None]:
-        """`[start, end]` widened by `window_margin`, clamped at 0: `(0.4, 3.2)` → `(0.0, 4.2)` with a 1 s margin."""
-        if not self.window_margin:
-            return start, end
-        return (None if start is None else max(start - self.window_margin, 0.0),
-                None if end is None else end + self.window_margin)
-
     def cache_key(self) -> str:
         """A stable string naming every option that changes the decoded array."""
         return (
@@ -520,7 +508,10 @@ def decode_clip(
     if start is not None and start <= 0:
         start = None if end is None else 0.0
 
-    video_window = video.video_window(start, end) if video is not None else (None, None)
+    video_window = (start, end)
+    if video is not None and video.window_margin:
+        video_window = (None if start is None else max(start - video.window_margin, 0.0),
+                        None if end is None else end + video.window_margin)
     with _open(path) as container:
         audio_stream = _pick_stream(container, path, "audio") if audio is not None else None
         video_stream = _pick_stream(container, path, "video") if video is not None else None
@@ -693,16 +684,19 @@ def resolve_bad_media(
 
 
 def media_options(processor: Any) -> tuple[AudioDecodeOptions, VideoDecodeOptions]:
-    """The decode options of a processor: frames at the image processor's sizes, in RGB; waveforms whole (the
-    processor keeps `audio_max_samples` of them)."""
-    options = processor.media_options()
-    audio = AudioDecodeOptions(sampling_rate=options["sampling_rate"], reference_rate=options["audio_reference_rate"])
+    """The decode options of a `TelMEProcessor`: frames resized and cropped to the image processor's sizes in RGB (the
+    processor applies `video_channel_order`), waveforms whole (the processor keeps `audio_max_samples` of them)."""
+    sizes = getattr(processor.image_processor, "size", None) or {}
+    crop = getattr(processor.image_processor, "crop_size", None) or {}
+    size = sizes.get("shortest_edge") or crop.get("height")
+    audio = AudioDecodeOptions(sampling_rate=int(getattr(processor.feature_extractor, "sampling_rate", 16000)),
+                               reference_rate=bool(processor.audio_reference_rate))
     video = VideoDecodeOptions(
-        num_frames=options["num_frames"],
-        size=options["frame_size"],
-        center_crop=options["frame_crop"] and options["frame_size"] is not None,
-        sampling=options["video_frame_sampling"],
-        window_margin=options["video_window_margin"],
+        num_frames=int(processor.num_frames),
+        size=size,
+        center_crop=bool(getattr(processor.image_processor, "do_center_crop", False) and crop) and size is not None,
+        sampling=processor.video_frame_sampling,
+        window_margin=float(processor.video_window_margin),
     )
     return audio, video
 

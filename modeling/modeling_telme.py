@@ -289,40 +289,22 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
     def get_text_features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
     ) -> BaseModelOutputWithPooling | tuple:
-        r"""
-        Args:
-            input_ids, attention_mask: the prompted, left-padded teacher input from [`TelMEProcessor`].
-            **kwargs: given to RoBERTa (`output_hidden_states`, `output_attentions`, `return_dict`).
-
-        Returns:
-            [`BaseModelOutputWithPooling`] whose `pooler_output` is F_T, the projected `<mask>` state.
-        """
+        r"""RoBERTa's output for the prompted, left-padded teacher input, with F_T (the projected `<mask>` state) as
+        `pooler_output`; `kwargs` go to RoBERTa (`output_hidden_states`, `output_attentions`, `return_dict`)."""
         return self.text_teacher.encode(input_ids, attention_mask, **kwargs)
 
     @can_return_tuple
     def get_audio_features(
         self, input_values: torch.Tensor, audio_attention_mask: torch.Tensor | None = None, **kwargs: Any
     ) -> BaseModelOutputWithPooling | tuple:
-        r"""
-        Args:
-            input_values, audio_attention_mask: 16 kHz waveforms and their padding mask.
-            **kwargs: given to data2vec-audio.
-
-        Returns:
-            [`BaseModelOutputWithPooling`] whose `pooler_output` is F_a, the pooled audio state.
-        """
+        r"""data2vec-audio's output for 16 kHz waveforms and their padding mask, with F_a (the pooled audio state) as
+        `pooler_output`."""
         return self.audio_student.encode(input_values, audio_attention_mask, **kwargs)
 
     @can_return_tuple
     def get_video_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling | tuple:
-        r"""
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, 3, height, width)`): video frames.
-            **kwargs: given to TimeSformer.
-
-        Returns:
-            [`BaseModelOutputWithPooling`] whose `pooler_output` is F_v, the projected CLS state.
-        """
+        r"""TimeSformer's output for frames `(batch_size, num_frames, 3, height, width)`, with F_v (the projected CLS
+        state) as `pooler_output`."""
         return self.video_student.encode(pixel_values, **kwargs)
 
     def forward(

@@ -205,13 +205,12 @@ def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 @dataclass
 class PreparedUtterance:
     """One utterance ready for the model: the dialogue's turns up to it (`context`), its decoded `audio` and `video`
-    (`None`: predicted from text), what was done about bad media (`note`), its `label` and a `key` for messages."""
+    (`None`: predicted from text), what was done about bad media (`note`) and a `key` for messages."""
 
     context: list[dict[str, Any]]
     audio: np.ndarray | None = None
     video: np.ndarray | None = None
     note: str = ""
-    label: int | None = None
     key: str = ""
 
     @property
@@ -221,8 +220,7 @@ class PreparedUtterance:
 
     def as_row(self) -> dict[str, Any]:
         """The collator's row: the context and the decoded arrays (nothing is decoded again)."""
-        return {"context": self.context, "audio": self.audio, "video": self.video, "label": self.label,
-                "utterance_key": self.key}
+        return {"context": self.context, "audio": self.audio, "video": self.video, "utterance_key": self.key}
 
 
 def _given(value: Any) -> bool:
@@ -384,16 +382,9 @@ def format_predictions(
         scores = {id2label[i]: float(p) for i, p in enumerate(row.tolist())}
         if top_k is not None:
             scores = dict(sorted(scores.items(), key=lambda item: -item[1])[:top_k])
-        results.append({
-            "turn": index,
-            "speaker": last.get("speaker", ""),
-            "text": last["text"],
-            "label": id2label[best],
-            "score": float(row[best]),
-            "scores": scores,
-            "modalities": utterance.modalities,
-            "note": utterance.note,
-        })
+        results.append({"turn": index, "speaker": last.get("speaker", ""), "text": last["text"],
+                        "label": id2label[best], "score": float(row[best]), "scores": scores,
+                        "modalities": utterance.modalities, "note": utterance.note})
     return results
 
 
@@ -493,14 +484,10 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
         if kwargs:
             raise TypeError(f"Unknown argument(s) {sorted(kwargs)}; the pipeline takes on_bad_media, media_root, "
                             "batch_size and top_k.")
-        preprocess: dict[str, Any] = {}
-        if on_bad_media is not None:
-            preprocess["on_bad_media"] = on_bad_media
-        if media_root is not None:
-            preprocess["media_root"] = media_root
-        forward = {} if utterance_batch_size is None else {"batch_size": utterance_batch_size}
-        postprocess = {} if top_k is None else {"top_k": top_k}
-        return preprocess, forward, postprocess
+        preprocess = {"on_bad_media": on_bad_media, "media_root": media_root}
+        return ({name: value for name, value in preprocess.items() if value is not None},
+                {} if utterance_batch_size is None else {"batch_size": utterance_batch_size},
+                {} if top_k is None else {"top_k": top_k})
 
     def __call__(self, dialogues: Any, **kwargs: Any) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
         """Predict one dialogue (a list of turn dicts) or several (a list of such lists)."""

@@ -70,7 +70,7 @@ def speaker_indices(turns: Sequence[Turn]) -> list[int]:
 
 class TelMEProcessor(ProcessorMixin):
     r"""
-    Builds every input of [`TelMEForEmotionRecognition`] and says how its media must be decoded.
+    Builds every input of [`TelMEForEmotionRecognition`]; its options also say how media is decoded.
 
     For utterance k the teacher reads `<s_i> u_1 <s_j> u_2 … <s_i> u_k </s> Now <s_i> feels <mask>`, `<s_n>` being the
     token of the n-th speaker to appear (speakers beyond the speaker tokens share the last). The history is truncated
@@ -202,22 +202,6 @@ class TelMEProcessor(ProcessorMixin):
         """For each behaviour in `PROCESSOR_REFERENCE_BEHAVIOUR`, whether this processor uses the original value."""
         return {name: getattr(self, name) == original
                 for name, (_, original) in PROCESSOR_REFERENCE_BEHAVIOUR.items()}
-
-    def media_options(self) -> dict[str, Any]:
-        """How this checkpoint's media must be decoded, as plain values (frames in RGB: the processor applies
-        `video_channel_order` itself)."""
-        sizes = getattr(self.image_processor, "size", None) or {}
-        crop = getattr(self.image_processor, "crop_size", None) or {}
-        return {
-            "sampling_rate": int(getattr(self.feature_extractor, "sampling_rate", 16000)),
-            "audio_reference_rate": bool(self.audio_reference_rate),
-            "num_frames": int(self.num_frames),
-            "frame_size": sizes.get("shortest_edge") or crop.get("height"),
-            "frame_crop": bool(getattr(self.image_processor, "do_center_crop", False) and crop),
-            "video_frame_sampling": self.video_frame_sampling,
-            "video_window_margin": float(self.video_window_margin),
-            "max_media_seconds": self.max_media_seconds,
-        }
 
     def build_prompt(self, turns: Sequence[Turn], index: int | None = None) -> str:
         """The teacher's input string for turn `index` (default: the last), from the turns up to it only."""
