@@ -22,6 +22,7 @@ from .arguments import DataArguments, ModelArguments, TelMETrainingArguments
 from .plan import RunPlan, plan_run, plan_seed_runs, recomputes_frozen_outputs
 from .frozen_features import TEACHER_COLUMNS, add_encoder_features, add_frozen_outputs
 from ..preprocessing import build_processor, processor_options, train_tokenizer
+from ..atomic import atomic_path, atomic_write_text
 from ..data.media_cache import MediaCache, prepare_media
 from ..modeling.media_telme import MediaLoader
 from .frozen_features import TrainingCollator as TelMEDataCollator
@@ -423,7 +424,8 @@ def save_run(plan: RunPlan, model: TelMEForEmotionRecognition, processor: TelMEP
                              metrics_file=None)
     if paths.get("confusion_matrix") and Path(paths["confusion_matrix"]).is_file():
         # The checkpoint carries its test confusion matrix (`telme app` shows it beside the card).
-        shutil.copy2(paths["confusion_matrix"], final_dir / "confusion_matrix.png")
+        with atomic_path(final_dir / "confusion_matrix.png") as copy:
+            shutil.copy2(paths["confusion_matrix"], copy)
     # What the card reports travels with the weights, without the run's local paths.
     write_metrics_json({"dataset": plan.dataset, "training": training, "stages": public,
                         "bad_media": report.by_split()}, final_dir / "results.json")
@@ -509,7 +511,7 @@ def copy_trainer_states(output_dir: Path, final_dir: Path, stages: list[str]) ->
             state["best_model_checkpoint"] = Path(state["best_model_checkpoint"]).name
         target = final_dir / "trainer_state" / f"{stage}.json"
         target.parent.mkdir(exist_ok=True)
-        target.write_text(json.dumps(state, indent=2) + "\n")
+        atomic_write_text(target, json.dumps(state, indent=2) + "\n")
 
 
 def _earlier_results(results_file: Path) -> dict[str, Any]:
