@@ -69,13 +69,13 @@ import transformers
 import telme_hf.data.media_cache as media_cache_module
 import telme_hf.modeling.media_telme as media_module
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer
-from telme_hf.training.frozen_features import ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
+from telme_hf.data.frozen_outputs import ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
 from telme_hf.data.meld import load_meld
 from telme_hf.data.synthetic import make_synthetic_corpus
 from telme_hf.modeling import TelMEProcessor
 from telme_hf.data.media_cache import MediaCache, prepare_media
 from telme_hf.modeling.media_telme import MODALITIES, MediaLoader
-from telme_hf.training.frozen_features import TrainingCollator
+from telme_hf.training.trainer import TrainingCollator
 from telme_hf.training.trainer import STAGE_PARTS, TelMEStageTrainer, TelMETrainingArguments, trainer_for_stage
 
 

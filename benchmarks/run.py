@@ -58,10 +58,10 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition, build_processor, train_tokenizer  # noqa: E402
-from telme_hf.training.frozen_features import (  # noqa: E402
+from telme_hf.data.frozen_outputs import (  # noqa: E402
     ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs, module_fingerprint)
 from telme_hf.data.media_cache import MediaCache, prepare_media  # noqa: E402
-from telme_hf.training.frozen_features import TrainingCollator  # noqa: E402
+from telme_hf.training.trainer import TrainingCollator  # noqa: E402
 from telme_hf.modeling.pipeline_telme import TelMEDataCollator  # noqa: E402
 from telme_hf.modeling.media_telme import (  # noqa: E402
     MODALITIES, AudioDecodeOptions, MediaLoader, VideoDecodeOptions, decode_clip)

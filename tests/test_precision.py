@@ -16,7 +16,7 @@ from telme_hf import TelMEForEmotionRecognition
 from telme_hf.training.arguments import parse_recipe_args
 from telme_hf.data.meld import load_meld
 from telme_hf.training.run import run_distillation
-from telme_hf.training.frozen_features import TrainingCollator as TelMEDataCollator
+from telme_hf.training.trainer import TrainingCollator
 from telme_hf.training.trainer import TelMETrainingArguments, trainer_for_stage
 
 
@@ -69,7 +69,7 @@ def teacher_trainer(model, processor, rows, output_dir, **options):
                                   eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
                                   per_device_train_batch_size=4, warmup_steps=0, **options)
     return trainer_for_stage("teacher")(model=model, args=args, train_dataset=rows,
-                                        data_collator=TelMEDataCollator(processor, ("text",)))
+                                        data_collator=TrainingCollator(processor, ("text",)))
 
 
 def test_an_earlier_accelerate_autocast_wrapper_is_released(tiny_config, tiny_processor, text_rows, tmp_path):

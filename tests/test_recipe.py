@@ -18,10 +18,10 @@ import torch
 from torch.nn import functional as F
 
 from telme_hf import TelMEConfig, TelMEForEmotionRecognition
-from telme_hf.training.frozen_features import TEACHER_COLUMNS, add_frozen_outputs
+from telme_hf.data.frozen_outputs import TEACHER_COLUMNS, add_frozen_outputs
 from telme_hf.data.media_cache import MediaCache, prepare_media
 from telme_hf.modeling.media_telme import MediaLoader
-from telme_hf.training.frozen_features import TrainingCollator as TelMEDataCollator
+from telme_hf.training.trainer import TrainingCollator
 from telme_hf.data.meld import load_meld
 from telme_hf.training.arguments import parse_recipe_args
 from telme_hf.training.plan import plan_run
@@ -134,8 +134,8 @@ def test_reference_recipe_equals_the_original_training_loop(stage, max_grad_norm
     model = TelMEForEmotionRecognition(without_dropout(tiny_config)).eval()
     reset_heads_to_pytorch_defaults(model)
     plain, initial = copy.deepcopy(model), copy.deepcopy(model)
-    collator = TelMEDataCollator(tiny_processor, STAGE_MODALITIES[stage], cache=cache)
-    teacher_collator = TelMEDataCollator(tiny_processor, ("text",))
+    collator = TrainingCollator(tiny_processor, STAGE_MODALITIES[stage], cache=cache)
+    teacher_collator = TrainingCollator(tiny_processor, ("text",))
     if stage == "audio":
         train = add_frozen_outputs(train, model, teacher_collator, TEACHER_COLUMNS, tmp_path / "frozen",
                                    ["text_teacher"], batch_size=1)
@@ -179,7 +179,7 @@ def test_clean_recipe_differs_from_the_original_loop(reference_rows, tiny_config
     torch.manual_seed(0)
     model = TelMEForEmotionRecognition(without_dropout(tiny_config)).eval()
     plain = copy.deepcopy(model)
-    collator = TelMEDataCollator(tiny_processor, ("text",))
+    collator = TrainingCollator(tiny_processor, ("text",))
     recording = RecordingCollator(collator)
     args = TelMETrainingArguments(
         output_dir=str(tmp_path / "clean"), stage="teacher", num_train_epochs=EPOCHS, learning_rate=LEARNING_RATE,

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from telme_hf import TelMEForEmotionRecognition
-from telme_hf.training.frozen_features import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
+from telme_hf.data.frozen_outputs import FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs
 from telme_hf.training.arguments import STAGES, parse_recipe_args
 from telme_hf.training.plan import plan_run, stage_arguments, stage_precision
 from telme_hf.data.media_cache import MediaCache, prepare_media
 from telme_hf.modeling.media_telme import MediaLoader
-from telme_hf.training.frozen_features import TrainingCollator as TelMEDataCollator
+from telme_hf.training.trainer import TrainingCollator
 from telme_hf.data.meld import load_meld
 from telme_hf.training.run import _selected_epoch, run_distillation
 from telme_hf.training.trainer import STAGE_MODALITIES, STAGE_PARTS, TelMETrainingArguments, freeze_all_but, trainer_for_stage
@@ -32,7 +32,7 @@ def splits(tiny_corpus, tiny_processor, tmp_path):
 
 
 def make_trainer(stage, model, processor, train, dev, cache, tmp_path, **kwargs):
-    collator = TelMEDataCollator(processor, STAGE_MODALITIES[stage], cache=cache)
+    collator = TrainingCollator(processor, STAGE_MODALITIES[stage], cache=cache)
     defaults = dict(
         output_dir=str(tmp_path / stage), stage=stage, per_device_train_batch_size=4, per_device_eval_batch_size=8,
         learning_rate=1e-2, report_to="none", max_steps=2, save_strategy="no", eval_strategy="no",
@@ -52,11 +52,11 @@ def test_two_steps_change_only_the_stage_part(stage, splits, tiny_model, tiny_pr
     (data, cache) = splits
     train, dev = data["train"], data["dev"]
     if stage == "fusion":
-        collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), cache=cache)
+        collator = TrainingCollator(tiny_processor, ("text", "audio", "video"), cache=cache)
         train = add_frozen_outputs(train, tiny_model, collator, FEATURE_COLUMNS, tmp_path / "frozen",
                                    ["text_teacher", "audio_student", "video_student"])
     if stage in ("audio", "video"):
-        train = add_frozen_outputs(train, tiny_model, TelMEDataCollator(tiny_processor, ("text",)), TEACHER_COLUMNS,
+        train = add_frozen_outputs(train, tiny_model, TrainingCollator(tiny_processor, ("text",)), TEACHER_COLUMNS,
                                    tmp_path / "frozen", ["text_teacher"])
     before = snapshot(tiny_model)
     trainer = make_trainer(stage, tiny_model, tiny_processor, train, dev, cache, tmp_path)
@@ -74,7 +74,7 @@ def test_two_steps_change_only_the_stage_part(stage, splits, tiny_model, tiny_pr
 
 def test_student_distillation_uses_cached_teacher_outputs(splits, tiny_model, tiny_processor, tmp_path):
     (data, cache) = splits
-    text_collator = TelMEDataCollator(tiny_processor, ("text",))
+    text_collator = TrainingCollator(tiny_processor, ("text",))
     train = add_frozen_outputs(data["train"], tiny_model, text_collator, TEACHER_COLUMNS, tmp_path / "frozen", ["text_teacher"])
     row = train[0]
     batch = text_collator([row])
@@ -95,7 +95,7 @@ def test_student_distillation_uses_cached_teacher_outputs(splits, tiny_model, ti
 def test_second_epoch_decodes_nothing(tiny_corpus, tiny_model, tiny_processor, tmp_path):
     data = load_meld(tiny_corpus, splits=("test",), on_bad_media="skip")["test"]
     cache = MediaCache(tmp_path / "media")
-    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), cache=cache)
+    collator = TrainingCollator(tiny_processor, ("text", "audio", "video"), cache=cache)
     rows = [data[i] for i in range(len(data))]
     first = collator(rows)
     calls = cache.decode_calls
@@ -327,7 +327,7 @@ def test_feature_cache_is_invalidated_by_a_replaced_clip_or_a_changed_config(spl
 
     (data, cache) = splits
     dev = data["dev"]
-    collator = TelMEDataCollator(tiny_processor, ("text", "audio", "video"), cache=cache)
+    collator = TrainingCollator(tiny_processor, ("text", "audio", "video"), cache=cache)
     parts = ["text_teacher", "audio_student", "video_student"]
     add_frozen_outputs(dev, tiny_model, collator, FEATURE_COLUMNS, tmp_path / "frozen", parts)
     files = set((tmp_path / "frozen").glob("*.arrow"))
@@ -379,7 +379,7 @@ def test_gradient_checkpointing_from_the_training_arguments_trains_the_video_stu
     """`gradient_checkpointing=true` in a recipe config (the usual answer to "out of memory on the video student")
     reaches the model through the Trainer and gives the steps' gradients as without it."""
     (data, cache) = splits
-    train = add_frozen_outputs(data["train"], tiny_model, TelMEDataCollator(tiny_processor, ("text",)),
+    train = add_frozen_outputs(data["train"], tiny_model, TrainingCollator(tiny_processor, ("text",)),
                                TEACHER_COLUMNS, tmp_path / "frozen", ["text_teacher"])
     weights = {}
     for checkpointing in (False, True):

@@ -156,7 +156,7 @@ def evaluate_split(
                                                  skip="evaluate", spelling=cli_spelling, split=split, report=report)
     media_columns = [c for c in ("audio_path", "video_path") if c in dataset.column_names]
     if features_cache is not None and any(any(dataset[c]) for c in media_columns):
-        from ..training.frozen_features import add_encoder_features
+        from ..data.frozen_outputs import add_encoder_features
 
         dataset = prepare_media(dataset, loader, desc=f"decoding {split or 'split'} media",
                                 disable_progress=None if progress else True)

@@ -20,12 +20,11 @@ from transformers import set_seed
 
 from .arguments import DataArguments, ModelArguments, TelMETrainingArguments
 from .plan import RunPlan, plan_run, plan_seed_runs, recomputes_frozen_outputs
-from .frozen_features import TEACHER_COLUMNS, add_encoder_features, add_frozen_outputs
+from ..data.frozen_outputs import TEACHER_COLUMNS, add_encoder_features, add_frozen_outputs
 from ..preprocessing import build_processor, processor_options, train_tokenizer
 from ..atomic import atomic_path, atomic_write_text
 from ..data.media_cache import MediaCache, prepare_media
 from ..modeling.media_telme import MediaLoader
-from .frozen_features import TrainingCollator as TelMEDataCollator
 from ..data.registry import get_corpus, load_corpus
 from ..inference.dialogue_files import predict_command, write_example_dialogue
 from ..inference.evaluation import evaluate_split, write_evaluation
@@ -46,7 +45,7 @@ from .resume import (
     resume_point,
     take_cache_lock,
 )
-from .trainer import STAGE_MODALITIES, STAGE_PARTS, STAGES, trainer_for_stage
+from .trainer import STAGE_MODALITIES, STAGE_PARTS, STAGES, TrainingCollator, trainer_for_stage
 from ..logging import get_logger, progress_disabled
 
 
@@ -187,13 +186,13 @@ def train_stage(
     # Recomputing the teacher's outputs in a student stage needs its text in every batch.
     modalities = ("text", *STAGE_MODALITIES[stage]) if recompute and stage in ("audio", "video") \
         else STAGE_MODALITIES[stage]
-    collator = TelMEDataCollator(processor, modalities, loader=loader)
+    collator = TrainingCollator(processor, modalities, loader=loader)
     train, dev = splits["train"], splits["dev"]
     state = PartialState()
     frozen_dir = plan.cache_dir / "frozen"
     if stage in ("audio", "video") and not recompute:
         with state.main_process_first():
-            train = add_frozen_outputs(train, model, TelMEDataCollator(processor, ("text",)), TEACHER_COLUMNS,
+            train = add_frozen_outputs(train, model, TrainingCollator(processor, ("text",)), TEACHER_COLUMNS,
                                        frozen_dir, TEACHER_PARTS, args.per_device_eval_batch_size,
                                        desc=f"teacher outputs {stage}")
     if stage == "fusion":

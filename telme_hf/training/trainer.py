@@ -23,6 +23,8 @@ unscaled before the clip only in the clean recipe, `training_step`), and evaluat
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -30,6 +32,9 @@ from accelerate.utils import extract_model_from_parallel
 from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback
 
+from ..data.frozen_outputs import TEACHER_COLUMNS
+from ..data.media_cache import MediaCache, as_media_cache
+from ..modeling.pipeline_telme import TelMEDataCollator
 from .arguments import STAGES, TelMETrainingArguments
 from .plan import stage_precision
 from .losses import student_distillation_loss
@@ -40,6 +45,24 @@ from .recipe import original_linear_schedule
 
 STAGE_PARTS = {"teacher": "text_teacher", "audio": "audio_student", "video": "video_student", "fusion": "fusion"}
 STAGE_MODALITIES = {"teacher": ("text",), "audio": ("audio",), "video": ("video",), "fusion": ("text", "audio", "video")}
+
+
+class TrainingCollator(TelMEDataCollator):
+    """The model's collator for training: it also passes the cached teacher outputs (`TEACHER_COLUMNS`) through
+    for distillation, and takes a `MediaCache` or its folder as `cache`.
+
+    Example:
+
+    ```python
+    >>> collator = TrainingCollator(processor, ("audio",), cache="cache/media")  # doctest: +SKIP
+    ```
+    """
+
+    passthrough_columns = (*TelMEDataCollator.passthrough_columns, *TEACHER_COLUMNS)
+
+    def __init__(self, processor, modalities: Sequence[str] = ("text", "audio", "video"),
+                 cache: MediaCache | str | os.PathLike | None = None, **kwargs: Any) -> None:
+        super().__init__(processor, modalities, cache=as_media_cache(cache), **kwargs)
 
 
 PRECISION_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -221,7 +244,7 @@ class StudentDistillationTrainer(TelMEStageTrainer):
     """Stage 2: an audio or video student distilled from the frozen text teacher.
 
     The teacher's logits and features are read from the batch (`teacher_logits`, `teacher_features`, computed once
-    per sample by `telme_hf.training.frozen_features`) or, when absent, computed on the fly without gradients. Evaluation uses the
+    per sample by `telme_hf.data.frozen_outputs`) or, when absent, computed on the fly without gradients. Evaluation uses the
     student's own logits and plain cross-entropy: the teacher is not needed there.
     """
 
@@ -255,7 +278,7 @@ class StudentDistillationTrainer(TelMEStageTrainer):
         if inputs.get("input_ids") is None:
             raise ValueError(
                 "The student stage needs the teacher's outputs: add `teacher_logits`/`teacher_features` columns "
-                "(telme_hf.training.frozen_features.add_frozen_outputs with TEACHER_COLUMNS) or give the collator the 'text' modality."
+                "(telme_hf.data.frozen_outputs.add_frozen_outputs with TEACHER_COLUMNS) or give the collator the 'text' modality."
             )
         teacher = self.accelerator.unwrap_model(model).text_teacher
         with torch.no_grad():
@@ -292,6 +315,7 @@ __all__ = [
     "PRECISION_DTYPES",
     "PrecisionMonitor",
     "TelMEStageTrainer",
+    "TrainingCollator",
     "TeacherTrainer",
     "StudentDistillationTrainer",
     "FusionTrainer",

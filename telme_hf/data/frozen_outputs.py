@@ -1,5 +1,6 @@
 # Copyright 2026 The telme_hf Authors. Licensed under the Apache License, Version 2.0.
-"""Compute frozen work once: the teacher's outputs for stage 2, every encoder's features for stage 3.
+"""The frozen-output cache: the outputs of frozen parts, computed once per sample and kept (the teacher's for the
+student stages, every encoder's for the fusion stage and for evaluating a checkpoint again).
 
 Results are stored as dataset columns in an Arrow file named by a fingerprint of the dataset, the weights of the
 frozen parts and the collator's decode options, so a changed checkpoint or dataset computes them again and an
@@ -17,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.media_cache import MediaCache, as_media_cache
 from ..modeling.modeling_telme import TelMEForEmotionRecognition
 from ..modeling.pipeline_telme import TelMEDataCollator, run_inference, to_model
 
@@ -26,24 +26,6 @@ TEACHER_COLUMNS = {"teacher_logits": "text_logits", "teacher_features": "text_fe
 FEATURE_COLUMNS = {"text_features": "text_features", "audio_features": "audio_features", "video_features": "video_features"}
 # The parts whose weights the features depend on: the three encoders (with their heads, frozen together).
 ENCODER_PARTS = ("text_teacher", "audio_student", "video_student")
-
-
-class TrainingCollator(TelMEDataCollator):
-    """The model's collator for training: it also passes the cached teacher outputs (`TEACHER_COLUMNS`) through
-    for distillation, and takes a `MediaCache` or its folder as `cache`.
-
-    Example:
-
-    ```python
-    >>> collator = TrainingCollator(processor, ("audio",), cache="cache/media")  # doctest: +SKIP
-    ```
-    """
-
-    passthrough_columns = (*TelMEDataCollator.passthrough_columns, *TEACHER_COLUMNS)
-
-    def __init__(self, processor, modalities: Sequence[str] = ("text", "audio", "video"),
-                 cache: MediaCache | str | os.PathLike | None = None, **kwargs: Any) -> None:
-        super().__init__(processor, modalities, cache=as_media_cache(cache), **kwargs)
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
@@ -171,4 +153,4 @@ def add_encoder_features(dataset, model: TelMEForEmotionRecognition, processor, 
 
 
 __all__ = ["add_encoder_features", "add_frozen_outputs", "module_fingerprint", "ENCODER_PARTS", "TEACHER_COLUMNS",
-           "FEATURE_COLUMNS", "TrainingCollator"]
+           "FEATURE_COLUMNS"]
