@@ -118,7 +118,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .data.registry import get_corpus
     from .inference.evaluation import evaluate_split, load_evaluation_split, write_evaluation
-    from .inference.metrics import format_per_class_table
+    from .inference.reports import format_per_class_table
     from .inference.prediction import load_model_and_processor
 
     model, processor = load_model_and_processor(args.model, args.device)

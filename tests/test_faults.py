@@ -276,7 +276,7 @@ def test_each_artefact_writer_keeps_the_earlier_file_whole_when_the_disk_is_full
     from telme_hf.data.meld import load_meld
     from telme_hf.hub.model_card import USAGE_END, USAGE_START, set_card_repo
     from telme_hf.inference.dialogue_files import write_example_dialogue
-    from telme_hf.inference.metrics import write_metrics_json, write_predictions_csv
+    from telme_hf.inference.reports import write_metrics_json, write_predictions_csv
 
     write = {
         "metrics": lambda: write_metrics_json({"weighted_f1": 0.5, "f1": {"a": 0.5}}, tmp_path / "metrics.json"),

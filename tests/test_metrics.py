@@ -8,11 +8,9 @@ import pytest
 from sklearn.metrics import f1_score
 
 from telme_hf.data.registry import CORPORA, PAPER_CORPUS_LABELS
-from telme_hf.inference.metrics import (
-    compute_erc_metrics,
+from telme_hf.inference.metrics import compute_erc_metrics, load_erc_metric, make_compute_metrics
+from telme_hf.inference.reports import (
     format_per_class_table,
-    load_erc_metric,
-    make_compute_metrics,
     normalize_confusion_matrix,
     plot_confusion_matrix,
     write_metrics_json,
@@ -226,7 +224,7 @@ def test_evaluate_module_default_config_needs_labels(evaluate_offline):
 def test_write_predictions_csv_rows_and_probabilities(tmp_path):
     import csv
 
-    from telme_hf.inference.metrics import write_predictions_csv
+    from telme_hf.inference.reports import write_predictions_csv
 
     logits = [[2.0, 0.0], [0.0, 0.0]]
     path = write_predictions_csv(tmp_path / "p.csv", ["a", "b"], logits, ["neg", "pos"], gold=[1, 0])

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..atomic import atomic_open
 from ..data.dialogues import read_csv_rows
-from .metrics import align_table
+from .reports import align_table
 from ..modeling.pipeline_telme import MEDIA_FIELDS
 
 

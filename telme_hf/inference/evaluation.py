@@ -29,7 +29,8 @@ from ..data.media_cache import MediaCache, as_media_cache, prepare_media
 from ..logging import progress_bar
 from ..modeling.media_telme import MODALITIES, MediaError, MediaLoader
 from ..modeling.pipeline_telme import DEFAULT_BATCH_SIZE, PART_LOGITS, TelMEDataCollator, run_inference
-from .metrics import compute_erc_metrics, plot_confusion_matrix, write_metrics_json, write_predictions_csv
+from .metrics import compute_erc_metrics
+from .reports import plot_confusion_matrix, write_metrics_json, write_predictions_csv
 
 
 __all__ = ["evaluate_split", "load_evaluation_split", "write_evaluation"]

@@ -28,13 +28,8 @@ from ..modeling.media_telme import MediaLoader
 from ..data.registry import get_corpus, load_corpus
 from ..inference.dialogue_files import predict_command, write_example_dialogue
 from ..inference.evaluation import evaluate_split, write_evaluation
-from ..inference.metrics import (
-    format_per_class_table,
-    format_seed_summary,
-    make_compute_metrics,
-    summarize_seed_runs,
-    write_metrics_json,
-)
+from ..inference.metrics import make_compute_metrics
+from ..inference.reports import format_per_class_table, format_seed_summary, summarize_seed_runs, write_metrics_json
 from ..modeling import TelMEConfig, TelMEForEmotionRecognition, TelMEProcessor
 from .recipe import continue_grad_scaler, grad_scaler_state, reset_heads_to_pytorch_defaults
 from .resume import (
