@@ -81,3 +81,18 @@ def tiny_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     make_synthetic_corpus(root, num_dialogues={"train": 6, "dev": 3, "test": 3}, seed=1, progress=False)
     return root
+
+
+@pytest.fixture
+def splits(tiny_corpus, tiny_processor, tmp_path):
+    """The tiny corpus's train and dev splits, their media decoded into a cache: `(splits, cache)`."""
+    from telme_hf.data.media_cache import MediaCache, prepare_media
+    from telme_hf.data.meld import load_meld
+    from telme_hf.modeling.media_telme import MediaLoader
+
+    data = load_meld(tiny_corpus, on_bad_media="skip")
+    cache = MediaCache(tmp_path / "media")
+    out = {}
+    for name in ("train", "dev"):
+        out[name] = prepare_media(data[name], MediaLoader.for_processor(tiny_processor, cache, on_bad_media="skip"))
+    return out, cache

@@ -75,8 +75,8 @@ def test_run_smoke_runs_every_section_and_writes_only_where_told(tmp_path):
     proc = run_script("run.py", "--smoke", "--output", str(out), "--workdir", str(tmp_path / "work"))
     report = json.loads(out.read_text())
     assert [row["name"] for row in report["rows"]] == [
-        "decode", "cache", "stage2", "stage3", "evaluate", "inference", "stage2-full", "stage3-full", "evaluate-full",
-        "inference-full"]
+        "decode", "cache", "stage2", "stage2-frozen-encoder", "stage3", "evaluate", "inference", "stage2-full",
+        "stage2-frozen-encoder-full", "stage3-full", "evaluate-full", "inference-full"]
     for row in report["rows"]:
         assert ROW_KEYS <= set(row) and row["baseline_s"] > 0 and row["ours_s"] > 0
     assert "| decode |" in proc.stdout

@@ -18,7 +18,7 @@ from telme_hf.inference.reports import (
 
 
 MELD = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
-ERC_METRIC_DIR = Path(__file__).resolve().parents[1] / "telme_hf" / "inference" / "erc_metric"
+ERC_METRIC_DIR = Path(__file__).resolve().parents[2] / "telme_hf" / "inference" / "erc_metric"
 
 # A small example where every number below was computed by hand.
 #   class 0: 4 true, 2 predicted, 2 correct -> P = 1,    R = 1/2 -> F1 = 2/3

@@ -141,7 +141,7 @@ def test_reference_recipe_equals_the_original_training_loop(stage, max_grad_norm
                                    ["text_teacher"], batch_size=1)
     recording = RecordingCollator(collator)
     args = TelMETrainingArguments(
-        # The step-for-step check is in fp32; the fp16 steps are tests/test_precision.py's.
+        # The step-for-step check is in fp32; the fp16 steps are tests/training/test_trainer_precision.py's.
         output_dir=str(tmp_path / stage), stage=stage, recipe="reference", precision="no", optim="adamw_torch",
         num_train_epochs=EPOCHS, learning_rate=LEARNING_RATE, per_device_train_batch_size=BATCH,
         weight_decay=WEIGHT_DECAY, max_grad_norm=max_grad_norm, response_weight=1.0, response_temperature=4.0,

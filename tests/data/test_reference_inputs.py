@@ -19,7 +19,7 @@ from telme_hf import TelMEConfig, build_processor, train_tokenizer
 from telme_hf.data.registry import load_corpus
 
 
-sys.path.insert(0, str(Path(__file__).parent / "parity"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "parity"))
 import original_teacher_inputs as original  # noqa: E402
 from frame_index import indexed_frames, read_indices  # noqa: E402
 
@@ -95,7 +95,7 @@ def test_reference_inputs_equal_the_restated_original_on_rows_with_c1_characters
     assert our_tokens(raw, processor, config)[0] == ours
 
 
-AUTHORS_CSV = Path(os.environ.get("TELME_MELD_AUTHORS_CSV", Path(__file__).resolve().parents[2] / "shared" / "data"
+AUTHORS_CSV = Path(os.environ.get("TELME_MELD_AUTHORS_CSV", Path(__file__).resolve().parents[3] / "shared" / "data"
                                   / "meld_authors_csv"))
 
 

@@ -16,7 +16,7 @@ import pytest
 from telme_hf.data.meld import load_meld
 
 
-RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "distill.py")
+RECIPE = str(Path(__file__).resolve().parents[2] / "recipes" / "distill.py")
 # The teacher stage alone keeps the test short; dropout masks differ between one batch of 8 and two halves of 4,
 # so the runs agree to a tolerance, not bit for bit.
 COMMON = ["--config", "tiny", "stages=[teacher]", "teacher_epochs=4", "learning_rate=0.001",
