@@ -12,6 +12,8 @@ Rows (`ratio` = baseline_s / ours_s; above 1 means ours is faster):
   cache             `decode_clip` vs a warm `MediaCache` read of the same clip
   stage2            one audio-student step: the frozen teacher run on every batch vs its cached outputs (both from
                     a warm media cache, so the teacher alone differs)
+  stage2-frozen-encoder  one audio-student step from the cached teacher: the student's convolutional feature
+                    encoder trained (the original, the default) vs frozen (`freeze_feature_encoder=true`)
   stage3            one fusion epoch: the three frozen encoders run on every batch vs cached features
   evaluate          evaluating a checkpoint on a split: the encoders run vs the features an earlier evaluation kept
   inference         a 10-turn dialogue through the pipeline (decoding and preprocessing included) vs the bare
