@@ -9,7 +9,9 @@ frame 0). Mono is the mean of the channels, as librosa's (PyAV's downmix is `(L 
 
 from __future__ import annotations
 
+import io
 import math
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,8 +52,8 @@ class MediaError(Exception):
     """A media file could not be turned into arrays: `path`, what went wrong (`reason`), what to do (`hint`) and the
     utterance concerned (`where`)."""
 
-    def __init__(self, path: PathLike, reason: str, hint: str = "", where: str = ""):
-        self.path = str(path)
+    def __init__(self, path: PathLike | bytes, reason: str, hint: str = "", where: str = ""):
+        self.path = f"({len(path)} bytes)" if isinstance(path, (bytes, bytearray)) else str(path)
         self.reason = reason
         self.hint = hint
         self.where = where
@@ -367,14 +369,15 @@ class _AudioCollector:
         return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def _open(path: PathLike) -> av.container.InputContainer:
+def _open(path: PathLike | bytes) -> av.container.InputContainer:
     if av is None:
         raise ImportError("Decoding media files needs PyAV: `pip install av` (waveform and frame arrays work without "
                           "it).")
-    if not os.path.isfile(path):
+    in_memory = isinstance(path, (bytes, bytearray))  # a file's bytes, decoded from memory
+    if not in_memory and not os.path.isfile(path):
         raise MissingMediaError(path, "file not found", "Check the media root and the split folder")
     try:
-        return av.open(os.fspath(path), mode="r")
+        return av.open(io.BytesIO(path) if in_memory else os.fspath(path), mode="r")
     except av.FFmpegError as error:
         raise CorruptMediaError(path, f"PyAV cannot open it ({error})", _REDOWNLOAD) from error
 
@@ -398,18 +401,10 @@ def _pick_stream(container, path: PathLike, kind: Literal["audio", "video"]):
     return streams[0]
 
 
-def _decode_pass(
-    container,
-    path: PathLike,
-    audio_stream,
-    video_stream,
-    audio: AudioDecodeOptions | None,
-    video: VideoDecodeOptions | None,
-    audio_window: tuple[float | None, float | None],
-    video_window: tuple[float | None, float | None],
-    expected_frames: int | None,
-    max_seconds: float | None = None,
-) -> tuple[_AudioCollector | None, _FramePicker | None]:
+def _decode_pass(container, path: PathLike, audio_stream, video_stream, audio: AudioDecodeOptions | None,
+                 video: VideoDecodeOptions | None, audio_window: tuple[float | None, float | None],
+                 video_window: tuple[float | None, float | None], expected_frames: int | None,
+                 max_seconds: float | None = None) -> tuple[_AudioCollector | None, _FramePicker | None]:
     """One demux pass over the requested streams, each with its own window (`None` bounds are open).
 
     A stream that goes on past `max_seconds` (plus half a second: headers round) raises `TooLongMediaError`, whatever
@@ -473,15 +468,9 @@ def _decode_pass(
     return collector, picker
 
 
-def decode_clip(
-    path: PathLike,
-    audio: AudioDecodeOptions | None = AudioDecodeOptions(),
-    video: VideoDecodeOptions | None = VideoDecodeOptions(),
-    *,
-    start: float | None = None,
-    end: float | None = None,
-    max_seconds: float | None = None,
-) -> DecodedClip:
+def decode_clip(path: PathLike, audio: AudioDecodeOptions | None = AudioDecodeOptions(),
+                video: VideoDecodeOptions | None = VideoDecodeOptions(), *, start: float | None = None,
+                end: float | None = None, max_seconds: float | None = None) -> DecodedClip:
     """Decode the audio and/or video of one media file, opening it once.
 
     Args:
@@ -524,7 +513,7 @@ def decode_clip(
         if picker is not None and frames is None and picker.count > 0 and expected:
             # The index announced more frames than the stream holds: pick again from the true count.
             logger.warning("%s: the container announces %d video frames but only %d decode; sampling from those %d.",
-                           path, expected, picker.count, picker.count)
+                           MediaError(path, "").path, expected, picker.count, picker.count)
             container.seek(0)
             _, picker = _decode_pass(container, path, None, video_stream, None, video, (None, None), (None, None),
                                      picker.count)
@@ -556,6 +545,70 @@ def resample_waveform(waveform: np.ndarray, rate: int, target_rate: int) -> np.n
     chunks = [out.to_ndarray()[0] for out in resampler.resample(frame)]
     chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
     return np.ascontiguousarray(np.concatenate(chunks) if chunks else np.zeros(0, np.float32), dtype=np.float32)
+
+
+# The forms a turn's media may take (see `EmotionRecognitionInConversationPipeline`), for error messages.
+MEDIA_FORMS = {
+    "audio": "a file path or a file's bytes, {'path'} or {'bytes'}, {'array' or 'raw', 'sampling_rate'}, or a mono "
+             "(N,) or stereo (2, N)/(N, 2) float array, tensor or list of floats at the model's rate",
+    "video": "a file path or a file's bytes, {'path'} or {'bytes'}, a (T, H, W, 3) array or tensor of uint8 RGB "
+             "frames (or floats in [0, 1]), or a list of (H, W, 3) frames (arrays or PIL images)",
+    "media": "a file path or a file's bytes, {'path'} or {'bytes'}"}
+
+
+def _numpy(value: Any) -> np.ndarray:
+    return np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)  # a tensor without a copy
+
+
+def _refused(kind: str, where: str, detail: str) -> ValueError:
+    return ValueError(f"The {kind} of {where or 'this turn'} {detail}; give {MEDIA_FORMS[kind]}.")
+
+
+def array_waveform(value: Any, rate: Any, target_rate: int, max_seconds: float | None = None,
+                   where: str = "") -> np.ndarray:
+    """An array waveform (array, tensor or list) at `rate` Hz → float32 mono at `target_rate`: the channels of
+    `(C, N)` or `(N, C)` (C <= 8) averaged, as decoded files are. Longer than `max_seconds`: `TooLongMediaError`,
+    before any copy or resampling. A rate that is not a positive number or any other array: `ValueError`."""
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 < rate < math.inf:
+        raise ValueError(f"The audio of {where or 'this turn'} has sampling_rate={rate!r}: give a positive number of "
+                         "Hz.")
+    array = _numpy(value)
+    if array.dtype.kind not in "fiu" or not (array.ndim == 1 or array.ndim == 2 and min(array.shape) <= 8):
+        raise _refused("audio", where, f"is a {array.dtype} array of shape {array.shape}")
+    array = array.T if array.ndim == 2 and array.shape[0] > array.shape[1] else array
+    if max_seconds is not None and array.shape[-1] > max_seconds * rate:
+        raise TooLongMediaError("(array)", f"{array.shape[-1] / rate:.1f} s, longer than max_media_seconds="
+                                f"{max_seconds:g}", "Cut the waveform, or raise max_media_seconds")
+    mono = array.mean(axis=0, dtype=np.float32) if array.ndim == 2 else array.astype(np.float32, copy=False)
+    return resample_waveform(mono, int(round(rate)), target_rate)
+
+
+def array_frames(value: Any, num_frames: int, sampling: str = "uniform", where: str = "") -> np.ndarray:
+    """Array frames (a `(T, H, W, 3)` array or tensor, or a list of `(H, W, 3)` arrays or PIL images) → the
+    `num_frames` picked ones as uint8 RGB, picked before any conversion; float frames must lie in [0, 1]. Non-finite
+    pixels: `UnusableMediaError`; any other array: `ValueError`."""
+    if isinstance(value, (list, tuple)):
+        picked = [value[i] for i in sample_frame_indices(len(value), num_frames, sampling)] if value else []
+        picked = [np.asarray(f.convert("RGB")) if hasattr(f, "convert") else _numpy(f) for f in picked]
+        if not picked or len({(f.shape, f.dtype) for f in picked}) > 1:
+            raise _refused("video", where, f"is a list of {len(value)} frames of shapes and dtypes "
+                           f"{sorted({(f.shape, str(f.dtype)) for f in picked})}, not alike")
+        frames = np.stack(picked)
+    else:
+        frames = _numpy(value)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
+        raise _refused("video", where, f"has frames of shape {frames.shape}, not (T, H, W, 3)")
+    frames = frames[sample_frame_indices(len(frames), num_frames, sampling)] if len(frames) != num_frames else frames
+    if frames.dtype.kind == "f":
+        if not np.isfinite(frames).all():
+            raise UnusableMediaError("(array)", "pixels that are not finite (NaN or infinity)", "Replace the frames")
+        if frames.min() < 0 or frames.max() > 1:
+            raise _refused("video", where, f"has float frames in [{frames.min():g}, {frames.max():g}], not [0, 1] "
+                           "(divide 0-255 values by 255)")
+        frames = np.round(frames * 255).astype(np.uint8)
+    elif frames.dtype != np.uint8:
+        raise _refused("video", where, f"has {frames.dtype} frames, not uint8 or float")
+    return frames
 
 
 def media_duration(path: PathLike) -> float:
@@ -627,17 +680,10 @@ class MediaOutcome:
         return "; ".join(entry.note for entry in self.entries)
 
 
-def resolve_bad_media(
-    problems: Sequence[tuple[str, MediaError]],
-    decoded: Mapping[str, np.ndarray | None],
-    policy: str,
-    utterance: str,
-    where: str = "",
-    split: str = "",
-    placeholders: Mapping[str, np.ndarray | None] | None = None,
-    skip: str = "drop",
-    spelling: Callable[[str], str] = python_spelling,
-) -> MediaOutcome:
+def resolve_bad_media(problems: Sequence[tuple[str, MediaError]], decoded: Mapping[str, np.ndarray | None], policy: str,
+                      utterance: str, where: str = "", split: str = "",
+                      placeholders: Mapping[str, np.ndarray | None] | None = None, skip: str = "drop",
+                      spelling: Callable[[str], str] = python_spelling) -> MediaOutcome:
     """Apply a bad-media policy to one utterance: the one place a problem becomes an error, a skip or zeros.
 
     Args:
@@ -716,20 +762,11 @@ class MediaLoader:
         report: an object with `add(entry) -> bool` that collects every entry; each new one is logged.
     """
 
-    def __init__(
-        self,
-        audio: AudioDecodeOptions | None,
-        video: VideoDecodeOptions | None,
-        cache: Any = None,
-        on_bad_media: BadMediaPolicy = "error",
-        max_media_seconds: float | None = None,
-        pixel_mean: Sequence[float] = (0.5, 0.5, 0.5),
-        split: str = "",
-        skip: str = "drop",
-        spelling: Callable[[str], str] = python_spelling,
-        min_audio_samples: int = 1,
-        report: Any = None,
-    ) -> None:
+    def __init__(self, audio: AudioDecodeOptions | None, video: VideoDecodeOptions | None, cache: Any = None,
+                 on_bad_media: BadMediaPolicy = "error", max_media_seconds: float | None = None,
+                 pixel_mean: Sequence[float] = (0.5, 0.5, 0.5), split: str = "", skip: str = "drop",
+                 spelling: Callable[[str], str] = python_spelling, min_audio_samples: int = 1,
+                 report: Any = None) -> None:
         check_policy(on_bad_media)
         self.audio, self.video, self.cache = audio, video, cache
         self.on_bad_media = on_bad_media
@@ -781,7 +818,16 @@ class MediaLoader:
             raise UnusableMediaError(path, "audio samples that are not finite (NaN or infinity)",
                                      "Re-encode or replace the file")
 
-    def _load_group(self, path: str, kinds: tuple[str, ...], window: tuple[float | None, float | None]):
+    def placeholder(self, kind: str) -> np.ndarray:
+        """The stand-in that reaches the model as zeros, like the original's: 1412 zero samples, or frames of the
+        colour the processor normalises to 0 (the original fed zeros as pixel values; black would come out ~-2)."""
+        if kind == "audio":
+            return np.zeros(PLACEHOLDER_AUDIO_SAMPLES, np.float32)
+        side = self.video.size or 224
+        colour = np.round(255 * np.asarray(self.pixel_mean, dtype=np.float64)).astype(np.uint8)
+        return np.broadcast_to(colour, (self.video.num_frames, side, side, 3)).copy()
+
+    def _load_group(self, path: str | bytes, kinds: tuple[str, ...], window: tuple[float | None, float | None]):
         key = (path, kinds, window)
         if key in self._failures:
             raise self._failures[key]
@@ -791,7 +837,7 @@ class MediaLoader:
             if not path:
                 raise MissingMediaError("", "no file given", "Give the file")
             self._check_length(path, *window)
-            if self.cache is not None:
+            if self.cache is not None and not isinstance(path, bytes):
                 waveform, frames = self.cache.get(path, audio, video, *window, max_seconds=self.max_media_seconds)
             else:
                 clip = decode_clip(path, audio, video, start=window[0], end=window[1],
@@ -815,7 +861,8 @@ class MediaLoader:
                                         ("video", video and self.video is not None)) if on]
         decoded: dict[str, np.ndarray | None] = {kind: None for kind in wanted}
         arrays = {kind: row[kind] for kind in wanted if isinstance(row.get(kind), np.ndarray)}
-        problems = []
+        # An array refused by its contract's checks (too long, not finite) comes as its error.
+        problems = [(kind, row[kind]) for kind in wanted if isinstance(row.get(kind), MediaError)]
         if "audio" in arrays:
             try:
                 self.check_audio(np.asarray(arrays["audio"]), "")
@@ -823,8 +870,9 @@ class MediaLoader:
                 problems.append(("audio", UnusableMediaError("(array)", error.reason, error.hint)))
                 del arrays["audio"]
         decoded.update(arrays)
-        paths = {kind: str(row.get(f"{kind}_path") or "") for kind in wanted
-                 if kind not in arrays and not (kind == "audio" and problems)}
+        paths = {kind: row.get(f"{kind}_path") or "" for kind in wanted if kind not in arrays
+                 and not any(kind == bad for bad, _ in problems)}
+        paths = {kind: path if isinstance(path, bytes) else str(path) for kind, path in paths.items()}
         start, end = (None if row.get(bound) is None or np.isnan(row[bound]) else float(row[bound])
                       for bound in ("start", "end"))
         # One decode for both streams when they come from the same file (a MELD clip); else one per file.
@@ -844,14 +892,7 @@ class MediaLoader:
         key = str(row.get("utterance_key") or row.get("audio_path") or row.get("video_path") or "?")
         if not where and row.get("row_index") is not None:
             where = f"row {row['row_index']}"
-        # Stand-ins that reach the model as zeros, like the original's: 1412 zero samples, and frames of the colour
-        # the processor normalises to 0 (the original fed zeros as pixel values; black frames would come out ~-2).
-        placeholders = {"audio": np.zeros(PLACEHOLDER_AUDIO_SAMPLES, np.float32) if "audio" in wanted else None,
-                        "video": None}
-        if "video" in wanted:
-            side = self.video.size or 224
-            colour = np.round(255 * np.asarray(self.pixel_mean, dtype=np.float64)).astype(np.uint8)
-            placeholders["video"] = np.broadcast_to(colour, (self.video.num_frames, side, side, 3)).copy()
+        placeholders = {kind: self.placeholder(kind) for kind in wanted}
         outcome = resolve_bad_media(problems, decoded, self.on_bad_media, key, where, self.split, placeholders,
                                     self.skip, self.spelling)
         if self.report is not None:

@@ -47,6 +47,8 @@ class TelMEOutput(ModelOutput):
             F_T, F_a, F_v in the shared width d, what distillation and the fusion read.
         shift_weights (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
             λ of the fusion: how far audio/video shifted each text feature.
+        shift_norms (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
+            ‖λH‖ / ‖F_T‖: the norm of the shift applied, relative to the text feature's (at most θ).
     """
 
     loss: torch.FloatTensor | None = None
@@ -59,6 +61,7 @@ class TelMEOutput(ModelOutput):
     audio_features: torch.FloatTensor | None = None
     video_features: torch.FloatTensor | None = None
     shift_weights: torch.FloatTensor | None = None
+    shift_norms: torch.FloatTensor | None = None
 
 
 def last_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -188,17 +191,17 @@ class TelMEFusion(nn.Module):
 
     def forward(
         self, text_features: torch.Tensor, audio_features: torch.Tensor, video_features: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The logits, λ and ‖λH‖ / ‖F_T‖."""
         nonverbal = self.dropout(self.attention_norm(self.attend(audio_features, video_features)))
         gate = F.relu(self.gate(torch.cat([nonverbal, text_features], dim=-1)))
         shift = gate * self.shift(nonverbal)
-        text_norm = text_features.norm(p=2, dim=-1)
-        shift_norm = shift.norm(p=2, dim=-1)
+        text_norm, shift_norm = text_features.norm(p=2, dim=-1), shift.norm(p=2, dim=-1)
         # A zero shift vector would divide by zero; the original treats its norm as 1 (λ then stays finite).
-        shift_norm = torch.where(shift_norm == 0, torch.ones_like(shift_norm), shift_norm)
-        shift_weights = (self.shift_weight * text_norm / (shift_norm + 1e-6)).clamp(max=1.0)
+        safe_norm = torch.where(shift_norm == 0, torch.ones_like(shift_norm), shift_norm)
+        shift_weights = (self.shift_weight * text_norm / (safe_norm + 1e-6)).clamp(max=1.0)
         fused = self.dropout(self.norm(text_features + shift_weights.unsqueeze(-1) * shift))
-        return self.classifier(fused), shift_weights
+        return self.classifier(fused), shift_weights, shift_weights * shift_norm / text_norm
 
 
 class TelMEPreTrainedModel(PreTrainedModel):
@@ -341,10 +344,10 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
         audio_logits = self.audio_student.classifier(audio_features) if audio_features is not None else None
         video_logits = self.video_student.classifier(video_features) if video_features is not None else None
 
-        fusion_logits = shift_weights = None
+        fusion_logits = shift_weights = shift_norms = None
         available = [logits for logits in (text_logits, audio_logits, video_logits) if logits is not None]
         if len(available) == 3:
-            fusion_logits, shift_weights = self.fusion(text_features, audio_features, video_features)
+            fusion_logits, shift_weights, shift_norms = self.fusion(text_features, audio_features, video_features)
             logits = fusion_logits
         elif len(available) == 1:
             logits = available[0]
@@ -368,6 +371,7 @@ class TelMEForEmotionRecognition(TelMEPreTrainedModel):
             audio_features=audio_features,
             video_features=video_features,
             shift_weights=shift_weights,
+            shift_norms=shift_norms,
         )
         return output if return_dict else output.to_tuple()
 

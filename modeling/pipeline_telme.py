@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ import torch
 from transformers import BatchFeature, Pipeline
 from transformers.utils import logging
 
-from .media_telme import MODALITIES, BadMediaPolicy, MediaLoader, python_spelling, resample_waveform
+from .media_telme import (MEDIA_FORMS, MODALITIES, BadMediaPolicy, MediaError, MediaLoader, array_frames,
+                          array_waveform, python_spelling)
 
 
 logger = logging.get_logger(__name__)
@@ -35,6 +36,7 @@ DEFAULT_PREDICT_POLICY = "skip"
 MEDIA_FIELDS = ("media", "audio", "video")
 # Each part of the model and the output holding its logits.
 PART_LOGITS = {"teacher": "text_logits", "audio": "audio_logits", "video": "video_logits", "fusion": "logits"}
+SHIFT_OUTPUTS = ("shift_weights", "shift_norms")
 
 
 class TelMEDataCollator:
@@ -54,15 +56,9 @@ class TelMEDataCollator:
 
     passthrough_columns: tuple[str, ...] = ("text_features", "audio_features", "video_features")
 
-    def __init__(
-        self,
-        processor,
-        modalities: Sequence[str] = MODALITIES,
-        cache: Any = None,
-        on_bad_media: BadMediaPolicy = "error",
-        skipped: str = "drop",
-        loader: MediaLoader | None = None,
-    ) -> None:
+    def __init__(self, processor, modalities: Sequence[str] = MODALITIES, cache: Any = None,
+                 on_bad_media: BadMediaPolicy = "error", skipped: str = "drop",
+                 loader: MediaLoader | None = None) -> None:
         unknown = set(modalities) - set(MODALITIES)
         if unknown:
             raise ValueError(f"Unknown modalities {sorted(unknown)}; choose from {MODALITIES}.")
@@ -136,11 +132,9 @@ def to_model(batch: Mapping[str, Any], model: torch.nn.Module) -> dict[str, Any]
     return moved
 
 
-def run_inference(
-    model: torch.nn.Module,
-    batches: Iterable[Mapping[str, Any]],
-    step: Callable[[torch.nn.Module, Mapping[str, Any]], Mapping[str, torch.Tensor]] | None = None,
-) -> dict[str, torch.Tensor]:
+def run_inference(model: torch.nn.Module, batches: Iterable[Mapping[str, Any]],
+                  step: Callable[[torch.nn.Module, Mapping[str, Any]], Mapping[str, torch.Tensor]] | None = None,
+                  ) -> dict[str, torch.Tensor]:
     """The inference loop: `step(model, batch)` (default [`predict_batch`]) on every batch, e.g. of a `DataLoader`
     with a [`TelMEDataCollator`], in eval mode under `torch.inference_mode`; the model's mode is restored after.
 
@@ -173,10 +167,12 @@ def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The logits of every part for one collated batch.
 
     Every row gets the teacher's logits; the rows in `media_rows` (all rows, when the batch has media but no such
-    entry) also get the audio, video and fused logits, the others NaN there and the teacher's as `logits`.
+    entry) also get the audio, video and fused logits and the fusion's shift, the others NaN there and the teacher's
+    as `logits`.
 
     Returns:
-        `{"logits", "text_logits", "audio_logits", "video_logits"}`, float32 CPU tensors `(rows, num_labels)`.
+        `{"logits", "text_logits", "audio_logits", "video_logits"}`, float32 CPU tensors `(rows, num_labels)`, and
+        `{"shift_weights", "shift_norms"}` (λ and ‖λH‖ / ‖F_T‖, see `TelMEOutput`), `(rows,)`.
     """
     inputs = to_model(batch, model)
     text_features = inputs.get("text_features")
@@ -184,6 +180,7 @@ def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         text_features = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
     rows, num_labels = text_features.shape[0], model.config.num_labels
     outputs = {name: torch.full((rows, num_labels), math.nan) for name in PART_LOGITS.values()}
+    outputs.update({name: torch.full((rows,), math.nan) for name in SHIFT_OUTPUTS})
     text_logits = model(text_features=text_features).logits.float().cpu()
     outputs["text_logits"] = text_logits
     outputs["logits"] = text_logits.clone()
@@ -197,7 +194,7 @@ def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         fused = model(text_features=text_features[on_device],
                       input_values=inputs.get("input_values"), audio_attention_mask=inputs.get("audio_attention_mask"),
                       pixel_values=inputs.get("pixel_values"), **features)
-        for name in ("logits", "audio_logits", "video_logits"):
+        for name in ("logits", "audio_logits", "video_logits", *SHIFT_OUTPUTS):
             outputs[name][media] = getattr(fused, name).float().cpu()
     return outputs
 
@@ -205,18 +202,15 @@ def predict_batch(model, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 @dataclass
 class PreparedUtterance:
     """One utterance ready for the model: the dialogue's turns up to it (`context`), its decoded `audio` and `video`
-    (`None`: predicted from text), what was done about bad media (`note`) and a `key` for messages."""
+    (`None`: predicted from text), the streams really used (`modalities`), what was done about its media (`note`) and
+    a `key` for messages."""
 
     context: list[dict[str, Any]]
     audio: np.ndarray | None = None
     video: np.ndarray | None = None
     note: str = ""
     key: str = ""
-
-    @property
-    def modalities(self) -> list[str]:
-        """`["text", "audio", "video"]` when the fused prediction is used, else `["text"]`."""
-        return list(MODALITIES) if self.audio is not None and self.video is not None else ["text"]
+    modalities: list[str] = field(default_factory=lambda: ["text"])
 
     def as_row(self) -> dict[str, Any]:
         """The collator's row: the context and the decoded arrays (nothing is decoded again)."""
@@ -224,41 +218,47 @@ class PreparedUtterance:
 
 
 def _given(value: Any) -> bool:
-    return isinstance(value, (np.ndarray, Mapping)) or (value is not None and str(value).strip() != "")
+    return value is not None and not (isinstance(value, str) and not value.strip())
 
 
-def turn_media(turn: Mapping[str, Any], media_root: Path | None, sampling_rate: int, where: str) -> dict[str, Any]:
-    """A turn's media as the `audio_path`/`video_path`/`audio`/`video`/`start`/`end` fields `MediaLoader` reads."""
-    def resolve(value: Any) -> Any:
-        if isinstance(value, Mapping):  # an audio dict as `datasets`' Audio column yields it
-            if value.get("array") is None:
-                if value.get("path"):
-                    return str(value["path"])
-                raise ValueError(f"The audio of {where} is a dict without 'array' or 'path': pass {{'array': "
-                                 "waveform, 'sampling_rate': rate}, a file path or a 1-D array.")
-            if value.get("sampling_rate") is None:
-                raise ValueError(f"The audio dict of {where} has no 'sampling_rate': add it (the array is resampled "
-                                 f"to {sampling_rate} Hz).")
-            array = np.asarray(value["array"], dtype=np.float32)
-            if array.ndim == 2:  # (channels, samples): the mean of the channels, as decoded files
-                array = array.mean(axis=0)
-            value = resample_waveform(array, int(value["sampling_rate"]), sampling_rate)
-        if isinstance(value, np.ndarray) or not _given(value):
-            return value
-        text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
-        if "://" in text:
-            raise ValueError(f"The media of {where} is a URL ({text}); URLs are not downloaded: download the file "
-                             "and pass its path (or pass the decoded arrays).")
-        path = Path(text).expanduser()
-        return os.fspath(path if path.is_absolute() or media_root is None else media_root / path)
+def turn_media(turn: Mapping[str, Any], media_root: Path | None, loader: MediaLoader, where: str) -> dict[str, Any]:
+    """A turn's media as the fields `MediaLoader` reads: `audio_path`/`video_path` (a path, a file's bytes or `""`:
+    not given), `audio`/`video` arrays (or the `MediaError` of an array its policy decides on) and `start`/`end`."""
+    def resolve(kind: str, value: Any) -> Any:
+        if isinstance(value, Mapping):  # `{"array"|"raw", "sampling_rate"}`, or `{"path", "bytes"}` as `datasets` has
+            array = value.get("raw", value.get("array"))
+            if kind == "audio" and array is not None:
+                if value.get("sampling_rate") is None:
+                    raise ValueError(f"The audio dict of {where} has no 'sampling_rate': add it (the array is "
+                                     f"resampled to {loader.audio.sampling_rate} Hz).")
+                return array_waveform(array, value["sampling_rate"], loader.audio.sampling_rate,
+                                      loader.max_media_seconds, where)
+            value = value.get("bytes") if value.get("bytes") is not None else value.get("path")
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value)
+        if isinstance(value, (str, os.PathLike)) and _given(value):
+            text = os.fspath(value)
+            if "://" in text:
+                raise ValueError(f"The {kind} of {where} is a URL ({text}); URLs are not downloaded: download the "
+                                 "file and pass its path (or its bytes, or the decoded arrays).")
+            path = Path(text).expanduser()
+            return os.fspath(path if path.is_absolute() or media_root is None else media_root / path)
+        if kind == "audio" and (isinstance(value, (np.ndarray, list, tuple)) or hasattr(value, "detach")):
+            rate = loader.audio.sampling_rate
+            return array_waveform(value, rate, rate, loader.max_media_seconds, where)
+        if kind == "video" and (isinstance(value, (np.ndarray, list, tuple)) or hasattr(value, "detach")):
+            return array_frames(value, loader.video.num_frames, loader.video.sampling, where)
+        raise TypeError(f"The {kind} of {where} is of type {type(value).__name__}; give {MEDIA_FORMS[kind]}.")
 
     row: dict[str, Any] = {}
     for kind in ("audio", "video"):
-        value = resolve(turn.get(kind) if _given(turn.get(kind)) else turn.get("media"))
-        if isinstance(value, np.ndarray):
-            row[kind] = value
-        else:
-            row[f"{kind}_path"] = value if _given(value) else ""
+        field_name = kind if _given(turn.get(kind)) else "media"
+        value = turn.get(field_name)
+        try:
+            value = resolve(field_name, value) if _given(value) else ""
+        except MediaError as error:  # an array its policy decides on (too long, not finite)
+            value = error
+        row[kind if isinstance(value, (np.ndarray, MediaError)) else f"{kind}_path"] = value
     for bound in ("start", "end"):
         if _given(turn.get(bound)):
             try:
@@ -267,24 +267,12 @@ def turn_media(turn: Mapping[str, Any], media_root: Path | None, sampling_rate: 
                 raise ValueError(f"`{bound}` of {where} must be a number of seconds, got {turn[bound]!r}.") from None
         else:
             row[bound] = math.nan
-    audio, video = row.get("audio"), row.get("video")
-    if isinstance(audio, np.ndarray) and audio.ndim != 1:
-        raise ValueError(f"The audio of {where} must be a 1-D waveform at {sampling_rate} Hz, got shape {audio.shape}.")
-    if isinstance(video, np.ndarray) and (video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0):
-        raise ValueError(f"The video of {where} must be (num_frames, height, width, 3) uint8 RGB frames, got shape "
-                         f"{video.shape}.")
     return row
 
 
-def prepare_dialogue(
-    turns: Sequence[Mapping[str, Any]],
-    processor,
-    on_bad_media: str = DEFAULT_PREDICT_POLICY,
-    media_root: str | os.PathLike | None = None,
-    cache: Any = None,
-    source: str | None = None,
-    spelling: Callable[[str], str] = python_spelling,
-) -> list[PreparedUtterance]:
+def prepare_dialogue(turns: Sequence[Mapping[str, Any]], processor, on_bad_media: str = DEFAULT_PREDICT_POLICY,
+                     media_root: str | os.PathLike | None = None, cache: Any = None, source: str | None = None,
+                     spelling: Callable[[str], str] = python_spelling) -> list[PreparedUtterance]:
     """Decode a dialogue's media and build each utterance's context, ready for [`predict_logits`].
 
     Args:
@@ -292,7 +280,7 @@ def prepare_dialogue(
             [`EmotionRecognitionInConversationPipeline`]).
         processor: the model's `TelMEProcessor`.
         on_bad_media: `"skip"` (its text alone), `"zeros"` or `"error"`, for a turn whose media is missing or
-            unusable.
+            unusable. A stream not given is zeros when the other is given, and a turn without media is text alone.
         media_root: folder that relative media paths are resolved against.
         cache: a media cache for the loader, to decode each file once across calls.
         source, spelling: the turns' file and how a policy is written, for error messages.
@@ -302,8 +290,6 @@ def prepare_dialogue(
     if not turns:
         raise ValueError(f"The dialogue{f' in {source}' if source else ''} has no turns.")
     root = Path(media_root).expanduser() if media_root is not None else None
-    with_media = any(isinstance(turn, Mapping) and any(_given(turn.get(name)) for name in MEDIA_FIELDS)
-                     for turn in turns)
     loaders: dict[str, MediaLoader] = {}  # one per policy in use: the call's, and any turn's own
 
     def loader_for(policy: str) -> MediaLoader:
@@ -313,7 +299,6 @@ def prepare_dialogue(
         return loaders[policy]
 
     loader_for(on_bad_media)  # checks the policy even for a dialogue without media
-    sampling_rate = int(processor.feature_extractor.sampling_rate)
     prepared: list[PreparedUtterance] = []
     context: list[dict[str, Any]] = []
     for index, turn in enumerate(turns):
@@ -334,14 +319,23 @@ def prepare_dialogue(
         context.append(entry)
         key = f"turn {index}{f' ({speaker})' if speaker else ''}"
         utterance = PreparedUtterance(context=list(context), key=f"turn {index}")
-        if not with_media:
-            utterance.note = "no media given: text teacher's prediction"
-        else:
-            row = turn_media(turn, root, sampling_rate, key)
-            row["utterance_key"] = key
+        row = turn_media(turn, root, loaders[on_bad_media], f"{key}{f' of {source}' if source else ''}")
+        given = [kind for kind in ("audio", "video") if kind in row or row.get(f"{kind}_path")]
+        utterance.note = "no media given: text teacher's prediction"
+        if given:  # a stream not given is zeros (as the fusion was trained), one that fails goes by the policy
             loader = loader_for(turn.get("on_bad_media") or on_bad_media)
-            outcome = loader.load(row, where=f"of {source}" if source else "")
-            utterance.audio, utterance.video, utterance.note = outcome.audio, outcome.video, outcome.note
+            outcome = loader.load({**row, "utterance_key": key}, audio="audio" in given, video="video" in given,
+                                  where=f"of {source}" if source else "")
+            notes = [outcome.note] if outcome.note else []
+            if not outcome.skipped:
+                failed = {part for entry in outcome.entries for part in entry.modality.split("+")}
+                utterance.modalities = ["text", *(kind for kind in given if kind not in failed)]
+                arrays = {"audio": outcome.audio, "video": outcome.video}
+                for kind in sorted(set(arrays) - set(given)):
+                    arrays[kind] = loader.placeholder(kind)
+                    notes.append(f"{kind} not given: used zeros")
+                utterance.audio, utterance.video = arrays["audio"], arrays["video"]
+            utterance.note = "; ".join(notes)
         prepared.append(utterance)
     speakers = {turn["speaker"] for turn in context if turn.get("speaker_index") is None}
     if len(speakers) > processor.num_speaker_tokens and not processor.reference_tokenization:
@@ -357,8 +351,7 @@ def predict_logits(
     """Run the model on prepared utterances, `batch_size` at a time in order ([`run_inference`]).
 
     Returns:
-        `{"logits", "text_logits", "audio_logits", "video_logits"}` (see [`predict_batch`]), float32 CPU tensors
-        `(len(utterances), num_labels)`.
+        The logits of every part and the fusion's shift, one row per utterance (see [`predict_batch`]).
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
@@ -368,36 +361,42 @@ def predict_logits(
 
 
 def format_predictions(
-    logits: torch.Tensor, utterances: Sequence[PreparedUtterance], id2label: Mapping[int, str], top_k: int | None = None
+    outputs: Mapping[str, torch.Tensor], utterances: Sequence[PreparedUtterance], id2label: Mapping[int, str],
+    top_k: int | None = None
 ) -> list[dict[str, Any]]:
-    """One dict per utterance: `turn`, `speaker`, `text`, `label`, `score`, `scores` (label → probability in id
-    order, or the `top_k` most probable in decreasing order), `modalities` (what the prediction used) and `note`."""
+    """One dict per utterance from [`predict_logits`]' `outputs`: `turn`, `speaker`, `text`, `label`, `score`,
+    `scores` (label → probability in id order, or the `top_k` most probable in decreasing order), `modalities` (the
+    streams used) and `note`; and why: the text teacher's own `text_label`, `text_score`, `text_scores`, and the
+    `shift` audio/video made, `{"lambda", "relative_norm", "changed_label"}` (`None` for a prediction from text)."""
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
-    probabilities = logits.float().softmax(-1)
-    results = []
-    for index, (utterance, row) in enumerate(zip(utterances, probabilities)):
-        best = int(row.argmax())
-        last = utterance.context[-1]
+
+    def scored(row: torch.Tensor) -> tuple[str, float, dict[str, float]]:
         scores = {id2label[i]: float(p) for i, p in enumerate(row.tolist())}
         if top_k is not None:
             scores = dict(sorted(scores.items(), key=lambda item: -item[1])[:top_k])
-        results.append({"turn": index, "speaker": last.get("speaker", ""), "text": last["text"],
-                        "label": id2label[best], "score": float(row[best]), "scores": scores,
-                        "modalities": utterance.modalities, "note": utterance.note})
+        return id2label[int(row.argmax())], float(row.max()), scores
+
+    nan = torch.full((len(utterances),), math.nan)
+    lambdas, norms = outputs.get("shift_weights", nan), outputs.get("shift_norms", nan)
+    results = []
+    for index, (utterance, fused, text, weight, norm) in enumerate(zip(
+            utterances, outputs["logits"].float().softmax(-1), outputs["text_logits"].float().softmax(-1), lambdas,
+            norms)):
+        (label, score, scores), (text_label, text_score, text_scores) = scored(fused), scored(text)
+        last = utterance.context[-1]
+        shift = None if math.isnan(weight) else {"lambda": float(weight), "relative_norm": float(norm),
+                                                  "changed_label": label != text_label}
+        results.append({"turn": index, "speaker": last.get("speaker", ""), "text": last["text"], "label": label,
+                        "score": score, "scores": scores, "modalities": utterance.modalities, "note": utterance.note,
+                        "text_label": text_label, "text_score": text_score, "text_scores": text_scores,
+                        "shift": shift})
     return results
 
 
-def predict_dialogue(
-    model,
-    processor,
-    turns: Sequence[Mapping[str, Any]],
-    on_bad_media: str = DEFAULT_PREDICT_POLICY,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    media_root: str | os.PathLike | None = None,
-    cache: Any = None,
-    top_k: int | None = None,
-) -> list[dict[str, Any]]:
+def predict_dialogue(model, processor, turns: Sequence[Mapping[str, Any]], on_bad_media: str = DEFAULT_PREDICT_POLICY,
+                     batch_size: int = DEFAULT_BATCH_SIZE, media_root: str | os.PathLike | None = None,
+                     cache: Any = None, top_k: int | None = None) -> list[dict[str, Any]]:
     """Predict the emotion of every utterance of a dialogue, each from its context up to that turn: one dict per
     utterance (see [`format_predictions`]). The arguments are [`prepare_dialogue`]'s and [`predict_logits`]'s.
 
@@ -410,8 +409,8 @@ def predict_dialogue(
     ```
     """
     utterances = prepare_dialogue(turns, processor, on_bad_media, media_root, cache)
-    logits = predict_logits(model, processor, utterances, batch_size)["logits"]
-    return format_predictions(logits, utterances, model.config.id2label, top_k)
+    outputs = predict_logits(model, processor, utterances, batch_size)
+    return format_predictions(outputs, utterances, model.config.id2label, top_k)
 
 
 @dataclass
@@ -420,8 +419,14 @@ class _Dialogue:
     turns: Sequence[Mapping[str, Any]]
 
 
-def _is_dialogue(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(t, Mapping) for t in value)
+def _as_dialogue(value: Any) -> _Dialogue:
+    turns = value.get("turns") if isinstance(value, Mapping) else value  # a dataset row `{"turns": [...]}`
+    if isinstance(turns, (list, tuple)) and turns and all(isinstance(turn, Mapping) for turn in turns):
+        return _Dialogue(turns)
+    raise TypeError(
+        "Pass a dialogue as a non-empty list of turns like {'speaker': 'Ross', 'text': 'Hi.'} (optionally with "
+        "'media' or 'audio'/'video'), or a dataset row {'turns': [...]}; several as a list, a generator or a dataset "
+        f"of such; got {type(value).__name__}.")
 
 
 class EmotionRecognitionInConversationPipeline(Pipeline):
@@ -430,11 +435,18 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
     the dialogue up to that turn.
 
     A turn is `{"speaker": str, "text": str}`, optionally with media: `"media"` (one file with both streams, like a
-    MELD clip), or `"audio"` and/or `"video"`: file paths, arrays (a 1-D float waveform at the model's rate,
-    `(num_frames, height, width, 3)` uint8 RGB frames) or an audio dict `{"array", "sampling_rate"}` as a `datasets`
-    Audio column yields it. `"start"`/`"end"` (seconds) cut a window out of a longer file; `"on_bad_media"` sets the
-    turn's own policy. A turn with media gets the fused prediction, one without (or with unusable media) the text
-    teacher's; each result says which (`modalities`) and why (`note`). Media files need PyAV (`pip install av`).
+    MELD clip), or `"audio"` and/or `"video"`; `"start"`/`"end"` (seconds) cut a window out of a longer file,
+    `"on_bad_media"` sets the turn's own policy. Each stream may be a file path, a file's bytes (decoded in memory),
+    `{"path"}` or `{"bytes"}` (a `datasets` Audio/Video column with `decode=False`, no torchcodec needed), or arrays:
+    - audio: `{"array"|"raw", "sampling_rate"}` (resampled), or an array, tensor or list of floats at the model's
+      rate; real numbers, mono `(N,)` or stereo `(2, N)`/`(N, 2)` (channels averaged, as decoded files). Longer than
+      the processor's `max_media_seconds`: bad media ("too long"), refused before any copy or resampling.
+    - video: `(T, H, W, 3)` RGB frames as an array or tensor, or a list of `(H, W, 3)` arrays or PIL images, uint8
+      or float in [0, 1], of any size (resized as a file's); the model's frames are picked before any conversion.
+    Non-finite samples or pixels are bad media ("unusable"); anything else is a one-line `ValueError`/`TypeError`
+    naming the turn and these forms. A turn with both streams gets the fused prediction, one with one stream the
+    fused prediction with zeros for the other (as the fusion was trained), one without media the text teacher's;
+    missing or unusable media goes by `on_bad_media`. Media files need PyAV (`pip install av`).
 
     Call arguments (also accepted by `pipeline(...)`):
         on_bad_media (`str`, *optional*, defaults to `"skip"`): for a turn whose media is missing or unusable:
@@ -442,11 +454,14 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
         media_root (`str`, *optional*): folder that relative media paths are resolved against.
         batch_size (`int`, *optional*, defaults to 4): utterances per forward pass. With
             `fusion_attention_scope="batch"` (converted original checkpoints) fused predictions depend on it.
-        top_k (`int`, *optional*): keep only the `top_k` most probable labels in `scores`.
+        top_k (`int`, *optional*): keep only the `top_k` most probable labels in `scores` (and `text_scores`).
 
     Returns:
-        For one dialogue, one dict per utterance (`label`, `score`, `scores`, `turn`, `speaker`, `text`,
-        `modalities`, `note`); for a list of dialogues, a list of such lists.
+        For one dialogue (a list of turns, or a row `{"turns": [...]}`), one dict per utterance: `label`, `score`,
+        `scores`, `turn`, `speaker`, `text`, `modalities` (the streams used), `note`, and why the label came out:
+        the text teacher's own `text_label`, `text_score`, `text_scores`, and `shift` (`None` from text alone):
+        `{"lambda": λ, "relative_norm": ‖λH‖ / ‖F_T‖, "changed_label": bool}`. For a list of dialogues, a list of
+        such lists; for a generator, `datasets.Dataset` or `KeyDataset` of them, an iterator of such lists.
 
     Example:
 
@@ -473,14 +488,9 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
                 "`processor=` or a checkpoint folder/Hub id that holds processor_config.json."
             )
 
-    def _sanitize_parameters(
-        self,
-        on_bad_media: str | None = None,
-        media_root: str | os.PathLike | None = None,
-        utterance_batch_size: int | None = None,
-        top_k: int | None = None,
-        **kwargs: Any,
-    ) -> tuple[dict, dict, dict]:
+    def _sanitize_parameters(self, on_bad_media: str | None = None, media_root: str | os.PathLike | None = None,
+                             utterance_batch_size: int | None = None, top_k: int | None = None,
+                             **kwargs: Any) -> tuple[dict, dict, dict]:
         if kwargs:
             raise TypeError(f"Unknown argument(s) {sorted(kwargs)}; the pipeline takes on_bad_media, media_root, "
                             "batch_size and top_k.")
@@ -490,17 +500,20 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
                 {} if top_k is None else {"top_k": top_k})
 
     def __call__(self, dialogues: Any, **kwargs: Any) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
-        """Predict one dialogue (a list of turn dicts) or several (a list of such lists)."""
+        """Predict one dialogue (a list of turn dicts, or a row `{"turns": [...]}`), a list of them (a list of
+        results), or a generator, `datasets.Dataset` or `KeyDataset` of them (an iterator of results)."""
         if "batch_size" in kwargs:
             kwargs["utterance_batch_size"] = kwargs.pop("batch_size")
-        if _is_dialogue(dialogues):
-            return super().__call__(_Dialogue(dialogues), **kwargs)
-        if isinstance(dialogues, (list, tuple)) and dialogues and all(_is_dialogue(d) for d in dialogues):
-            return super().__call__([_Dialogue(d) for d in dialogues], **kwargs)
-        raise TypeError(
-            "Pass a dialogue as a non-empty list of turns like {'speaker': 'Ross', 'text': 'Hi.'} (optionally with "
-            f"'media' or 'audio'/'video' paths or arrays), or a list of such dialogues; got {type(dialogues).__name__}."
-        )
+        if isinstance(dialogues, Mapping) or (isinstance(dialogues, (list, tuple)) and dialogues and all(
+                isinstance(turn, Mapping) and "turns" not in turn for turn in dialogues)):
+            return super().__call__(_as_dialogue(dialogues), **kwargs)
+        if isinstance(dialogues, (list, tuple)) and dialogues:
+            return super().__call__([_as_dialogue(dialogue) for dialogue in dialogues], **kwargs)
+        if not isinstance(dialogues, (str, bytes, list, tuple)) and (isinstance(dialogues, Iterable) or hasattr(
+                dialogues, "__getitem__")):  # a generator, a `datasets.Dataset`, a `KeyDataset` (a torch Dataset)
+            items = dialogues if isinstance(dialogues, Iterable) else map(dialogues.__getitem__, range(len(dialogues)))
+            return super().__call__((_as_dialogue(dialogue) for dialogue in items), **kwargs)
+        return _as_dialogue(dialogues)  # raises, saying what to pass
 
     def get_inference_context(self):
         return torch.inference_mode
@@ -511,8 +524,8 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
 
     def _forward(self, model_inputs: dict[str, Any], batch_size: int | None = None) -> dict[str, Any]:
         utterances = model_inputs["utterances"]
-        logits = predict_logits(self.model, self.processor, utterances, batch_size or self.utterance_batch_size)
-        return {"utterances": utterances, "logits": logits["logits"]}
+        outputs = predict_logits(self.model, self.processor, utterances, batch_size or self.utterance_batch_size)
+        return {"utterances": utterances, "outputs": outputs}
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Save the model (config.json names this pipeline; this file is copied beside it) and the processor."""
@@ -520,7 +533,7 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
         self.processor.save_pretrained(save_directory, **kwargs)
 
     def postprocess(self, model_outputs: dict[str, Any], top_k: int | None = None) -> list[dict[str, Any]]:
-        return format_predictions(model_outputs["logits"], model_outputs["utterances"], self.model.config.id2label,
+        return format_predictions(model_outputs["outputs"], model_outputs["utterances"], self.model.config.id2label,
                                   top_k)
 
 

@@ -17,7 +17,7 @@ import torch
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from .media_telme import sample_frame_indices
+from .media_telme import array_frames
 
 
 # Frame normalisation (mean, std).
@@ -253,7 +253,8 @@ class TelMEProcessor(ProcessorMixin):
             conversations: one conversation (a list of turns) or a batch of them, each encoded for its last turn.
                 There is no `text=`: the prompt needs each turn's speaker.
             audio: one waveform or a list (1-D float arrays at `sampling_rate`).
-            videos: one clip or a list, each `(num_frames, height, width, 3)` uint8 RGB.
+            videos: one clip or a list, each `(num_frames, height, width, 3)` RGB, uint8 or float in [0, 1] (or a list
+                of such frames); picked to `num_frames`.
             sampling_rate: rate of `audio`, checked against the feature extractor's.
 
         Returns:
@@ -329,16 +330,15 @@ class TelMEProcessor(ProcessorMixin):
         if isinstance(videos, np.ndarray) and videos.ndim == 4:
             videos = [videos]
         clips = []
-        for clip in videos:
-            clip = np.asarray(clip)
-            if clip.ndim != 4 or clip.shape[-1] != 3 or len(clip) == 0:
-                raise ValueError(f"A clip must be (num_frames, height, width, 3) RGB frames, got shape {clip.shape}.")
-            if len(clip) != self.num_frames:  # picked down (or up) to the model's frames, like decoded clips
-                clip = clip[sample_frame_indices(len(clip), self.num_frames, self.video_frame_sampling)]
+        for index, clip in enumerate(videos):
+            # Picked down (or up) to the model's frames like decoded clips, as uint8 (see `array_frames`).
+            clip = array_frames(clip, self.num_frames, self.video_frame_sampling, f"clip {index}")
             if self.video_channel_order == "bgr":
                 clip = clip[..., ::-1]
             clips.append([np.ascontiguousarray(frame) for frame in clip])
-        return torch.as_tensor(self.image_processor(clips, return_tensors="pt")["pixel_values"])
+        # Channels last, said: (1, 1, 3) or (3, H, 3) frames would be read as channels first.
+        return torch.as_tensor(self.image_processor(clips, return_tensors="pt", input_data_format="channels_last")
+                               ["pixel_values"])
 
     @property
     def model_input_names(self) -> list[str]:

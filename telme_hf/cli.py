@@ -109,8 +109,8 @@ def _predict(args: argparse.Namespace) -> int:
     turns = read_dialogue(args.dialogue, media_root=args.media_root)
     model, processor = load_model_and_processor(args.model, args.device)
     utterances = prepare_dialogue(turns, processor, args.on_bad_media, source=str(args.dialogue), cli_hint=True)
-    logits = predict_logits(model, processor, utterances, args.batch_size)["logits"]
-    results = format_predictions(logits, utterances, model.config.id2label, top_k=args.top_k)
+    outputs = predict_logits(model, processor, utterances, args.batch_size)
+    results = format_predictions(outputs, utterances, model.config.id2label, top_k=args.top_k)
     print(render_predictions(results, model.config.label_names, args.format))
     return 0
 
@@ -248,8 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
         "The dialogue file has one turn per row (CSV, with a header) or per object (JSON list): `speaker`, `text`, "
         "and optionally `media` (one file with both streams, like a MELD clip) or `audio`/`video` paths, and "
         "`start`/`end` seconds to cut a window; relative paths are resolved against the file's folder. Turns with "
-        "media get the fused text+audio+video prediction; a dialogue without media columns gets the text "
-        "teacher's. Prints one line per utterance with its label and class probabilities.",
+        "media get the fused prediction (a turn with only audio or only video: zeros for the other stream, as the "
+        "fusion was trained); turns without media get the text teacher's. Prints one line per utterance with its "
+        "label, class probabilities, the streams used, the text teacher's own label (\"text alone\") and the "
+        "shift audio/video made (its norm relative to the text feature, λ, and whether it moved the label).",
         epilog="example:\n  telme predict --model telme-demo/final --dialogue telme-demo/example_dialogue.csv",
         formatter_class=_ParagraphFormatter,
     )
