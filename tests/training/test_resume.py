@@ -16,22 +16,46 @@ from safetensors.torch import load_file
 from telme_hf.training.resume import last_checkpoint, read_state, resume_point, take_cache_lock
 
 
-# Runs the recipe, SIGKILLing itself after N training steps of one stage (as a crash or an out-of-memory kill would).
+# Runs the recipe, SIGKILLing itself (as a crash or an out-of-memory kill would) after N training steps of one stage
+# (KILL_STAGE=audio), after N clips of the decode pass (KILL_STAGE=decode), after N batches of a frozen-output pass
+# (KILL_STAGE=frozen), or right after a stage is recorded as finished (KILL_STAGE=after:teacher).
 KILLING_RECIPE = textwrap.dedent(
     """
     import os, signal, sys
-    from telme_hf.training import trainer
+    from telme_hf.data import frozen_outputs, media_cache
+    from telme_hf.training import run, trainer
     stage, after = os.environ.get("KILL_STAGE"), int(os.environ.get("KILL_AFTER", "0"))
+    seen = {"count": 0}
+    def count(hit):
+        if hit:
+            seen["count"] += 1
+            if seen["count"] == after:
+                os.kill(os.getpid(), signal.SIGKILL)
     step = trainer.TelMEStageTrainer.training_step
-    seen = {"steps": 0}
     def training_step(self, *args, **kwargs):
         loss = step(self, *args, **kwargs)
-        if self.args.stage == stage:
-            seen["steps"] += 1
-            if seen["steps"] == after:
-                os.kill(os.getpid(), signal.SIGKILL)
+        count(self.args.stage == stage)
         return loss
     trainer.TelMEStageTrainer.training_step = training_step
+    get = media_cache.MediaCache.get
+    def cached_get(self, *args, **kwargs):
+        clip = get(self, *args, **kwargs)
+        count(stage == "decode")
+        return clip
+    media_cache.MediaCache.get = cached_get
+    infer = frozen_outputs.run_inference
+    def run_inference(model, batches, step):
+        def counted(model, batch):
+            outputs = step(model, batch)
+            count(stage == "frozen")
+            return outputs
+        return infer(model, batches, counted)
+    frozen_outputs.run_inference = run_inference
+    record = run.record_stage
+    def record_stage(output_dir, finished, *args, **kwargs):
+        record(output_dir, finished, *args, **kwargs)
+        count(stage == f"after:{finished}")
+    run.record_stage = record_stage
     from telme_hf.recipes.distill import main
     sys.exit(main(sys.argv[1:]))
     """
@@ -90,6 +114,26 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_results_and_weights(stage, a
     for name, tensor in expected_weights.items():
         assert torch.equal(weights[name], tensor), name
     assert not list(output_dir.glob("*/checkpoint-*"))  # removed once final/ holds the weights
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point, after", [("decode", 20), ("frozen", 2), ("after:teacher", 1)])
+def test_a_run_killed_outside_a_training_step_ends_as_an_uninterrupted_one(point, after, uninterrupted, tiny_corpus,
+                                                                          tmp_path):
+    """Killed in the decode pass, inside a frozen-output pass or at a stage boundary, then run again with
+    `--resume`: the caches it left are taken only where whole, and the results and weights are the uninterrupted
+    run's."""
+    output_dir = tmp_path / "run"
+    killed = run_recipe(tmp_path, output_dir, tiny_corpus, kill=(point, after))
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not (output_dir / "final").exists()
+    resumed = run_recipe(tmp_path, output_dir, tiny_corpus, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results, weights = final_state(output_dir)
+    expected_results, expected_weights = uninterrupted
+    assert results == expected_results
+    for name, tensor in expected_weights.items():
+        assert torch.equal(weights[name], tensor), name
 
 
 def test_resume_points(tmp_path):
