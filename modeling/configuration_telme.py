@@ -36,6 +36,13 @@ def _sub_config(value: Any, config_class: type[PretrainedConfig]) -> PretrainedC
     raise TypeError(f"Expected a {config_class.__name__}, a dict or None, got {type(value).__name__}.")
 
 
+def behaviour_values(table: dict[str, tuple[Any, Any]], given: dict[str, Any], reference: bool) -> dict[str, Any]:
+    """Each behaviour of `table` (name -> (clean, original)): the value `given`, else the original's when
+    `reference`, else the clean one. The one rule for the model's, the processor's and the presets' defaults."""
+    return {name: given[name] if name in given else (original if reference else clean)
+            for name, (clean, original) in table.items()}
+
+
 class TelMEConfig(PretrainedConfig):
     r"""
     Configuration of [`TelMEForEmotionRecognition`]: a RoBERTa text teacher, a data2vec-audio student, a TimeSformer
@@ -121,10 +128,10 @@ class TelMEConfig(PretrainedConfig):
         self.preset = preset
         self.initializer_range = initializer_range
         self.reference_behaviour = reference_behaviour
-        explicit = {"fusion_attention_scope": fusion_attention_scope, "audio_pooling": audio_pooling}
-        for name, value in explicit.items():
-            clean, original = MODEL_REFERENCE_BEHAVIOUR[name]
-            setattr(self, name, value if value is not _NOT_GIVEN else (original if reference_behaviour else clean))
+        given = {"fusion_attention_scope": fusion_attention_scope, "audio_pooling": audio_pooling}
+        given = {name: value for name, value in given.items() if value is not _NOT_GIVEN}
+        for name, value in behaviour_values(MODEL_REFERENCE_BEHAVIOUR, given, reference_behaviour).items():
+            setattr(self, name, value)
         super().__init__(**kwargs)
         self.validate_telme()
 

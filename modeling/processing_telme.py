@@ -17,6 +17,7 @@ import torch
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from .configuration_telme import behaviour_values
 from .media_telme import array_frames
 
 
@@ -155,10 +156,10 @@ class TelMEProcessor(ProcessorMixin):
         self.num_frames = num_frames
         self.audio_min_samples = audio_min_samples
         self.reference_behaviour = reference_behaviour
-        given = locals()
-        for name, (clean, original) in PROCESSOR_REFERENCE_BEHAVIOUR.items():
-            value = given[name]
-            setattr(self, name, value if value is not _NOT_GIVEN else (original if reference_behaviour else clean))
+        given = {name: value for name, value in locals().items()
+                 if name in PROCESSOR_REFERENCE_BEHAVIOUR and value is not _NOT_GIVEN}
+        for name, value in behaviour_values(PROCESSOR_REFERENCE_BEHAVIOUR, given, reference_behaviour).items():
+            setattr(self, name, value)
         self.validate()
         super().__init__(tokenizer, feature_extractor, image_processor)
 

@@ -18,6 +18,7 @@ from transformers.models.videomae import VideoMAEImageProcessorPil
 
 from .modeling import TelMEConfig, TelMEProcessor
 from .logging import get_logger
+from .modeling.configuration_telme import behaviour_values
 from .modeling.processing_telme import PIXEL_STATISTICS, PROCESSOR_REFERENCE_BEHAVIOUR, speaker_token
 
 
@@ -181,8 +182,7 @@ def processor_options(config: TelMEConfig, **options: Any) -> dict[str, Any]:
         **legacy_processor_options(config),
         **options,
     }
-    for name, (clean, original) in PROCESSOR_REFERENCE_BEHAVIOUR.items():
-        resolved.setdefault(name, original if config.reference_behaviour else clean)
+    resolved.update(behaviour_values(PROCESSOR_REFERENCE_BEHAVIOUR, resolved, config.reference_behaviour))
     resolved.setdefault("audio_sampling_rate", 16000)
     resolved.setdefault("num_frames", config.video_config.num_frames)
     resolved.setdefault("num_speaker_tokens", config.num_speaker_tokens)
