@@ -78,6 +78,18 @@ def final_state(output_dir: Path):
     return results, load_file(str(output_dir / "final" / "model.safetensors"))
 
 
+def resume_and_compare(tmp_path: Path, output_dir: Path, corpus: Path, uninterrupted) -> None:
+    """Run the killed run again with `--resume`; its results and final weights must be the uninterrupted run's."""
+    resumed = run_recipe(tmp_path, output_dir, corpus, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results, weights = final_state(output_dir)
+    expected_results, expected_weights = uninterrupted
+    assert results == expected_results
+    assert weights.keys() == expected_weights.keys()
+    for name, tensor in expected_weights.items():
+        assert torch.equal(weights[name], tensor), name
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_corpus):
     tmp_path = tmp_path_factory.mktemp("uninterrupted")
@@ -105,14 +117,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_results_and_weights(stage, a
         assert last_checkpoint(output_dir / stage).endswith("checkpoint-8") and not previous
     assert not (output_dir / "final").exists()
 
-    resumed = run_recipe(tmp_path, output_dir, tiny_corpus, "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    results, weights = final_state(output_dir)
-    expected_results, expected_weights = uninterrupted
-    assert results == expected_results
-    assert weights.keys() == expected_weights.keys()
-    for name, tensor in expected_weights.items():
-        assert torch.equal(weights[name], tensor), name
+    resume_and_compare(tmp_path, output_dir, tiny_corpus, uninterrupted)
     assert not list(output_dir.glob("*/checkpoint-*"))  # removed once final/ holds the weights
 
 
@@ -127,13 +132,7 @@ def test_a_run_killed_outside_a_training_step_ends_as_an_uninterrupted_one(point
     killed = run_recipe(tmp_path, output_dir, tiny_corpus, kill=(point, after))
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert not (output_dir / "final").exists()
-    resumed = run_recipe(tmp_path, output_dir, tiny_corpus, "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    results, weights = final_state(output_dir)
-    expected_results, expected_weights = uninterrupted
-    assert results == expected_results
-    for name, tensor in expected_weights.items():
-        assert torch.equal(weights[name], tensor), name
+    resume_and_compare(tmp_path, output_dir, tiny_corpus, uninterrupted)
 
 
 def test_resume_points(tmp_path):
