@@ -333,7 +333,11 @@ class TelMEProcessor(ProcessorMixin):
         clips = []
         for index, clip in enumerate(videos):
             # Picked down (or up) to the model's frames like decoded clips, as uint8 (see `array_frames`).
-            clip = array_frames(clip, self.num_frames, self.video_frame_sampling, f"clip {index}")
+            try:
+                clip = array_frames(clip, self.num_frames, self.video_frame_sampling, f"clip {index}")
+            except ValueError as error:  # the processor takes arrays only: name that form
+                raise ValueError(f"{str(error).split('; give')[0]}; a clip is (num_frames, height, width, 3) RGB "
+                                 "frames, uint8 or float in [0, 1].") from None
             if self.video_channel_order == "bgr":
                 clip = clip[..., ::-1]
             clips.append([np.ascontiguousarray(frame) for frame in clip])

@@ -134,7 +134,7 @@ def test_missing_media_policies(tiny_checkpoint, dialogue_dir, tiny_model, tiny_
     results = json.loads(out)
     check_results(results, list(tiny_model.config.id2label.values()))
     assert "missing" in results[1]["note"] and "zeros" in results[1]["note"] and "not_there.mp4" in results[1]["note"]
-    assert results[1]["modalities"] == ["text", "audio", "video"]
+    assert results[1]["modalities"] == ["text"] and results[1]["shift"] is not None  # fused, zeros for both streams
     assert results[0]["note"] == results[2]["note"] == ""
 
     code, out, err = run_cli(capsys, *args)  # default policy: that turn from its text alone

@@ -538,22 +538,22 @@ def fusion_for(scope: str, dim: int = 8, shift_weight: float = 0.5, seed: int = 
 def test_default_fusion_is_batch_invariant():
     fusion = fusion_for("modalities")
     text, audio, video = (torch.randn(4, 8) for _ in range(3))
-    logits, _ = fusion(text, audio, video)
+    logits, *_ = fusion(text, audio, video)
     other_audio = audio.clone()
     other_audio[1:] = torch.randn(3, 8)
-    changed, _ = fusion(text, other_audio, video)
+    changed, *_ = fusion(text, other_audio, video)
     assert torch.allclose(logits[0], changed[0], atol=1e-6)
-    single, _ = fusion(text[:1], audio[:1], video[:1])
+    single, *_ = fusion(text[:1], audio[:1], video[:1])
     assert torch.allclose(logits[0], single[0], atol=1e-6)
 
 
 def test_batch_scope_reproduces_the_original_cross_batch_attention():
     fusion = fusion_for("batch")
     text, audio, video = (torch.randn(4, 8) for _ in range(3))
-    logits, _ = fusion(text, audio, video)
+    logits, *_ = fusion(text, audio, video)
     other_audio = audio.clone()
     other_audio[1:] = torch.randn(3, 8)
-    changed, _ = fusion(text, other_audio, video)
+    changed, *_ = fusion(text, other_audio, video)
     assert not torch.allclose(logits[0], changed[0], atol=1e-4)
     # Independent re-statement: one unbatched sequence of length B over concatenated [audio; video] vectors.
     x = torch.cat([audio, video], dim=-1)
@@ -564,7 +564,7 @@ def test_batch_scope_reproduces_the_original_cross_batch_attention():
 def test_shift_weight_is_clamped_at_one():
     fusion = fusion_for("modalities", shift_weight=1e6)
     text, audio, video = (torch.randn(3, 8) for _ in range(3))
-    logits, shift_weights = fusion(text, audio, video)
+    logits, shift_weights, _ = fusion(text, audio, video)
     assert torch.equal(shift_weights, torch.ones(3))
     nonverbal = fusion.attention_norm(fusion.attend(audio, video))
     h = torch.relu(fusion.gate(torch.cat([nonverbal, text], -1))) * fusion.shift(nonverbal)
@@ -579,7 +579,7 @@ def test_zero_shift_vector_is_handled_like_the_original():
         fusion.gate.bias.fill_(-1.0)  # ReLU gate = 0 → H = 0
     text = torch.tensor([[3.0, 4.0, 0, 0, 0, 0, 0, 0], [0.1, 0, 0, 0, 0, 0, 0, 0]])
     audio, video = torch.randn(2, 8), torch.randn(2, 8)
-    logits, shift_weights = fusion(text, audio, video)
+    logits, shift_weights, _ = fusion(text, audio, video)
     # ‖H‖ = 0 is replaced by 1: λ = min(θ·‖F_T‖ / (1 + 1e-6), 1) → [min(0.3·5/(1+1e-6), 1), 0.3·0.1/(1+1e-6)]
     assert torch.allclose(shift_weights, torch.tensor([1.0, 0.03 / (1 + 1e-6)]), atol=1e-7)
     assert torch.isfinite(logits).all()

@@ -344,3 +344,11 @@ def test_the_fusion_reports_the_norm_of_the_shift_it_applied(tiny_model):
     assert weights[0] < 1 and norms[0] == pytest.approx(theta, rel=1e-4)
     assert (weights[1:] == 1).all() and (norms[1:] < theta).all()
     assert out.to_tuple()[-1] is out.shift_norms
+
+
+def test_the_processor_holds_the_contract_and_names_its_own_form(tiny_processor):
+    with pytest.raises(ValueError) as error:
+        tiny_processor(videos=np.full((4, 8, 8, 3), 90.0, np.float32))
+    message = str(error.value)
+    assert "float frames in [90, 90], not [0, 1]" in message and "a clip is (num_frames, height, width, 3)" in message
+    assert "file path" not in message and "\n" not in message

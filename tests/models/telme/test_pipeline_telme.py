@@ -97,14 +97,15 @@ def test_bad_media_policy_and_relative_paths(erc, clips, tmp_path):
     assert results[1]["modalities"] == ["text"] and "missing" in results[1]["note"]
     assert "text only" in results[1]["note"] and "gone.mp4" in results[1]["note"]
     results = erc(dialogue, media_root=tmp_path, on_bad_media="zeros")
-    assert results[1]["modalities"] == ["text", "audio", "video"] and "zeros" in results[1]["note"]
+    # Fused with zeros for both streams: no stream of its own was used.
+    assert results[1]["modalities"] == ["text"] and "zeros" in results[1]["note"] and results[1]["shift"]
     with pytest.raises(Exception, match="gone.mp4"):
         erc(dialogue, media_root=tmp_path, on_bad_media="error")
     # A turn's own policy wins over the call's, for that turn only.
     missing_twice = [*dialogue, {**TURNS[0], "media": "gone.mp4", "on_bad_media": "zeros"}]
     by_turn = erc(missing_twice, media_root=tmp_path)
     assert by_turn[1]["modalities"] == ["text"] and "text only" in by_turn[1]["note"]
-    assert by_turn[2]["modalities"] == ["text", "audio", "video"] and "zeros" in by_turn[2]["note"]
+    assert by_turn[2]["modalities"] == ["text"] and "zeros" in by_turn[2]["note"] and by_turn[2]["shift"]
     all_zeros = erc(missing_twice, media_root=tmp_path, on_bad_media="zeros")
     assert by_turn[2]["scores"] == pytest.approx(all_zeros[2]["scores"], abs=1e-6)
 
