@@ -118,8 +118,22 @@ def render_conversation(turns: Sequence[Mapping[str, Any]]) -> str:
             f"</thead><tbody>{rows}</tbody></table>")
 
 
+def shift_text(result: Mapping[str, Any]) -> str:
+    """Why the label came out: `"text alone: neutral 0.41; audio/video shifted it by 0.08 of its norm (λ 1.00),
+    to anger"`."""
+    if "text_label" not in result:  # a checkpoint whose pipeline code predates the explanation
+        return ""
+    said = f"text alone: {result['text_label']} {result['text_score']:.2f}"
+    shift = result.get("shift")
+    if not shift:
+        return said
+    moved = f", to {result['label']}" if shift["changed_label"] else ", same label"
+    return f"{said}; audio/video shifted it by {shift['relative_norm']:.2f} of its norm (λ {shift['lambda']:.2f}){moved}"
+
+
 def render_results(results: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
-    """One row per utterance: the emotion, a probability bar per class, the modalities used and the note."""
+    """One row per utterance: the emotion, a probability bar per class, the modalities used, why (the text alone and
+    the shift audio/video made) and the note."""
     def bars(scores: Mapping[str, float]) -> str:
         return "".join(f"<div class='telme-bar' data-label='{_escape(label)}'><span style='width:5.5em'>"
                        f"{_escape(label)}</span><span class='fill' style='width:{100 * scores[label]:.0f}px'></span>"
@@ -129,9 +143,10 @@ def render_results(results: Sequence[Mapping[str, Any]], labels: Sequence[str]) 
         f"<tr class='telme-result'><td>{r['turn']}</td><td>{_escape(r['speaker'])}</td><td>{_escape(r['text'])}"
         f"</td><td class='telme-emotion'>{_escape(r['label'])}</td><td>{r['score']:.3f}</td><td>{bars(r['scores'])}"
         f"</td><td class='telme-modalities'>{_escape('+'.join(r['modalities']))}</td>"
+        f"<td class='telme-why'>{_escape(shift_text(r))}</td>"
         f"<td class='telme-note'>{_escape(r['note'])}</td></tr>" for r in results)
     return ("<table class='telme-table'><thead><tr><th>turn</th><th>speaker</th><th>text</th><th>emotion</th>"
-            "<th>score</th><th>probabilities</th><th>from</th><th>note</th></tr></thead>"
+            "<th>score</th><th>probabilities</th><th>from</th><th>why</th><th>note</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>")
 
 
@@ -252,12 +267,9 @@ class TelMEApp:
             return "", _status("Add at least one turn first.", True)
         if progress is not None:
             progress(0.05, desc=f"Decoding the clips and predicting {len(turns)} utterances")
-        # As `telme predict`: a turn with a clip gets the fused prediction, one without media its text's. Every file
-        # was checked when its turn was added, so a turn with one stream (a recording, an audio file) lacks only
-        # what the user did not give: zeros stand in for it, the fused prediction uses the rest, the note says so.
-        dialogue = [{**{k: v for k, v in turn.items() if k != "clip_name"},
-                     **({"on_bad_media": "zeros"} if bool(turn.get("audio")) != bool(turn.get("video")) else {})}
-                    for turn in turns]
+        # The pipeline's rule, as `telme predict`: a turn with a clip gets the fused prediction, one with one stream
+        # (a recording, an audio file) zeros for the other, one without media its text's; the note says which.
+        dialogue = [{k: v for k, v in turn.items() if k != "clip_name"} for turn in turns]
         try:
             results = self.erc(dialogue, on_bad_media="skip")
         except Exception as error:  # noqa: BLE001 - shown on the page, never as a stack trace
@@ -285,7 +297,9 @@ def build_app(erc, card: str = "", confusion_matrix: str | None = None,
         gr.Markdown(f"# {html.escape(title)}: emotion recognition in conversation\n"
                     "Build a conversation turn by turn (speaker, text and, if you have one, a clip with its sound "
                     "and picture), then predict: every utterance gets one emotion, from the dialogue up to it. A "
-                    "turn with a clip is predicted from text, audio and video; one without from its text.")
+                    "turn with a clip is predicted from text, audio and video (with only sound or only picture, "
+                    "zeros stand in for the other); one without from its text. *Why* shows what the text alone "
+                    "said and how far the sound and picture shifted it.")
         turns = gr.State([])
         with gr.Tab("Conversation"):
             conversation = gr.HTML(render_conversation([]), elem_id="telme-conversation")

@@ -330,6 +330,6 @@ def test_the_page_in_headless_chromium(tiny_checkpoint, clips, tmp_path, capsys)
     expected = predict_cli(capsys, tiny_checkpoint, tmp_path,
                            [{**TURNS[0], "media": str(first)}, {**TURNS[1], "media": str(second)}])
     assert shown[:2] == [r["label"] for r in expected]
-    assert used == ["text+audio+video"] * 3 and notes == ["", "", "video not given: used zeros"]
+    assert used == ["text+audio+video"] * 2 + ["text+audio"] and notes == ["", "", "video not given: used zeros"]
     assert clips_shown.splitlines()[-1].endswith("recording")  # the third turn's audio is the recording
     assert (ARTIFACTS / "telme_app.png").stat().st_size > 10_000

@@ -164,17 +164,38 @@ def _table(results: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
         return f"{value:.3f}" if isinstance(value, float) else f"{value[0]} {value[1]:.3f}"
 
     columns, scores = _score_columns(results, labels)
-    table = [["turn", "speaker", "text", "emotion", "score", *columns, "from", "note"]]
+    table = [["turn", "speaker", "text", "emotion", "score", *columns, "from", "text alone", "shift", "note"]]
     for result in results:
         table.append([
             str(result["turn"]), result["speaker"], clip(result["text"]), result["label"], f"{result['score']:.3f}",
-            *[cell(value) for value in scores(result)], "+".join(result["modalities"]), result["note"],
+            *[cell(value) for value in scores(result)], "+".join(result["modalities"]),
+            f"{result['text_label']} {result['text_score']:.3f}", _shift_cell(result["shift"]), result["note"],
         ])
     return align_table(table)
 
 
+def _shift_cell(shift: Mapping[str, Any] | None) -> str:
+    """`0.082 (λ 1.00), moved the label`: the shift's norm relative to the text feature; `-` for a text prediction."""
+    if shift is None:
+        return "-"
+    moved = ", moved the label" if shift["changed_label"] else ""
+    return f"{shift['relative_norm']:.3f} (λ {shift['lambda']:.2f}){moved}"
+
+
+def _shift_fields(result: Mapping[str, Any]) -> list[str]:
+    """The CSV's text-alone and shift cells: text_label, text_score, shift_lambda, shift_relative_norm,
+    shift_changed_label (empty for a text prediction)."""
+    shift = result["shift"]
+    values = ["", "", ""] if shift is None else [f"{shift['lambda']:.6f}", f"{shift['relative_norm']:.6f}",
+                                                 str(shift["changed_label"]).lower()]
+    return [result["text_label"], f"{result['text_score']:.6f}", *values]
+
+
 def render_predictions(results: Sequence[Mapping[str, Any]], labels: Sequence[str], output_format: str) -> str:
-    """Text of `telme predict`'s output: `"table"`, `"json"` (a list, one utterance per line) or `"csv"`."""
+    """Text of `telme predict`'s output: `"table"`, `"json"` (a list, one utterance per line) or `"csv"`.
+
+    Each says why the label came out: the text teacher's own label and probability ("text alone") and the shift
+    audio/video made (its norm relative to the text feature, λ, and whether it changed the label)."""
     if output_format == "table":
         return _table(results, labels)
     if output_format == "json":
@@ -186,12 +207,14 @@ def render_predictions(results: Sequence[Mapping[str, Any]], labels: Sequence[st
         top = columns[0] == "top 1"
         header = [name for column in columns for name in ((f"label_{column[4:]}", f"p_{column[4:]}") if top
                                                             else (f"p_{column}",))]
-        writer.writerow(["turn", "speaker", "text", "label", "score", *header, "modalities", "note"])
+        writer.writerow(["turn", "speaker", "text", "label", "score", *header, "modalities", "text_label",
+                         "text_score", "shift_lambda", "shift_relative_norm", "shift_changed_label", "note"])
         for result in results:
             values = [item for value in scores(result) for item in
                       ((value[0], f"{value[1]:.6f}") if top else (f"{value:.6f}",))]
             writer.writerow([result["turn"], result["speaker"], result["text"], result["label"],
-                             f"{result['score']:.6f}", *values, "+".join(result["modalities"]), result["note"]])
+                             f"{result['score']:.6f}", *values, "+".join(result["modalities"]), *_shift_fields(result),
+                             result["note"]])
         return buffer.getvalue().rstrip("\n")
     raise ValueError(f"Unknown output format {output_format!r}; use table, json or csv.")
 
