@@ -177,13 +177,14 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    from .preprocessing import upgrade_checkpoint
+    from .hub.upgrade import upgrade_checkpoint
 
-    moved = upgrade_checkpoint(args.folder)
-    if moved:
-        print(f"Moved {', '.join(moved)} from {Path(args.folder) / 'config.json'} into processor_config.json.")
-    else:
-        print(f"{args.folder} already keeps its preprocessing in processor_config.json; nothing to do.")
+    changes = upgrade_checkpoint(args.folder)
+    if changes["moved"]:
+        print(f"Moved {', '.join(changes['moved'])} from {Path(args.folder) / 'config.json'} into "
+              "processor_config.json.")
+    print(f"Wrote this version's code into {args.folder} ({', '.join(changes['code'])})"
+          + (f"; removed {', '.join(changes['removed'])}." if changes["removed"] else "."))
     return 0
 
 
@@ -348,10 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(handler=_convert)
 
     upgrade = commands.add_parser(
-        "upgrade-checkpoint", help="Move a telme_hf 0.1 checkpoint's preprocessing options into its processor.",
-        description="telme_hf 0.1 kept the preprocessing options (prompt, audio and frame decoding, speaker "
-        "indexing, duration limit) in config.json. Move them into processor_config.json, where this version reads "
-        "them; predictions do not change.",
+        "upgrade-checkpoint", help="Bring a checkpoint written by an earlier telme_hf up to date.",
+        description="Replace the model, processor and pipeline code a checkpoint carries by this version's (so that "
+        "pipeline(model=FOLDER, trust_remote_code=True) runs the same code with or without telme_hf), and move a "
+        "telme_hf 0.1 checkpoint's preprocessing options (prompt, audio and frame decoding, speaker indexing, "
+        "duration limit) from config.json into processor_config.json; predictions do not change.",
         epilog="example:\n  telme upgrade-checkpoint telme-demo/final", formatter_class=_ParagraphFormatter,
     )
     upgrade.add_argument("folder", help="The checkpoint folder.")

@@ -259,31 +259,6 @@ def apply_legacy_preprocessing(processor: TelMEProcessor, config: Any, source: s
     return True
 
 
-def upgrade_checkpoint(folder: str | os.PathLike) -> list[str]:
-    """Move a telme_hf 0.1 checkpoint's preprocessing options from config.json into processor_config.json.
-
-    Returns the names of the options moved (empty when there were none). Predictions do not change: the same
-    options are applied, from their new place.
-    """
-    from transformers import AutoProcessor
-
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} holds no config.json: pass a checkpoint folder (e.g. a run's final/).")
-    config = TelMEConfig.from_pretrained(folder)
-    moved = sorted(legacy_processor_options(config))
-    if not moved:
-        return []
-    processor = AutoProcessor.from_pretrained(folder)
-    apply_legacy_preprocessing(processor, config, str(folder))
-    for name in (*LEGACY_PREPROCESSING_OPTIONS, "legacy_preprocessing"):
-        if hasattr(config, name):
-            delattr(config, name)
-    config.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return moved
-
-
 __all__ = [
     "LEGACY_PREPROCESSING_OPTIONS",
     "add_speaker_tokens",
@@ -295,5 +270,4 @@ __all__ = [
     "min_audio_samples",
     "processor_options",
     "train_tokenizer",
-    "upgrade_checkpoint",
 ]
