@@ -7,9 +7,7 @@ tokenizer on the fly for the demo and the tests, which run offline.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from tokenizers import AddedToken
