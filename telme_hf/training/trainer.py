@@ -34,11 +34,11 @@ from transformers import Trainer, TrainerCallback
 
 from ..data.frozen_outputs import TEACHER_COLUMNS
 from ..data.media_cache import MediaCache, as_media_cache
+from ..modeling import TelMEForEmotionRecognition
 from ..modeling.pipeline_telme import TelMEDataCollator
 from .arguments import STAGES, TelMETrainingArguments
-from .plan import stage_precision
 from .losses import student_distillation_loss
-from ..modeling import TelMEForEmotionRecognition
+from .plan import stage_precision
 from .progress import StageProgressCallback
 from .recipe import original_linear_schedule
 
