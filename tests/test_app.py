@@ -253,6 +253,7 @@ def _free_port() -> int:
 def test_the_page_in_headless_chromium(tiny_checkpoint, clips, tmp_path, capsys):
     pytest.importorskip("gradio")
     webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
@@ -284,7 +285,7 @@ def test_the_page_in_headless_chromium(tiny_checkpoint, clips, tmp_path, capsys)
                     pytest.fail(f"telme app did not start:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
         browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
-        wait = WebDriverWait(browser, 60)
+        wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
         browser.get(f"http://127.0.0.1:{port}/")
 
         def field(elem_id: str):
@@ -311,8 +312,9 @@ def test_the_page_in_headless_chromium(tiny_checkpoint, clips, tmp_path, capsys)
         time.sleep(2)  # two seconds of the fake microphone's tone
         wait.until(lambda b: b.find_element(By.CSS_SELECTOR, "#telme-recording button.stop-button").is_displayed())
         browser.find_element(By.CSS_SELECTOR, "#telme-recording button.stop-button").click()
-        wait.until(lambda b: not b.find_elements(By.CSS_SELECTOR, "#telme-recording button.stop-button")
-                   or not b.find_element(By.CSS_SELECTOR, "#telme-recording button.stop-button").is_displayed())
+        # The page re-renders the recorder as the recording ends: the stop button may vanish between being found
+        # and being read, which invisibility_of_element_located takes as "gone" rather than failing.
+        wait.until(ready.invisibility_of_element_located((By.CSS_SELECTOR, "#telme-recording button.stop-button")))
         add_turn("Ross", "oh my god", None, "Added turn 2 (Ross).")
         browser.find_element(By.ID, "telme-predict").click()
         wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#telme-results .telme-emotion")) == 3)
