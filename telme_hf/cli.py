@@ -207,14 +207,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .hub.convert import AV_ORDER_CHOICES
-    from .hub.convert import DATASETS as CONVERTIBLE
-    from .modeling.media_telme import BAD_MEDIA_POLICIES
-    from .data.registry import CORPUS_NAMES
-    from .modeling.configuration_telme import TEXT_BACKBONE
-
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `telme` parser. With `command`, only that subcommand gets its options: their choices come from modules
+    that import torch, transformers or datasets, which `telme --help` and `--version` should not wait for."""
     from . import __version__
+
+    def full(name: str) -> bool:
+        return command is None or command == name
 
     parser = argparse.ArgumentParser(
         prog="telme", description="TelME: emotion recognition in conversation from text, audio and video.",
@@ -256,20 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  telme predict --model telme-demo/final --dialogue telme-demo/example_dialogue.csv",
         formatter_class=_ParagraphFormatter,
     )
-    predict.add_argument("--model", required=True, help="A checkpoint folder (e.g. telme-demo/final) or a Hub id.")
-    predict.add_argument("--dialogue", required=True, help="The dialogue file, .csv or .json.")
-    predict.add_argument("--format", choices=["table", "json", "csv"], default="table",
-                         help="Output: an aligned table (default), JSON (a list, one utterance per line) or CSV.")
-    predict.add_argument("--on-bad-media", choices=list(BAD_MEDIA_POLICIES), default="skip",
-                         help="For a turn whose media is missing or unusable: skip = predict that turn from its text "
-                         "alone (default), zeros in its place, or error. The output's note says what was done.")
-    predict.add_argument("--top-k", type=_positive_int, default=None,
-                         help="Show the k most probable emotions of each utterance instead of every emotion's score.")
-    predict.add_argument("--media-root", default=None,
-                         help="The folder that relative media paths in the dialogue file start from (default: the "
-                         "dialogue file's folder).")
-    predict.add_argument("--batch-size", type=_positive_int, default=4, help="Utterances per forward pass (default 4).")
-    predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
+    if full('predict'):
+        from .modeling.media_telme import BAD_MEDIA_POLICIES
+
+        predict.add_argument("--model", required=True, help="A checkpoint folder (e.g. telme-demo/final) or a Hub id.")
+        predict.add_argument("--dialogue", required=True, help="The dialogue file, .csv or .json.")
+        predict.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                             help="Output: an aligned table (default), JSON (a list, one utterance per line) or CSV.")
+        predict.add_argument("--on-bad-media", choices=list(BAD_MEDIA_POLICIES), default="skip",
+                             help="For a turn whose media is missing or unusable: skip = predict that turn from its text "
+                             "alone (default), zeros in its place, or error. The output's note says what was done.")
+        predict.add_argument("--top-k", type=_positive_int, default=None,
+                             help="Show the k most probable emotions of each utterance instead of every emotion's score.")
+        predict.add_argument("--media-root", default=None,
+                             help="The folder that relative media paths in the dialogue file start from (default: the "
+                             "dialogue file's folder).")
+        predict.add_argument("--batch-size", type=_positive_int, default=4, help="Utterances per forward pass (default 4).")
+        predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
     predict.set_defaults(handler=_predict)
 
     evaluate = commands.add_parser(
@@ -283,25 +285,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--data meld --data-root /data/MELD.Raw --split test --batch-size 4",
         formatter_class=_ParagraphFormatter,
     )
-    evaluate.add_argument("--model", required=True, help="A checkpoint folder or a Hub id.")
-    evaluate.add_argument("--data", required=True, choices=list(CORPUS_NAMES),
-                          help="The corpus; synthetic is the MELD-layout corpus of `telme make-corpus`/`telme demo`.")
-    evaluate.add_argument("--data-root", required=True, help="The corpus folder (as for training's data_root).")
-    evaluate.add_argument("--split", choices=["train", "dev", "test"], default="test", help="Default: test.")
-    evaluate.add_argument("--batch-size", type=_positive_int, default=4,
-                          help="Utterances per forward pass, in CSV order (default 4, as the original).")
-    evaluate.add_argument("--output-dir", default=None,
-                          help="Where to write metrics.json, confusion_matrix.png and predictions.csv "
-                          "(default: telme-eval-DATA-SPLIT).")
-    evaluate.add_argument("--on-bad-media", choices=list(BAD_MEDIA_POLICIES), default="zeros",
-                          help="For an utterance whose media is missing, unusable or too long: zeros in its place "
-                          "(default, as the original), skip = leave it out of the metrics, or error.")
-    evaluate.add_argument("--cache-dir", default=None,
-                          help="A cache folder to reuse or fill: decoded media (e.g. a training run's cache/media) "
-                          "and, under features/, every encoder's features, so that evaluating the same checkpoint "
-                          "again runs only the heads and the fusion.")
-    evaluate.add_argument("--num-workers", type=int, default=0, help="Processes decoding media in parallel.")
-    evaluate.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
+    if full('evaluate'):
+        from .data.registry import CORPUS_NAMES
+        from .modeling.media_telme import BAD_MEDIA_POLICIES
+
+        evaluate.add_argument("--model", required=True, help="A checkpoint folder or a Hub id.")
+        evaluate.add_argument("--data", required=True, choices=list(CORPUS_NAMES),
+                              help="The corpus; synthetic is the MELD-layout corpus of `telme make-corpus`/`telme demo`.")
+        evaluate.add_argument("--data-root", required=True, help="The corpus folder (as for training's data_root).")
+        evaluate.add_argument("--split", choices=["train", "dev", "test"], default="test", help="Default: test.")
+        evaluate.add_argument("--batch-size", type=_positive_int, default=4,
+                              help="Utterances per forward pass, in CSV order (default 4, as the original).")
+        evaluate.add_argument("--output-dir", default=None,
+                              help="Where to write metrics.json, confusion_matrix.png and predictions.csv "
+                              "(default: telme-eval-DATA-SPLIT).")
+        evaluate.add_argument("--on-bad-media", choices=list(BAD_MEDIA_POLICIES), default="zeros",
+                              help="For an utterance whose media is missing, unusable or too long: zeros in its place "
+                              "(default, as the original), skip = leave it out of the metrics, or error.")
+        evaluate.add_argument("--cache-dir", default=None,
+                              help="A cache folder to reuse or fill: decoded media (e.g. a training run's cache/media) "
+                              "and, under features/, every encoder's features, so that evaluating the same checkpoint "
+                              "again runs only the heads and the fusion.")
+        evaluate.add_argument("--num-workers", type=int, default=0, help="Processes decoding media in parallel.")
+        evaluate.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
     evaluate.set_defaults(handler=_evaluate)
 
     corpus = commands.add_parser(
@@ -311,18 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
         "It includes one missing dev clip and one corrupt train clip, listed in DIR/corpus.json.",
         epilog="example:\n  telme make-corpus synthetic-meld --dialogues 240", formatter_class=_ParagraphFormatter,
     )
-    from .data.synthetic import DEFAULT_NUM_DIALOGUES
+    if full('make-corpus'):
+        from .data.synthetic import DEFAULT_NUM_DIALOGUES
 
-    corpus.add_argument("root", metavar="DIR", help="Output folder (must be empty or absent, see --overwrite).")
-    corpus.add_argument("--dialogues", type=_positive_int, default=DEFAULT_NUM_DIALOGUES,
-                        help=f"Total dialogues, split 2/3 train, 2/15 dev, 1/5 test (~5 utterances each; default "
-                        f"{DEFAULT_NUM_DIALOGUES}).")
-    corpus.add_argument("--seed", type=int, default=0, help="Random seed; same seed, same files (default 0).")
-    corpus.add_argument("--text-noise", type=float, default=0.1, help="Probability the text cue is wrong (0.1).")
-    corpus.add_argument("--audio-noise", type=float, default=0.25, help="Probability the audio cue is wrong (0.25).")
-    corpus.add_argument("--video-noise", type=float, default=0.25, help="Probability the video cue is wrong (0.25).")
-    corpus.add_argument("--overwrite", action="store_true", help="Replace an earlier synthetic corpus in DIR.")
-    corpus.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+        corpus.add_argument("root", metavar="DIR", help="Output folder (must be empty or absent, see --overwrite).")
+        corpus.add_argument("--dialogues", type=_positive_int, default=DEFAULT_NUM_DIALOGUES,
+                            help=f"Total dialogues, split 2/3 train, 2/15 dev, 1/5 test (~5 utterances each; default "
+                            f"{DEFAULT_NUM_DIALOGUES}).")
+        corpus.add_argument("--seed", type=int, default=0, help="Random seed; same seed, same files (default 0).")
+        corpus.add_argument("--text-noise", type=float, default=0.1, help="Probability the text cue is wrong (0.1).")
+        corpus.add_argument("--audio-noise", type=float, default=0.25, help="Probability the audio cue is wrong (0.25).")
+        corpus.add_argument("--video-noise", type=float, default=0.25, help="Probability the video cue is wrong (0.25).")
+        corpus.add_argument("--overwrite", action="store_true", help="Replace an earlier synthetic corpus in DIR.")
+        corpus.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     corpus.set_defaults(handler=_make_corpus)
 
     convert = commands.add_parser(
@@ -333,19 +340,24 @@ def build_parser() -> argparse.ArgumentParser:
         "\\\n    --video-student student_video/total_student.bin --fusion total_fusion.bin --dataset meld "
         "--output telme-meld-original", formatter_class=_ParagraphFormatter,
     )
-    convert.add_argument("--teacher", required=True, help="The original teacher.bin.")
-    convert.add_argument("--audio-student", required=True, help="The original student_audio/total_student.bin.")
-    convert.add_argument("--video-student", required=True, help="The original student_video/total_student.bin.")
-    convert.add_argument("--fusion", required=True, help="The original total_fusion.bin.")
-    convert.add_argument("--dataset", required=True, choices=list(CONVERTIBLE), help="Which release the files come from.")
-    convert.add_argument("--output", required=True, help="The checkpoint folder to write.")
-    convert.add_argument("--config", help="A TelMEConfig JSON file or folder whose backbone sub-configs replace the "
-                         "preset's (labels, fusion and behaviours still come from --dataset).")
-    convert.add_argument("--tokenizer", help=f"Tokenizer Hub id or local folder (default: {TEXT_BACKBONE} from the "
-                         "Hub; pass a local copy offline).")
-    convert.add_argument("--iemocap-av-order", choices=AV_ORDER_CHOICES, default=None, metavar="ORDER",
-                         help="IEMOCAP only: the fusion's modality order, 'audio,video' (default: how the released "
-                         "weights were trained) or 'video,audio' (what the original IEMOCAP/inference.py feeds).")
+    if full('convert-original'):
+        from .hub.convert import AV_ORDER_CHOICES
+        from .hub.convert import DATASETS as CONVERTIBLE
+        from .modeling.configuration_telme import TEXT_BACKBONE
+
+        convert.add_argument("--teacher", required=True, help="The original teacher.bin.")
+        convert.add_argument("--audio-student", required=True, help="The original student_audio/total_student.bin.")
+        convert.add_argument("--video-student", required=True, help="The original student_video/total_student.bin.")
+        convert.add_argument("--fusion", required=True, help="The original total_fusion.bin.")
+        convert.add_argument("--dataset", required=True, choices=list(CONVERTIBLE), help="Which release the files come from.")
+        convert.add_argument("--output", required=True, help="The checkpoint folder to write.")
+        convert.add_argument("--config", help="A TelMEConfig JSON file or folder whose backbone sub-configs replace the "
+                             "preset's (labels, fusion and behaviours still come from --dataset).")
+        convert.add_argument("--tokenizer", help=f"Tokenizer Hub id or local folder (default: {TEXT_BACKBONE} from the "
+                             "Hub; pass a local copy offline).")
+        convert.add_argument("--iemocap-av-order", choices=AV_ORDER_CHOICES, default=None, metavar="ORDER",
+                             help="IEMOCAP only: the fusion's modality order, 'audio,video' (default: how the released "
+                             "weights were trained) or 'video,audio' (what the original IEMOCAP/inference.py feeds).")
     convert.set_defaults(handler=_convert)
 
     upgrade = commands.add_parser(
@@ -399,18 +411,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .modeling.media_telme import MediaError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if argv and argv[0] == "train":
         return _train(argv[1:])
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else "")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         if args.command != "demo":  # the subcommand's own usage, not the root's
             parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
         args.overrides = [*args.overrides, *unknown]  # demo passes options on to the recipe, which checks them
+    from .modeling.media_telme import MediaError
+
     # A mistake in the options ends with status 2; bad input (a missing file, a malformed dialogue, unusable media
     # under --on-bad-media error) with status 1; both with one line, never a traceback.
     try:
