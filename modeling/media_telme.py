@@ -879,8 +879,10 @@ class MediaLoader:
         if len(paths) == 2 and paths["audio"] and paths["audio"] == paths["video"]:
             groups = [(("audio", "video"), paths["audio"], (start, end))]
         else:
+            # The window cuts video, and audio from the video's file or alone; a separate audio file beside a
+            # video (IEMOCAP's utterance WAV beside the session AVI) is the utterance already.
             groups = [((kind,), path, (start, end) if kind == "video" or path == row.get("video_path")
-                       else (None, None)) for kind, path in paths.items()]
+                       or not row.get("video_path") else (None, None)) for kind, path in paths.items()]
         for kinds, path, window in groups:
             try:
                 loaded_audio, loaded_video = self._load_group(path, kinds, window)
