@@ -102,16 +102,42 @@ def _train(argv: list[str]) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from .inference.dialogue_files import read_dialogue, render_predictions
+    from .inference.prediction import load_model_and_processor, prepare_dialogue
     from .modeling.pipeline_telme import format_predictions, predict_logits
-    from .inference.prediction import prepare_dialogue
-    from .inference.prediction import load_model_and_processor
 
-    turns = read_dialogue(args.dialogue, media_root=args.media_root)
+    if args.recording is None:
+        for option, value in (("--transcript", args.transcript), ("--asr", args.asr), ("--plot", args.plot)):
+            if value is not None:
+                raise UsageError(f"{option} goes with --recording FILE (a dialogue file's turns have no times).")
+        if args.format in ("srt", "vtt"):
+            raise UsageError(f"--format {args.format} writes a recording's cues: give --recording FILE and "
+                             "--transcript FILE (or --asr).")
+    elif args.transcript is None and args.asr is None:
+        raise UsageError("--recording needs its transcript: --transcript FILE (.srt, .vtt or .csv), or --asr to "
+                         "recognise the speech (default model: openai/whisper-small).")
+    elif args.transcript is not None and args.asr is not None:
+        raise UsageError("Give --transcript or --asr, not both.")
+    if args.transcript is not None:
+        from .inference.recordings import read_transcript
+
+        read_transcript(args.transcript)  # a bad transcript is reported before the model loads
     model, processor = load_model_and_processor(args.model, args.device)
-    utterances = prepare_dialogue(turns, processor, args.on_bad_media, source=str(args.dialogue), cli_hint=True)
-    outputs = predict_logits(model, processor, utterances, args.batch_size)
-    results = format_predictions(outputs, utterances, model.config.id2label, top_k=args.top_k)
+    if args.recording is not None:
+        from .inference.recordings import plot_timeline, predict_recording
+
+        results = predict_recording((model, processor), args.recording, args.transcript, asr_model=args.asr,
+                                    on_bad_media=args.on_bad_media, batch_size=args.batch_size, top_k=args.top_k,
+                                    device=args.device, cli_hint=True)
+        if args.plot:
+            plot_timeline(results, args.plot, title=Path(args.recording).name)
+    else:
+        turns = read_dialogue(args.dialogue, media_root=args.media_root)
+        utterances = prepare_dialogue(turns, processor, args.on_bad_media, source=str(args.dialogue), cli_hint=True)
+        outputs = predict_logits(model, processor, utterances, args.batch_size)
+        results = format_predictions(outputs, utterances, model.config.id2label, top_k=args.top_k)
     print(render_predictions(results, model.config.label_names, args.format))
+    if args.recording is not None and args.plot:
+        print(f"Emotion timeline: {args.plot}", file=sys.stderr)
     return 0
 
 
@@ -243,7 +269,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         add_help=False)
 
     predict = commands.add_parser(
-        "predict", help="Predict the emotion of every utterance of a dialogue file (CSV or JSON).",
+        "predict", help="Predict the emotion of every utterance of a dialogue file (CSV or JSON) or of a recording.",
         description="Predict the emotion of every utterance of a dialogue, each from the dialogue up to that turn. "
         "The dialogue file has one turn per row (CSV, with a header) or per object (JSON list): `speaker`, `text`, "
         "and optionally `media` (one file with both streams, like a MELD clip) or `audio`/`video` paths, and "
@@ -251,17 +277,34 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "media get the fused prediction (a turn with only audio or only video: zeros for the other stream, as the "
         "fusion was trained); turns without media get the text teacher's. Prints one line per utterance with its "
         "label, class probabilities, the streams used, the text teacher's own label (\"text alone\") and the "
-        "shift audio/video made (its norm relative to the text feature, λ, and whether it moved the label).",
-        epilog="example:\n  telme predict --model telme-demo/final --dialogue telme-demo/example_dialogue.csv",
+        "shift audio/video made (its norm relative to the text feature, λ, and whether it moved the label). "
+        "Or give one recording (--recording, any audio or video file) and its transcript (--transcript: SRT, WebVTT "
+        "with <v Speaker> tags, or a CSV with start, end, speaker, text) or --asr: each cue is one utterance, its "
+        "audio and frames cut from the recording by its times, decoded cue by cue.",
+        epilog="examples:\n  telme predict --model telme-demo/final --dialogue telme-demo/example_dialogue.csv\n"
+        "  telme predict --model telme-demo/final --recording talk.mp4 --transcript talk.srt --plot talk.png\n"
+        "  telme predict --model telme-demo/final --recording talk.mp4 --asr --format vtt > talk.emotions.vtt",
         formatter_class=_ParagraphFormatter,
     )
     if full('predict'):
         from .modeling.media_telme import BAD_MEDIA_POLICIES
 
+        from .inference.recordings import DEFAULT_ASR_MODEL
+
         predict.add_argument("--model", required=True, help="A checkpoint folder (e.g. telme-demo/final) or a Hub id.")
-        predict.add_argument("--dialogue", required=True, help="The dialogue file, .csv or .json.")
-        predict.add_argument("--format", choices=["table", "json", "csv"], default="table",
-                             help="Output: an aligned table (default), JSON (a list, one utterance per line) or CSV.")
+        given = predict.add_mutually_exclusive_group(required=True)
+        given.add_argument("--dialogue", help="The dialogue file, .csv or .json.")
+        given.add_argument("--recording", help="One audio or video file holding the whole conversation.")
+        predict.add_argument("--transcript", help="The recording's transcript: .srt, .vtt (speakers from <v Name> "
+                             "tags or a 'NAME:' prefix) or .csv (start, end, speaker, text; times in seconds).")
+        predict.add_argument("--asr", nargs="?", const=DEFAULT_ASR_MODEL, default=None, metavar="MODEL",
+                             help=f"No transcript: recognise the recording's speech with this model (default "
+                             f"{DEFAULT_ASR_MODEL}); every cue's speaker is then 'Speaker'.")
+        predict.add_argument("--plot", metavar="FILE.png", help="With --recording: also save an emotion timeline "
+                             "per speaker.")
+        predict.add_argument("--format", choices=["table", "json", "csv", "srt", "vtt"], default="table",
+                             help="Output: an aligned table (default), JSON (a list, one utterance per line), CSV, or "
+                             "with --recording the transcript with the emotion in each cue (srt or vtt).")
         predict.add_argument("--on-bad-media", choices=list(BAD_MEDIA_POLICIES), default="skip",
                              help="For a turn whose media is missing or unusable: skip = predict that turn from its text "
                              "alone (default), zeros in its place, or error. The output's note says what was done.")

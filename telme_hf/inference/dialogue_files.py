@@ -164,14 +164,29 @@ def _table(results: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
         return f"{value:.3f}" if isinstance(value, float) else f"{value[0]} {value[1]:.3f}"
 
     columns, scores = _score_columns(results, labels)
-    table = [["turn", "speaker", "text", "emotion", "score", *columns, "from", "text alone", "shift", "note"]]
+    timed = _timed(results)
+    table = [["turn", *(["start", "end"] if timed else []), "speaker", "text", "emotion", "score", *columns, "from",
+              "text alone", "shift", "note"]]
     for result in results:
+        times = [_clock(result["start"]), _clock(result["end"])] if timed else []
         table.append([
-            str(result["turn"]), result["speaker"], clip(result["text"]), result["label"], f"{result['score']:.3f}",
+            str(result["turn"]), *times, result["speaker"], clip(result["text"]), result["label"],
+            f"{result['score']:.3f}",
             *[cell(value) for value in scores(result)], "+".join(result["modalities"]),
             f"{result['text_label']} {result['text_score']:.3f}", _shift_cell(result["shift"]), result["note"],
         ])
     return align_table(table)
+
+
+def _timed(results: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the turns come from a recording's cues (each has a start and an end time)."""
+    return bool(results) and all(result.get("start") is not None for result in results)
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(float(seconds), 60.0)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{seconds:06.3f}" if hours else f"{minutes:02d}:{seconds:06.3f}"
 
 
 def _shift_cell(shift: Mapping[str, Any] | None) -> str:
@@ -192,10 +207,16 @@ def _shift_fields(result: Mapping[str, Any]) -> list[str]:
 
 
 def render_predictions(results: Sequence[Mapping[str, Any]], labels: Sequence[str], output_format: str) -> str:
-    """Text of `telme predict`'s output: `"table"`, `"json"` (a list, one utterance per line) or `"csv"`.
+    """Text of `telme predict`'s output: `"table"`, `"json"` (a list, one utterance per line), `"csv"`, or for a
+    recording's cues `"srt"`/`"vtt"` (the transcript with the emotion in each cue).
 
-    Each says why the label came out: the text teacher's own label and probability ("text alone") and the shift
-    audio/video made (its norm relative to the text feature, λ, and whether it changed the label)."""
+    The table and CSV say why the label came out: the text teacher's own label and probability ("text alone") and
+    the shift audio/video made (its norm relative to the text feature, λ, and whether it changed the label); a
+    recording's rows also give each cue's start and end."""
+    if output_format in ("srt", "vtt"):
+        from .recordings import emotion_subtitles
+
+        return emotion_subtitles(results, output_format).rstrip("\n")
     if output_format == "table":
         return _table(results, labels)
     if output_format == "json":
@@ -207,16 +228,19 @@ def render_predictions(results: Sequence[Mapping[str, Any]], labels: Sequence[st
         top = columns[0] == "top 1"
         header = [name for column in columns for name in ((f"label_{column[4:]}", f"p_{column[4:]}") if top
                                                             else (f"p_{column}",))]
-        writer.writerow(["turn", "speaker", "text", "label", "score", *header, "modalities", "text_label",
-                         "text_score", "shift_lambda", "shift_relative_norm", "shift_changed_label", "note"])
+        timed = _timed(results)
+        writer.writerow(["turn", *(["start", "end"] if timed else []), "speaker", "text", "label", "score", *header,
+                         "modalities", "text_label", "text_score", "shift_lambda", "shift_relative_norm",
+                         "shift_changed_label", "note"])
         for result in results:
             values = [item for value in scores(result) for item in
                       ((value[0], f"{value[1]:.6f}") if top else (f"{value:.6f}",))]
-            writer.writerow([result["turn"], result["speaker"], result["text"], result["label"],
+            times = [f"{result['start']:.3f}", f"{result['end']:.3f}"] if timed else []
+            writer.writerow([result["turn"], *times, result["speaker"], result["text"], result["label"],
                              f"{result['score']:.6f}", *values, "+".join(result["modalities"]), *_shift_fields(result),
                              result["note"]])
         return buffer.getvalue().rstrip("\n")
-    raise ValueError(f"Unknown output format {output_format!r}; use table, json or csv.")
+    raise ValueError(f"Unknown output format {output_format!r}; use table, json, csv, srt or vtt.")
 
 
 def predict_command(model: str | os.PathLike, dialogue: str | os.PathLike) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "Cue",
     "TranscriptError",
     "check_cues",
+    "emotion_subtitles",
     "plot_timeline",
     "predict_recording",
     "read_transcript",
@@ -457,25 +458,26 @@ def predict_recording(model: Any, recording: str | os.PathLike, transcript: str 
     return rows
 
 
-def write_emotion_subtitles(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
-                            format: str | None = None) -> Path:
-    """Write predictions back as subtitles, the emotion at the start of each cue: `Ross: [anger] We were on a
-    break!` in SRT, `<v Ross>[anger] We were on a break!` in WebVTT ([`read_transcript`] reads either back).
+def emotion_subtitles(rows: Sequence[Mapping[str, Any]], format: str) -> str:
+    """Predictions as subtitles, the emotion at the start of each cue: `Ross: [anger] We were on a break!` in SRT,
+    `<v Ross>[anger] We were on a break!` in WebVTT ([`read_transcript`] reads either back).
 
     Args:
         rows: [`predict_recording`]'s rows (`start`, `end`, `speaker`, `text`, `label`).
-        path: the file to write (whole or not at all).
-        format: `"srt"` or `"vtt"`; by default the file's suffix.
+        format: `"srt"` or `"vtt"`.
 
     Returns:
-        The written file.
+        The subtitle file's text.
     """
     import pysubs2
 
-    path = Path(path)
-    fmt = (format or path.suffix.lstrip(".")).lower()
+    fmt = str(format).lower()
     if fmt not in SUBTITLE_FORMATS:
-        raise ValueError(f"Unknown subtitle format {format or path.suffix!r}; use srt or vtt.")
+        raise ValueError(f"Unknown subtitle format {format!r}; use srt or vtt.")
+    missing = next((row for row in rows if row.get("start") is None or row.get("end") is None), None)
+    if missing is not None:
+        raise ValueError(f"Turn {missing.get('turn', '?')} has no start and end time: subtitles need the times of a "
+                         "recording's cues (telme predict --recording FILE --transcript FILE).")
     subs = pysubs2.SSAFile()
     for row in rows:
         line = f"[{row['label']}] {row['text']}"
@@ -484,8 +486,20 @@ def write_emotion_subtitles(rows: Sequence[Mapping[str, Any]], path: str | os.Pa
                 else f"{speaker}: {line}")
         subs.append(pysubs2.SSAEvent(start=int(round(row["start"] * 1000)), end=int(round(row["end"] * 1000)),
                                      text=line))
+    return subs.to_string(fmt, keep_ssa_tags=True)  # the words exactly, braces included
+
+
+def write_emotion_subtitles(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
+                            format: str | None = None) -> Path:
+    """Write [`emotion_subtitles`] to `path` (whole or not at all), in `format` or else the file's suffix.
+
+    Returns:
+        The written file.
+    """
+    path = Path(path)
+    text = emotion_subtitles(rows, format or path.suffix.lstrip(".") or "?")
     with atomic_open(path, "w", encoding="utf-8") as stream:
-        subs.to_file(stream, fmt, keep_ssa_tags=True)  # the words exactly, braces included
+        stream.write(text)
     return path
 
 

@@ -348,3 +348,58 @@ def test_predict_a_recording_without_transcript_through_a_tiny_whisper(media, ti
     assert all(r["modalities"] == ["text", "audio", "video"] for r in rows)
     with pytest.raises(ValueError, match="not both"):
         predict_recording((tiny_model, tiny_processor), media["video"], media["srt"], asr_model=folder)
+
+
+# ------------------------------------------------------------------------------------------- telme predict --recording
+def test_telme_predict_reads_a_recording_by_each_transcript_form_alike(media, tiny_checkpoint, tmp_path, capsys):
+    from telme_hf.cli import main
+
+    outputs = {}
+    for form in ("srt", "vtt", "csv"):
+        assert main(["predict", "--model", str(tiny_checkpoint), "--recording", str(media["video"]), "--transcript",
+                     str(media[form]), "--format", "json", "--device", "cpu"]) == 0
+        outputs[form] = json.loads(capsys.readouterr().out)
+    assert [(r["start"], r["end"], r["speaker"], r["text"]) for r in outputs["srt"]] == [tuple(cue) for cue in CUES]
+    assert [r["label"] for r in outputs["srt"]] == [r["label"] for r in outputs["vtt"]] == [
+        r["label"] for r in outputs["csv"]]
+
+    plot = tmp_path / "timeline.png"
+    assert main(["predict", "--model", str(tiny_checkpoint), "--recording", str(media["video"]), "--transcript",
+                 str(media["srt"]), "--plot", str(plot), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    header, first = captured.out.splitlines()[:2]
+    assert header.split()[:5] == ["turn", "start", "end", "speaker", "text"] and "text alone" in header
+    assert first.split()[:4] == ["0", "00:00.500", "00:02.500", "Ross"]
+    assert plot.stat().st_size > 5_000 and str(plot) in captured.err
+
+    assert main(["predict", "--model", str(tiny_checkpoint), "--recording", str(media["video"]), "--transcript",
+                 str(media["srt"]), "--format", "srt", "--device", "cpu"]) == 0
+    emotion_srt = tmp_path / "emotions.srt"
+    emotion_srt.write_text(capsys.readouterr().out + "\n", encoding="utf-8")
+    again = read_transcript(emotion_srt)
+    assert [cue.text for cue in again] == [f"[{r['label']}] {r['text']}" for r in outputs["srt"]]
+    assert [(cue.start, cue.end, cue.speaker) for cue in again] == [(s, e, who) for s, e, who, _ in CUES]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--recording", "talk.mp4"], "--recording needs its transcript: --transcript FILE"),
+    (["--recording", "talk.mp4", "--transcript", "t.srt", "--asr"], "Give --transcript or --asr, not both."),
+    (["--dialogue", "d.csv", "--transcript", "t.srt"], "--transcript goes with --recording FILE"),
+    (["--dialogue", "d.csv", "--format", "vtt"], "--format vtt writes a recording's cues"),
+])
+def test_telme_predict_checks_the_recording_options_before_reading_anything(options, message, capsys):
+    from telme_hf.cli import main
+
+    assert main(["predict", "--model", "nowhere", *options]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and message in error
+
+
+def test_a_bad_transcript_is_reported_by_telme_predict_before_the_model_loads(tmp_path, capsys):
+    from telme_hf.cli import main
+
+    bad = write_srt(tmp_path / "bad.srt", cues=[CUES[1], CUES[0]])  # unsorted
+    assert main(["predict", "--model", str(tmp_path / "no-model"), "--recording", "talk.mp4", "--transcript",
+                 str(bad)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "bad.srt, cue 2" in error
