@@ -9,6 +9,7 @@ frozen-feature caching) and [`predict_batch`].
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -456,6 +457,9 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
             `fusion_attention_scope="batch"` (converted original checkpoints) fused predictions depend on it.
         top_k (`int`, *optional*): keep only the `top_k` most probable labels in `scores` (and `text_scores`).
 
+    With telme_hf installed, `{"recording": FILE, "transcript": FILE}` (SRT, WebVTT or CSV) or `{"recording": FILE,
+    "asr_model": MODEL}` predicts each cue of one recording (`telme_hf.inference.recordings.predict_recording`).
+
     Returns:
         For one dialogue (a list of turns, or a row `{"turns": [...]}`), one dict per utterance: `label`, `score`,
         `scores`, `turn`, `speaker`, `text`, `modalities` (the streams used), `note`, and why the label came out:
@@ -502,6 +506,8 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
     def __call__(self, dialogues: Any, **kwargs: Any) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
         """Predict one dialogue (a list of turn dicts, or a row `{"turns": [...]}`), a list of them (a list of
         results), or a generator, `datasets.Dataset` or `KeyDataset` of them (an iterator of results)."""
+        if isinstance(dialogues, Mapping) and "recording" in dialogues:
+            return self._predict_recording(dialogues, **kwargs)
         if "batch_size" in kwargs:
             kwargs["utterance_batch_size"] = kwargs.pop("batch_size")
         if isinstance(dialogues, Mapping) or (isinstance(dialogues, (list, tuple)) and dialogues and all(
@@ -514,6 +520,19 @@ class EmotionRecognitionInConversationPipeline(Pipeline):
             items = dialogues if isinstance(dialogues, Iterable) else map(dialogues.__getitem__, range(len(dialogues)))
             return super().__call__((_as_dialogue(dialogue) for dialogue in items), **kwargs)
         return _as_dialogue(dialogues)  # raises, saying what to pass
+
+    def _predict_recording(self, call: Mapping[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
+        # Transcripts and cue-by-cue decoding belong to the telme_hf package, not to the code a checkpoint carries.
+        unknown = set(call) - {"recording", "transcript", "asr_model"}
+        if unknown:
+            raise TypeError(f"Unknown key(s) {sorted(unknown)}: a recording is {{'recording': FILE, 'transcript': "
+                            "FILE}} or {'recording': FILE, 'asr_model': MODEL}.")
+        try:
+            recordings = importlib.import_module("telme_hf.inference.recordings")
+        except ImportError:
+            raise ImportError("A {'recording', 'transcript'} input needs the telme_hf package, which reads "
+                              "transcripts and cuts the recording cue by cue.") from None
+        return recordings.predict_recording(self, **call, **kwargs)
 
     def get_inference_context(self):
         return torch.inference_mode

@@ -403,3 +403,12 @@ def test_a_bad_transcript_is_reported_by_telme_predict_before_the_model_loads(tm
                  str(bad)]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "bad.srt, cue 2" in error
+
+
+def test_the_pipeline_takes_a_recording_and_its_transcript_as_one_input(media, tiny_model, tiny_processor):
+    erc = erc_pipeline(tiny_model, tiny_processor)
+    rows = erc({"recording": str(media["video"]), "transcript": str(media["vtt"])}, batch_size=2, top_k=2)
+    expected = predict_recording(erc, media["video"], media["vtt"], batch_size=2, top_k=2)
+    assert rows == expected and len(rows) == len(CUES) and all(len(row["scores"]) == 2 for row in rows)
+    with pytest.raises(TypeError, match=r"Unknown key\(s\) \['subtitles'\]"):
+        erc({"recording": str(media["video"]), "subtitles": str(media["srt"])})
