@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import html
 import importlib
+import importlib.util
 import json
 import os
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -139,13 +141,19 @@ def render_results(results: Sequence[Mapping[str, Any]], labels: Sequence[str]) 
                        f"{_escape(label)}</span><span class='fill' style='width:{100 * scores[label]:.0f}px'></span>"
                        f"<span>{scores[label]:.2f}</span></div>" for label in labels)
 
+    timed = bool(results) and all(r.get("start") is not None for r in results)
+
+    def times(r: Mapping[str, Any]) -> str:
+        return f"<td>{r['start']:.2f}</td><td>{r['end']:.2f}</td>" if timed else ""
+
     rows = "".join(
-        f"<tr class='telme-result'><td>{r['turn']}</td><td>{_escape(r['speaker'])}</td><td>{_escape(r['text'])}"
+        f"<tr class='telme-result'><td>{r['turn']}</td>{times(r)}<td>{_escape(r['speaker'])}</td><td>{_escape(r['text'])}"
         f"</td><td class='telme-emotion'>{_escape(r['label'])}</td><td>{r['score']:.3f}</td><td>{bars(r['scores'])}"
         f"</td><td class='telme-modalities'>{_escape('+'.join(r['modalities']))}</td>"
         f"<td class='telme-why'>{_escape(shift_text(r))}</td>"
         f"<td class='telme-note'>{_escape(r['note'])}</td></tr>" for r in results)
-    return ("<table class='telme-table'><thead><tr><th>turn</th><th>speaker</th><th>text</th><th>emotion</th>"
+    return ("<table class='telme-table'><thead><tr><th>turn</th>" + ("<th>start (s)</th><th>end (s)</th>" if timed
+                                                                     else "") + "<th>speaker</th><th>text</th><th>emotion</th>"
             "<th>score</th><th>probabilities</th><th>from</th><th>why</th><th>note</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>")
 
@@ -279,6 +287,24 @@ class TelMEApp:
             f"Predicted {len(results)} utterances ({fused} from text, audio and video).")
 
 
+    def predict_recording(self, recording: str | None, transcript: str | None, timeline: str | os.PathLike,
+                          progress: Any = None) -> tuple[str, str | None, str]:
+        """The results table, the emotion timeline (written to `timeline`) and a status line for one recording and
+        its transcript (SRT, WebVTT or CSV), each cue one utterance."""
+        if not recording or not transcript:
+            return "", None, _status("Give a recording and its transcript (.srt, .vtt or .csv).", True)
+        if progress is not None:
+            progress(0.05, desc="Cutting the recording cue by cue and predicting")
+        try:
+            results = self.erc({"recording": recording, "transcript": transcript}, on_bad_media="skip")
+            importlib.import_module("telme_hf.inference.recordings").plot_timeline(results, timeline,
+                                                                                  title=Path(recording).name)
+        except Exception as error:  # noqa: BLE001 - shown on the page, never as a stack trace
+            return "", None, _status(f"Prediction failed: {error}", True)
+        return render_results(results, self.labels), str(timeline), _status(
+            f"Predicted {len(results)} cues of {Path(recording).name}.")
+
+
 # ------------------------------------------------------------------------------------------------------ the page
 def build_app(erc, card: str = "", confusion_matrix: str | None = None,
               example: Sequence[Mapping[str, Any]] | None = None, title: str = "TelME"):
@@ -322,6 +348,20 @@ def build_app(erc, card: str = "", confusion_matrix: str | None = None,
             predict = gr.Button("Predict the emotions", variant="primary", elem_id="telme-predict")
             status = gr.Markdown("", elem_id="telme-status")
             results = gr.HTML("", elem_id="telme-results")
+        # Reading transcripts is telme_hf's: a Space (the checkpoint's code alone) shows the conversation only.
+        with gr.Tab("Recording", visible=importlib.util.find_spec("telme_hf") is not None):
+            gr.Markdown("One recording of the whole conversation and its transcript: every cue is one utterance, "
+                        "its sound and picture cut from the recording by the cue's times. Speakers come from WebVTT "
+                        "`<v Name>` tags, a `Name:` prefix or the CSV's `speaker` column.")
+            with gr.Row():
+                whole = gr.File(label="Recording (video or audio)", file_types=CLIP_TYPES, type="filepath",
+                                elem_id="telme-whole-recording")
+                transcript = gr.File(label="Transcript (.srt, .vtt or .csv: start, end, speaker, text)",
+                                     file_types=[".srt", ".vtt", ".csv"], type="filepath", elem_id="telme-transcript")
+            predict_whole = gr.Button("Predict every cue", variant="primary", elem_id="telme-predict-recording")
+            whole_status = gr.Markdown("", elem_id="telme-recording-status")
+            timeline = gr.Image(label="Emotion timeline", interactive=False, elem_id="telme-timeline")
+            whole_results = gr.HTML("", elem_id="telme-recording-results")
         with gr.Tab("Model card"):
             gr.Markdown(card or "No model card.", elem_id="telme-card")
             if confusion_matrix:
@@ -350,6 +390,13 @@ def build_app(erc, card: str = "", confusion_matrix: str | None = None,
             return actions.predict(current, progress)
 
         predict.click(on_predict, [turns], [results, status])
+
+        def on_predict_recording(path, subtitles, progress=gr.Progress()):
+            folder = Path(tempfile.mkdtemp(prefix="telme-timeline-"))
+            table, image, message = actions.predict_recording(path, subtitles, folder / "timeline.png", progress)
+            return table, image, message
+
+        predict_whole.click(on_predict_recording, [whole, transcript], [whole_results, timeline, whole_status])
     return page
 
 

@@ -412,3 +412,21 @@ def test_the_pipeline_takes_a_recording_and_its_transcript_as_one_input(media, t
     assert rows == expected and len(rows) == len(CUES) and all(len(row["scores"]) == 2 for row in rows)
     with pytest.raises(TypeError, match=r"Unknown key\(s\) \['subtitles'\]"):
         erc({"recording": str(media["video"]), "subtitles": str(media["srt"])})
+
+
+def test_the_app_predicts_a_recording_with_its_transcript_and_draws_the_timeline(media, tiny_model, tiny_processor,
+                                                                                    tmp_path):
+    import re
+
+    from telme_hf.app import TelMEApp
+
+    erc = erc_pipeline(tiny_model, tiny_processor)
+    page = TelMEApp(erc, None)
+    table, image, status = page.predict_recording(str(media["video"]), str(media["srt"]), tmp_path / "t.png")
+    expected = predict_recording(erc, media["video"], media["srt"])
+    shown = re.findall(r"<td class='telme-emotion'>([^<]*)</td>", table)
+    assert shown == [row["label"] for row in expected] and status == f"Predicted {len(CUES)} cues of talk.mp4."
+    assert "<th>start (s)</th>" in table and "<td>0.50</td><td>2.50</td>" in table
+    assert image == str(tmp_path / "t.png") and (tmp_path / "t.png").stat().st_size > 5_000
+    table, image, status = page.predict_recording(str(media["video"]), None, tmp_path / "u.png")
+    assert (table, image) == ("", None) and "Give a recording and its transcript" in status
