@@ -40,6 +40,10 @@ def _demo(args: argparse.Namespace) -> int:
     example = output_dir / "example_dialogue.csv"
     if example.exists():
         print(f"\nTry it on a test dialogue:\n  {predict_command(output_dir / 'final', example)}")
+    recording = output_dir / "example_recording.mp4"
+    if recording.exists():
+        print(f"Or on a recording of test dialogues with its transcript:\n  telme predict --model "
+              f"{output_dir / 'final'} --recording {recording} --transcript {recording.with_suffix('.srt')}")
     return 0
 
 

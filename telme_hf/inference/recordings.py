@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..atomic import atomic_open, atomic_path
 from ..logging import get_logger
 from ..modeling.media_telme import AudioDecodeOptions, CorruptMediaError, EmptyMediaError, decode_clip
@@ -37,6 +39,7 @@ __all__ = [
     "TranscriptError",
     "check_cues",
     "emotion_subtitles",
+    "write_example_recording",
     "plot_timeline",
     "predict_recording",
     "read_transcript",
@@ -458,6 +461,83 @@ def predict_recording(model: Any, recording: str | os.PathLike, transcript: str 
     return rows
 
 
+def _decoded(path: str, size: tuple[int, int] | None, rate: int) -> tuple[np.ndarray, float, np.ndarray]:
+    """A clip's every frame (RGB, resized to `size`), its frame rate, and its audio (mono at `rate`), decoded whole."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or 25)
+        frames = [frame.to_ndarray(format="rgb24", width=size[0], height=size[1]) if size else
+                  frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    with av.open(path) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        chunks = [out.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
+                  for out in resampler.resample(frame)]
+        chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    return np.stack(frames), fps, np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def write_example_recording(dataset, path: str | os.PathLike, max_seconds: float = 120.0, fps: int = 12,
+                            sample_rate: int = 16000) -> Path | None:
+    """Join the clips of a split's first dialogues into one recording, with its transcript as SRT, WebVTT (speakers
+    as `<v Name>` tags) and CSV beside it: the input of `telme predict --recording`.
+
+    Args:
+        dataset: rows of a corpus split whose utterances each have one clip with both streams (MELD's layout).
+        path: the recording to write (`.mp4`); the transcripts take its name with `.srt`, `.vtt` and `.csv`.
+        max_seconds: stop adding utterances once the recording is this long.
+        fps, sample_rate: the recording's frame and sample rates.
+
+    Returns:
+        The recording, or `None` when the split has no clip to use.
+    """
+    import csv
+
+    from ..data.synthetic import write_media
+
+    path = Path(path)
+    gap = fps // 2  # frames of silence and a still picture between utterances
+    size, frames, audio, cues, num_frames = None, [], [], [], 0
+    for row in dataset:
+        clip = row.get("video_path")
+        if num_frames >= max_seconds * fps:
+            break
+        if not clip or clip != row.get("audio_path") or not os.path.isfile(clip):
+            continue
+        try:
+            video, clip_fps, wave = _decoded(clip, size, sample_rate)
+        except Exception:  # noqa: BLE001 - an unreadable clip of the corpus is left out of the example
+            continue
+        size = size or (video.shape[2], video.shape[1])
+        count = int(min(len(video) / clip_fps, len(wave) / sample_rate) * fps)
+        if count < 1:
+            continue
+        picks = np.minimum((np.arange(count) * clip_fps / fps).astype(int), len(video) - 1)
+        start = num_frames + gap
+        frames += [np.repeat(video[:1], gap, axis=0), video[picks]]
+        num_frames = start + count
+        # The audio ends exactly where the frames do (its sample at each frame boundary, rounded).
+        audio += [np.zeros(round(start * sample_rate / fps) - sum(map(len, audio)), np.float32),
+                  wave[: round(num_frames * sample_rate / fps) - round(start * sample_rate / fps)]]
+        cues.append(Cue(len(cues) + 1, round(start / fps, 3), round(num_frames / fps, 3), row["speaker"],
+                        row["text"]))
+    if not cues:
+        return None
+    waveform = np.concatenate(audio)
+    write_media(path, np.concatenate(frames), np.clip(waveform, -1, 1)[None], fps=fps, sample_rate=sample_rate)
+    rows = [{"start": cue.start, "end": cue.end, "speaker": cue.speaker, "text": cue.text, "label": ""}
+            for cue in cues]
+    for fmt in SUBTITLE_FORMATS:
+        with atomic_open(path.with_suffix(f".{fmt}"), "w", encoding="utf-8") as stream:
+            stream.write(_subtitles(rows, fmt, labelled=False))
+    with atomic_open(path.with_suffix(".csv"), "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["start", "end", "speaker", "text"])
+        writer.writerows([cue.start, cue.end, cue.speaker, cue.text] for cue in cues)
+    return path
+
+
 def emotion_subtitles(rows: Sequence[Mapping[str, Any]], format: str) -> str:
     """Predictions as subtitles, the emotion at the start of each cue: `Ross: [anger] We were on a break!` in SRT,
     `<v Ross>[anger] We were on a break!` in WebVTT ([`read_transcript`] reads either back).
@@ -469,8 +549,6 @@ def emotion_subtitles(rows: Sequence[Mapping[str, Any]], format: str) -> str:
     Returns:
         The subtitle file's text.
     """
-    import pysubs2
-
     fmt = str(format).lower()
     if fmt not in SUBTITLE_FORMATS:
         raise ValueError(f"Unknown subtitle format {format!r}; use srt or vtt.")
@@ -478,9 +556,15 @@ def emotion_subtitles(rows: Sequence[Mapping[str, Any]], format: str) -> str:
     if missing is not None:
         raise ValueError(f"Turn {missing.get('turn', '?')} has no start and end time: subtitles need the times of a "
                          "recording's cues (telme predict --recording FILE --transcript FILE).")
+    return _subtitles(rows, fmt)
+
+
+def _subtitles(rows: Sequence[Mapping[str, Any]], fmt: str, labelled: bool = True) -> str:
+    import pysubs2
+
     subs = pysubs2.SSAFile()
     for row in rows:
-        line = f"[{row['label']}] {row['text']}"
+        line = f"[{row['label']}] {row['text']}" if labelled else row["text"]
         speaker = row["speaker"] or DEFAULT_SPEAKER
         line = (f"<v {html.escape(speaker)}>{html.escape(line, quote=False)}" if fmt == "vtt"
                 else f"{speaker}: {line}")

@@ -27,6 +27,7 @@ from ..data.media_cache import MediaCache, prepare_media
 from ..modeling.media_telme import MediaLoader
 from ..data.registry import get_corpus, load_corpus
 from ..inference.dialogue_files import predict_command, write_example_dialogue
+from ..inference.recordings import write_example_recording
 from ..inference.evaluation import evaluate_split, write_evaluation
 from ..inference.metrics import make_compute_metrics
 from ..inference.reports import format_per_class_table, format_seed_summary, summarize_seed_runs, write_metrics_json
@@ -388,6 +389,7 @@ def run_once(plan: RunPlan, announce_next_step: bool = True) -> dict[str, Any]:
         result.update(dev=evaluation["dev"][stage], test=evaluation["test"][stage])
     public = save_run(plan, model, processor, results, evaluation, report)
     example = write_example_dialogue(data["test"], plan.output_dir / "example_dialogue.csv")
+    write_example_recording(data["test"], plan.output_dir / "example_recording.mp4")
     if example and announce_next_step:
         print(f"Try it on a test dialogue:\n  {predict_command(plan.output_dir / 'final', example)}")
     return public

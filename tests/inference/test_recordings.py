@@ -430,3 +430,28 @@ def test_the_app_predicts_a_recording_with_its_transcript_and_draws_the_timeline
     assert image == str(tmp_path / "t.png") and (tmp_path / "t.png").stat().st_size > 5_000
     table, image, status = page.predict_recording(str(media["video"]), None, tmp_path / "u.png")
     assert (table, image) == ("", None) and "Give a recording and its transcript" in status
+
+
+def test_an_example_recording_of_a_corpus_split_reads_alike_by_each_transcript_form(tiny_corpus, tiny_model,
+                                                                                     tiny_processor, tmp_path):
+    from telme_hf.data.meld import load_meld
+
+    test = load_meld(tiny_corpus, splits=("test",), on_bad_media="skip")["test"]
+    path = recordings.write_example_recording(test, tmp_path / "example.mp4", max_seconds=20)
+    forms = {form: read_transcript(path.with_suffix(f".{form}")) for form in ("srt", "vtt", "csv")}
+    used = [row for row in test if row["video_path"]][: len(forms["srt"])]
+    assert [(c.speaker, c.text) for c in forms["srt"]] == [(row["speaker"], row["text"]) for row in used]
+    assert [(c.start, c.end, c.speaker, c.text) for c in forms["srt"]] == [
+        (c.start, c.end, c.speaker, c.text) for c in forms["vtt"]] == [
+        (c.start, c.end, c.speaker, c.text) for c in forms["csv"]]
+    with av.open(str(path)) as container:
+        assert container.duration / 1e6 == pytest.approx(forms["srt"][-1].end, abs=0.1)
+    # Each cue holds its clip's audio: the first cue's samples are the clip's own, decoded alone.
+    clip_audio = recordings._decoded(used[0]["video_path"], None, 16000)[2]
+    cut = prepare_dialogue(recording_dialogue(path, forms["srt"][:1]), tiny_processor)[0].audio
+    n = min(len(cut), len(clip_audio)) - 2000
+    assert np.corrcoef(cut[1000:n], clip_audio[1000:n])[0, 1] > 0.9
+    erc = erc_pipeline(tiny_model, tiny_processor)
+    labels = {form: [row["label"] for row in predict_recording(erc, path, path.with_suffix(f".{form}"))]
+              for form in forms}
+    assert labels["srt"] == labels["vtt"] == labels["csv"]
