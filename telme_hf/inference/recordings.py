@@ -367,7 +367,8 @@ def transcribe(recording: str | os.PathLike, model: Any = DEFAULT_ASR_MODEL, dev
                 logger.info("Speech recognition: segment %s-%s (%r) left out: %s.", _clock(first), _clock(last), text,
                             "no words" if not text else "shorter than 0.1 s or past the window's end")
                 continue
-            cues.append(Cue(len(cues) + 1, first, last, speaker, text, source="asr"))
+            speakers.add(row["speaker"])
+        cues.append(Cue(len(cues) + 1, first, last, speaker, text, source="asr"))
         if following <= start:
             break
         start = following
@@ -478,8 +479,8 @@ def _decoded(path: str, size: tuple[int, int] | None, rate: int) -> tuple[np.nda
     return np.stack(frames), fps, np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
-def write_example_recording(dataset, path: str | os.PathLike, max_seconds: float = 120.0, fps: int = 12,
-                            sample_rate: int = 16000) -> Path | None:
+def write_example_recording(dataset, path: str | os.PathLike, max_seconds: float = 120.0, max_speakers: int = 9,
+                            fps: int = 12, sample_rate: int = 16000) -> Path | None:
     """Join the clips of a split's first dialogues into one recording, with its transcript as SRT, WebVTT (speakers
     as `<v Name>` tags) and CSV beside it: the input of `telme predict --recording`.
 
@@ -487,6 +488,7 @@ def write_example_recording(dataset, path: str | os.PathLike, max_seconds: float
         dataset: rows of a corpus split whose utterances each have one clip with both streams (MELD's layout).
         path: the recording to write (`.mp4`); the transcripts take its name with `.srt`, `.vtt` and `.csv`.
         max_seconds: stop adding utterances once the recording is this long.
+        max_speakers: stop before a new speaker beyond this many (the model's speaker tokens: 9 in the paper).
         fps, sample_rate: the recording's frame and sample rates.
 
     Returns:
@@ -498,10 +500,10 @@ def write_example_recording(dataset, path: str | os.PathLike, max_seconds: float
 
     path = Path(path)
     gap = fps // 2  # frames of silence and a still picture between utterances
-    size, frames, audio, cues, num_frames = None, [], [], [], 0
+    size, frames, audio, cues, num_frames, speakers = None, [], [], [], 0, set()
     for row in dataset:
         clip = row.get("video_path")
-        if num_frames >= max_seconds * fps:
+        if num_frames >= max_seconds * fps or (row["speaker"] not in speakers and len(speakers) == max_speakers):
             break
         if not clip or clip != row.get("audio_path") or not os.path.isfile(clip):
             continue
@@ -520,6 +522,7 @@ def write_example_recording(dataset, path: str | os.PathLike, max_seconds: float
         # The audio ends exactly where the frames do (its sample at each frame boundary, rounded).
         audio += [np.zeros(round(start * sample_rate / fps) - sum(map(len, audio)), np.float32),
                   wave[: round(num_frames * sample_rate / fps) - round(start * sample_rate / fps)]]
+        speakers.add(row["speaker"])
         cues.append(Cue(len(cues) + 1, round(start / fps, 3), round(num_frames / fps, 3), row["speaker"],
                         row["text"]))
     if not cues:
