@@ -275,12 +275,8 @@ def _frame_to_array(frame: av.VideoFrame, options: VideoDecodeOptions) -> np.nda
 
 
 class _FramePicker:
-    """Collects the picked frames of a decode pass, converting each one once.
-
-    With a known frame count the picks are fixed up front and only they are converted. With an unknown count (no
-    `nb_frames`, or a time window) every frame is converted at the output size as it comes and the picks are made at
-    the end, so memory grows with the duration (bounded by `max_seconds`), not the resolution.
-    """
+    """Collects the picked frames of a decode pass, converting each once: with a known frame count only the picks;
+    else every frame at the output size, picking at the end (memory bounded by `max_seconds`, not the resolution)."""
 
     def __init__(self, options: VideoDecodeOptions, expected_count: int | None,
                  window: tuple[float, float, float] | None = None):
@@ -335,12 +331,8 @@ class _FramePicker:
 
 
 class _AudioCollector:
-    """Resamples decoded audio frames to the decode rate and averages the channels into mono.
-
-    The resampler keeps the input layout and numpy averages the channels: the mean for any layout (librosa's
-    `to_mono`), where libswresample's `layout="mono"` gives `(L + R) / sqrt(2)`. Both steps are linear, so the order
-    does not matter.
-    """
+    """Resamples decoded audio frames to the decode rate and averages the channels into mono (librosa's `to_mono`;
+    libswresample's `layout="mono"` would give `(L + R) / sqrt(2)`)."""
 
     def __init__(self, options: AudioDecodeOptions):
         self.options = options
@@ -405,11 +397,8 @@ def _decode_pass(container, path: PathLike, audio_stream, video_stream, audio: A
                  video: VideoDecodeOptions | None, audio_window: tuple[float | None, float | None],
                  video_window: tuple[float | None, float | None], expected_frames: int | None,
                  max_seconds: float | None = None) -> tuple[_AudioCollector | None, _FramePicker | None]:
-    """One demux pass over the requested streams, each with its own window (`None` bounds are open).
-
-    A stream that goes on past `max_seconds` (plus half a second: headers round) raises `TooLongMediaError`, whatever
-    the header says, so decoding never holds more than that.
-    """
+    """One demux pass over the requested streams, each with its own window (`None` bounds are open). A stream going
+    on past `max_seconds` (+0.5 s: headers round) raises `TooLongMediaError`, whatever its header says."""
     collector = _AudioCollector(audio) if audio_stream is not None else None
     picker = None
     windows = {}
@@ -626,10 +615,10 @@ BadMediaPolicy = Literal["error", "skip", "zeros"]
 # The original's placeholder: 1412 samples are exactly 4 data2vec frames.
 PLACEHOLDER_AUDIO_SAMPLES = 1412
 
-# How a skip is described where the utterance cannot simply disappear (its media is not used either way).
-SKIP_ACTIONS = {"drop": "dropped", "evaluate": "left out of the evaluation", "predict": "predicted from text only"}
-_SKIP_REMEDIES = {"drop": "drop such utterances", "evaluate": "leave such utterances out of the metrics",
-                  "predict": "that utterance from its text alone"}
+# `"skip"` sets an utterance's media aside. A labelled set (training, evaluation) then drops the utterance; a dialogue
+# to predict answers it from its text. `skipped` names which, for the loader's notes and the collator.
+SKIPPED = {"drop": "dropped", "text": "predicted from text only"}
+_SKIP_REMEDIES = {"drop": "drop such utterances", "text": "that utterance from its text alone"}
 _PROBLEMS = ((MissingMediaError, "missing"), (CorruptMediaError, "unreadable"), (NoStreamError, "absent from the file"),
              (EmptyMediaError, "empty"), (TooLongMediaError, "too long"), (UnusableMediaError, "unusable"))
 
@@ -682,7 +671,7 @@ class MediaOutcome:
 
 def resolve_bad_media(problems: Sequence[tuple[str, MediaError]], decoded: Mapping[str, np.ndarray | None], policy: str,
                       utterance: str, where: str = "", split: str = "",
-                      placeholders: Mapping[str, np.ndarray | None] | None = None, skip: str = "drop",
+                      placeholders: Mapping[str, np.ndarray | None] | None = None, skipped: str = "drop",
                       spelling: Callable[[str], str] = python_spelling) -> MediaOutcome:
     """Apply a bad-media policy to one utterance: the one place a problem becomes an error, a skip or zeros.
 
@@ -692,7 +681,7 @@ def resolve_bad_media(problems: Sequence[tuple[str, MediaError]], decoded: Mappi
         policy: `"error"` (raise the first problem, naming the utterance and the other policies), `"skip"` or
             `"zeros"` (`placeholders` in place of the bad modalities).
         utterance, where: the utterance's key and where it comes from, for messages.
-        skip: how a skip is described: `"drop"`, `"evaluate"` or `"predict"`.
+        skipped: what becomes of a skipped utterance, for its note: `"drop"` or `"text"` (see `SKIPPED`).
         spelling: how the error's hint writes a policy.
 
     Example:
@@ -711,9 +700,9 @@ def resolve_bad_media(problems: Sequence[tuple[str, MediaError]], decoded: Mappi
         others = len(problems) - 1
         more = f" ({others} more problem(s) with this utterance)" if others else ""
         hint = (f"choose a bad-media policy: {spelling('zeros')} (zeros in its place) or {spelling('skip')} "
-                f"({_SKIP_REMEDIES[skip]})")
+                f"({_SKIP_REMEDIES[skipped]})")
         raise error.with_context(context + more, f"Fix the file or its path, or {hint}.")
-    action = "used zeros" if policy == "zeros" else SKIP_ACTIONS[skip]
+    action = "used zeros" if policy == "zeros" else SKIPPED[skipped]
     entries = []
     for modality, error in problems:
         problem = next((name for kind, name in _PROBLEMS if isinstance(error, kind)), "unusable")
@@ -757,22 +746,24 @@ class MediaLoader:
         on_bad_media: `"error"`, `"skip"` or `"zeros"`.
         max_media_seconds: media (or a window) longer than this is bad media.
         pixel_mean: the decoded colour that reaches the model as zeros (the `"zeros"` frames).
-        split, skip, spelling: see [`resolve_bad_media`].
+        split, skipped, spelling: see [`resolve_bad_media`].
         min_audio_samples: a shorter waveform is bad media (the audio encoder's convolutions need that many).
         report: an object with `add(entry) -> bool` that collects every entry; each new one is logged.
     """
 
     def __init__(self, audio: AudioDecodeOptions | None, video: VideoDecodeOptions | None, cache: Any = None,
                  on_bad_media: BadMediaPolicy = "error", max_media_seconds: float | None = None,
-                 pixel_mean: Sequence[float] = (0.5, 0.5, 0.5), split: str = "", skip: str = "drop",
+                 pixel_mean: Sequence[float] = (0.5, 0.5, 0.5), split: str = "", skipped: str = "drop",
                  spelling: Callable[[str], str] = python_spelling, min_audio_samples: int = 1,
                  report: Any = None) -> None:
         check_policy(on_bad_media)
+        if skipped not in SKIPPED:
+            raise ValueError(f"`skipped` must be one of {list(SKIPPED)}, got {skipped!r}.")
         self.audio, self.video, self.cache = audio, video, cache
         self.on_bad_media = on_bad_media
         self.max_media_seconds = max_media_seconds
         self.pixel_mean = tuple(pixel_mean)
-        self.split, self.skip, self.spelling = split, skip, spelling
+        self.split, self.skipped, self.spelling = split, skipped, spelling
         self.min_audio_samples = int(min_audio_samples)
         self.report = report
         self._durations: dict[str, float] = {}
@@ -854,8 +845,8 @@ class MediaLoader:
         """The media of a row (`audio_path`/`video_path` or `audio`/`video` arrays, a `start`/`end` window) after
         the policy; `audio`/`video=False` leaves a modality out, `where` names the row in messages.
 
-        The window cuts the video's file, and the audio only from that same file (IEMOCAP's wav is the utterance
-        already). A bad modality does not spoil the other when the files differ.
+        The window cuts the video, and the audio from the video's file or given alone (IEMOCAP's wav beside the
+        session video is the utterance already). A bad modality does not spoil the other when the files differ.
         """
         wanted = [kind for kind, on in (("audio", audio and self.audio is not None),
                                         ("video", video and self.video is not None)) if on]
@@ -896,7 +887,7 @@ class MediaLoader:
             where = f"row {row['row_index']}"
         placeholders = {kind: self.placeholder(kind) for kind in wanted}
         outcome = resolve_bad_media(problems, decoded, self.on_bad_media, key, where, self.split, placeholders,
-                                    self.skip, self.spelling)
+                                    self.skipped, self.spelling)
         if self.report is not None:
             for entry in outcome.entries:
                 if self.report.add(entry):

@@ -22,7 +22,7 @@ import torch
 from transformers import BatchFeature, Pipeline
 from transformers.utils import logging
 
-from .media_telme import (MEDIA_FORMS, MODALITIES, BadMediaPolicy, MediaError, MediaLoader, array_frames,
+from .media_telme import (MEDIA_FORMS, MODALITIES, SKIPPED, BadMediaPolicy, MediaError, MediaLoader, array_frames,
                           array_waveform, python_spelling)
 
 
@@ -44,15 +44,14 @@ class TelMEDataCollator:
     """Build a batch for [`TelMEForEmotionRecognition`] from dataset rows or dialogue turns.
 
     Media is decoded through the bad-media policy ([`MediaLoader`]); `audio`/`video` arrays are used as they are and
-    `*_features` columns stand for that encoder's inputs. A row whose media `"skip"` set aside is dropped
-    (`skipped="drop"`: training, evaluation) or kept with its text alone (`skipped="text"`: prediction; `media_rows`
-    then lists the rows with media).
+    `*_features` columns stand for that encoder's inputs. A row whose media `"skip"` set aside is dropped or kept
+    with its text alone (`skipped`, see `SKIPPED`; `media_rows` then lists the rows with media).
 
     Args:
         processor: the model's `TelMEProcessor`.
         modalities: what the stage needs; `("text",)` touches no media.
         cache, on_bad_media: for the loader, unless a ready `loader` is given.
-        skipped: `"drop"` or `"text"`.
+        skipped: `"drop"` (training, evaluation) or `"text"` (prediction).
     """
 
     passthrough_columns: tuple[str, ...] = ("text_features", "audio_features", "video_features")
@@ -63,14 +62,12 @@ class TelMEDataCollator:
         unknown = set(modalities) - set(MODALITIES)
         if unknown:
             raise ValueError(f"Unknown modalities {sorted(unknown)}; choose from {MODALITIES}.")
-        if skipped not in ("drop", "text"):
-            raise ValueError(f"`skipped` must be 'drop' or 'text', got {skipped!r}.")
+        if skipped not in SKIPPED:
+            raise ValueError(f"`skipped` must be one of {list(SKIPPED)}, got {skipped!r}.")
         self.processor = processor
         self.modalities = tuple(modalities)
         self.skipped = skipped
-        self.loader = loader or MediaLoader.for_processor(
-            processor, cache, on_bad_media=on_bad_media, skip="drop" if skipped == "drop" else "predict"
-        )
+        self.loader = loader or MediaLoader.for_processor(processor, cache, on_bad_media=on_bad_media, skipped=skipped)
 
     @property
     def bad_media_report(self):
@@ -295,7 +292,7 @@ def prepare_dialogue(turns: Sequence[Mapping[str, Any]], processor, on_bad_media
 
     def loader_for(policy: str) -> MediaLoader:
         if policy not in loaders:
-            loaders[policy] = MediaLoader.for_processor(processor, cache, on_bad_media=policy, skip="predict",
+            loaders[policy] = MediaLoader.for_processor(processor, cache, on_bad_media=policy, skipped="text",
                                                         spelling=spelling)
         return loaders[policy]
 

@@ -154,7 +154,7 @@ def evaluate_split(
     report = report if report is not None else BadMediaReport(on_bad_media)
     report.policy = report.policy or on_bad_media
     loader = loader or MediaLoader.for_processor(processor, as_media_cache(cache), on_bad_media=on_bad_media,
-                                                 skip="evaluate", spelling=cli_spelling, split=split, report=report)
+                                                 skipped="drop", spelling=cli_spelling, split=split, report=report)
     media_columns = [c for c in ("audio_path", "video_path") if c in dataset.column_names]
     if features_cache is not None and any(any(dataset[c]) for c in media_columns):
         from ..data.frozen_outputs import add_encoder_features

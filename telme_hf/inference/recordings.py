@@ -367,8 +367,7 @@ def transcribe(recording: str | os.PathLike, model: Any = DEFAULT_ASR_MODEL, dev
                 logger.info("Speech recognition: segment %s-%s (%r) left out: %s.", _clock(first), _clock(last), text,
                             "no words" if not text else "shorter than 0.1 s or past the window's end")
                 continue
-            speakers.add(row["speaker"])
-        cues.append(Cue(len(cues) + 1, first, last, speaker, text, source="asr"))
+            cues.append(Cue(len(cues) + 1, first, last, speaker, text, source="asr"))
         if following <= start:
             break
         start = following

@@ -313,7 +313,7 @@ def test_evaluate_split_skip_drops_bad_media_and_zeros_keeps_it(tiny_corpus, tin
     assert zeros["num_samples"] == len(subset) and "zeros" in zeros["bad_media"][key]
     skip = evaluate_split(tiny_model, tiny_processor, subset, on_bad_media="skip", progress=False)
     assert skip["num_samples"] == len(subset) - 1 and key not in skip["keys"]
-    assert "left out" in skip["bad_media"][key]
+    assert skip["bad_media"][key].endswith(": dropped")  # left out of every metric
     with pytest.raises(Exception, match=key):
         evaluate_split(tiny_model, tiny_processor, subset, on_bad_media="error", progress=False)
     # Under "skip" the loader already drops the row; the evaluation still lists it, from the load's report.
