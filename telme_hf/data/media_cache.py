@@ -110,8 +110,27 @@ def as_media_cache(cache: MediaCache | str | os.PathLike | None) -> MediaCache |
     return cache if cache is None or isinstance(cache, MediaCache) else MediaCache(cache)
 
 
+def _unchanged(item):
+    return item
+
+
+class _Outcomes:
+    """Rows of a dataset decoded through a loader: for each, its index, whether `"skip"` set it aside and its bad
+    media (the arrays stay in the loader's cache). A map-style dataset, so DataLoader workers decode in parallel."""
+
+    def __init__(self, dataset, loader: MediaLoader) -> None:
+        self.dataset, self.loader = dataset, loader
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        outcome = self.loader.load(self.dataset[index])
+        return index, outcome.skipped, outcome.entries
+
+
 def prepare_media(dataset, loader: MediaLoader, desc: str = "decoding media", disable_progress: bool | None = None,
-                  listed_in: str = ""):
+                  listed_in: str = "", num_workers: int = 0):
     """Decode every row's media once (into the loader's cache) and apply the bad-media policy up front.
 
     Args:
@@ -120,14 +139,32 @@ def prepare_media(dataset, loader: MediaLoader, desc: str = "decoding media", di
         desc: the progress bar's label and the summary's.
         disable_progress: hide the bar (default: see `telme_hf.logging.progress_disabled`).
         listed_in: the file that will list every affected utterance, named in the summary.
+        num_workers: processes decoding in parallel (DataLoader workers; 0: this process). Needs the loader's cache,
+            where the workers leave the arrays.
 
     Returns:
         The dataset without the rows whose media `on_bad_media="skip"` set aside, so that batches (and features
         cached from them) stay aligned with the rows.
     """
+    import copy
+
+    import torch
+
+    if num_workers and loader.cache is None:
+        raise ValueError("prepare_media with num_workers needs a loader with a cache: the workers' decoded media "
+                         "reaches the run through it.")
+    # The workers' loader reports nothing itself: their entries come back and are reported here, once.
+    quiet = copy.copy(loader)
+    quiet.report = None
+    outcomes = torch.utils.data.DataLoader(_Outcomes(dataset, quiet if num_workers else loader), batch_size=None,
+                                           num_workers=num_workers, collate_fn=_unchanged)
     kept = []
-    for index in progress_bar(range(len(dataset)), disable=disable_progress, desc=desc, unit="clip", leave=False):
-        if not loader.load(dataset[index]).skipped:
+    for index, skipped, entries in progress_bar(outcomes, disable=disable_progress, desc=desc, unit="clip",
+                                                leave=False, total=len(dataset)):
+        if num_workers and loader.report is not None:
+            for entry in entries:
+                loader.report.add(entry)
+        if not skipped:
             kept.append(index)
     if loader.report is not None:
         log_report(loader.report, desc, listed_in)

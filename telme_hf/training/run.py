@@ -136,7 +136,8 @@ def decode_media(plan: RunPlan, splits: dict[str, Any], processor: TelMEProcesso
         with state.main_process_first():
             splits[name] = prepare_media(splits[name], loader, desc=f"decoding {name} media",
                                          disable_progress=plan.training_args.disable_tqdm,
-                                         listed_in=str(plan.output_dir / "results.json"))
+                                         listed_in=str(plan.output_dir / "results.json"),
+                                         num_workers=plan.training_args.dataloader_num_workers)
     loader.split = ""
     return splits, loader, media_cache
 

@@ -177,6 +177,26 @@ def test_prepare_media_drops_skipped_rows_from_the_dataset(clips, tmp_path):
     assert list(kept["utterance_key"]) == ["a", "c"]
 
 
+def test_a_parallel_decode_pass_keeps_caches_and_reports_what_one_process_does(clips, tmp_path):
+    from datasets import Dataset
+
+    rows = [row(clips["good"], "a"), row(clips["missing"], "b"), row(clips["corrupt"], "c"), row(clips["good"], "d")]
+    data = Dataset.from_list(rows)
+    results = {}
+    for workers in (0, 2):
+        cache, report = MediaCache(tmp_path / f"workers{workers}"), BadMediaReport("skip")
+        loader = MediaLoader(AUDIO, VIDEO, cache, on_bad_media="skip", report=report)
+        kept = prepare_media(data, loader, num_workers=workers)
+        arrays = cache.get(clips["good"], AUDIO, VIDEO)
+        files = sorted(path.name for path in cache.root.rglob("*.npy"))
+        results[workers] = (list(kept["utterance_key"]), report.keys(), files, arrays)
+    assert results[0][:3] == results[2][:3] and results[2][0] == ["a", "d"] and results[2][1] == ["b", "c"]
+    for one, two in zip(results[0][3], results[2][3]):
+        np.testing.assert_array_equal(one, two)
+    with pytest.raises(ValueError, match="needs a loader with a cache"):
+        prepare_media(data, MediaLoader(AUDIO, VIDEO, on_bad_media="skip"), num_workers=2)
+
+
 def test_text_only_collation_touches_no_media(tiny_processor):
     collator = TelMEDataCollator(tiny_processor, ("text",))
     batch = collator([row("/nowhere/at/all.mp4")])
