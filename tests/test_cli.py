@@ -43,7 +43,7 @@ def readme_commands() -> list[list[str]]:
         for line in joined.splitlines():
             line = line.split("#", 1)[0].strip()
             for part in re.split(r"&&", line):
-                words = shlex.split(part)
+                words = shlex.split(part.split(" > ", 1)[0])  # a redirection is the shell's, not an argument
                 if words:
                     commands.append(words)
     return commands
@@ -133,13 +133,15 @@ def test_demo_quick_end_to_end_and_its_predict_command_works(tmp_path, capsys):
     assert set(lines[2]) == {"-"}
     assert [line.split()[0] for line in lines[3:7]] == ["teacher", "audio", "video", "fusion"]
     assert lines[7].startswith("Finished in ") and "results.json" in lines[7]
-    assert lines[8] == "Try it on a test dialogue:" and len(lines) == 10
+    assert lines[8] == "Try it on a test dialogue:" and len(lines) == 12
+    assert lines[10] == "Or on a recording of test dialogues with its transcript:"
     assert (tmp_path / "demo" / "confusion_matrix.png").exists() and (tmp_path / "demo" / "predictions.csv").exists()
-    last = lines[9].strip()
-    assert last.startswith("telme predict --model ")
-    assert main(shlex.split(last)[1:] + ["--format", "json"]) == 0
-    predictions = json.loads(capsys.readouterr().out)
-    assert predictions and all(abs(sum(p["scores"].values()) - 1) < 1e-4 for p in predictions)
+    for command in (lines[9].strip(), lines[11].strip()):
+        assert command.startswith("telme predict --model ")
+        assert main(shlex.split(command)[1:] + ["--format", "json"]) == 0
+        predictions = json.loads(capsys.readouterr().out)
+        assert predictions and all(abs(sum(p["scores"].values()) - 1) < 1e-4 for p in predictions)
+    assert "start" in predictions[0] and predictions[-1]["end"] > predictions[0]["start"]  # the recording's cues
 
 
 def test_version_and_usage_errors_end_with_status_2_and_one_line(tmp_path, capsys):
