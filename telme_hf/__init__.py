@@ -2,9 +2,10 @@
 """telme_hf: TelME emotion recognition in conversation as a Hugging Face model package.
 
 Importing this package registers the `telme` model type with `AutoConfig`, `AutoModel` and `AutoProcessor` (as
-soon as transformers loads them: see `telme_hf.registration`), and marks the classes for `trust_remote_code` export: `save_pretrained` copies the model code into the checkpoint so
-that it loads where `telme_hf` is not installed. It also registers the `"emotion-recognition-in-conversation"`
-pipeline task; `telme_hf.inference.prediction.save_checkpoint` saves a checkpoint with that pipeline, so that
+soon as transformers loads them: see `telme_hf.registration`), and marks the classes for `trust_remote_code` export:
+`save_pretrained` copies the model code into the checkpoint so that it loads where `telme_hf` is not installed.
+It also registers the `"emotion-recognition-in-conversation"` pipeline task;
+`telme_hf.inference.prediction.save_checkpoint` saves a checkpoint with that pipeline, so that
 `pipeline(model=FOLDER, trust_remote_code=True)` runs it with or without telme_hf.
 """
 
