@@ -103,6 +103,32 @@ def test_predict_json_output_matches_a_direct_forward(file_format, tiny_checkpoi
     assert all(r["modalities"] == ["text", "audio", "video"] and r["note"] == "" for r in results)
 
 
+def test_predict_quantized_to_int8_stays_close_to_fp32(tiny_checkpoint, dialogue_dir, tiny_model, tiny_processor,
+                                                      capsys):
+    from telme_hf.inference.prediction import load_model_and_processor
+
+    model, _ = load_model_and_processor(tiny_checkpoint, "cpu", quantize="int8")
+    linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
+    assert not linears and any(type(m).__name__ == "Linear" and "quantized" in type(m).__module__
+                               for m in model.modules())
+    threads = torch.get_num_threads()
+    try:
+        code, out, err = run_cli(capsys, "predict", "--model", str(tiny_checkpoint), "--dialogue",
+                                 str(dialogue_dir / "dialogue.csv"), "--format", "json", "--quantize", "int8",
+                                 "--threads", "1")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)  # the rest of the suite keeps its threads
+    assert code == 0, err
+    labels = list(tiny_model.config.id2label.values())
+    got = torch.tensor([[r["scores"][label] for label in labels] for r in json.loads(out)])
+    expected, _ = direct_probabilities(tiny_model, tiny_processor, TURNS, [dialogue_dir / c for c in CLIPS])
+    assert (got - expected).abs().max() < 0.05  # int8 weights and activations: close to fp32, not equal
+    code, _, err = run_cli(capsys, "predict", "--model", str(tiny_checkpoint), "--dialogue",
+                           str(dialogue_dir / "dialogue.csv"), "--quantize", "int8", "--device", "cuda")
+    assert code == 2 and err.strip().endswith("--quantize int8 runs on the CPU: drop --device cuda.")
+
+
 def test_predict_table_and_csv_outputs(tiny_checkpoint, dialogue_dir, tiny_model, capsys):
     labels = list(tiny_model.config.id2label.values())
     args = ["predict", "--model", str(tiny_checkpoint), "--dialogue", str(dialogue_dir / "dialogue.csv"), "--device", "cpu"]
