@@ -16,8 +16,9 @@ Rows (`ratio` = baseline_s / ours_s; above 1 means ours is faster):
                     encoder trained (the original, the default) vs frozen (`freeze_feature_encoder=true`)
   stage3            one fusion epoch: the three frozen encoders run on every batch vs cached features
   evaluate          evaluating a checkpoint on a split: the encoders run vs the features an earlier evaluation kept
-  inference         a 10-turn dialogue through the pipeline (decoding and preprocessing included) vs the bare
-                    model forward (`get_*_features` + fusion) on the same, already collated inputs
+  inference         a 10-turn dialogue through the pipeline vs the same work by hand on the same clips:
+                    `decode_clip` per clip, the processor per batch, the bare model forward (ratio 1.0: no overhead)
+  startup-help, startup-version   `telme --help` / `telme --version` in a subprocess vs `python -c pass`
   *-full            the same with the paper's backbones (roberta-large, data2vec-audio-base, timesformer-base;
                     random weights, fp32, built offline from their configs)
 
@@ -64,7 +65,6 @@ from telme_hf.data.frozen_outputs import (  # noqa: E402
     ENCODER_PARTS, FEATURE_COLUMNS, TEACHER_COLUMNS, add_frozen_outputs, module_fingerprint)
 from telme_hf.data.media_cache import MediaCache, prepare_media  # noqa: E402
 from telme_hf.training.trainer import TrainingCollator  # noqa: E402
-from telme_hf.modeling.pipeline_telme import TelMEDataCollator  # noqa: E402
 from telme_hf.modeling.media_telme import (  # noqa: E402
     MODALITIES, AudioDecodeOptions, MediaLoader, VideoDecodeOptions, decode_clip)
 from telme_hf.data.meld import load_meld  # noqa: E402
@@ -258,11 +258,12 @@ def measure_training(preset: str, workdir: Path, dialogues: int, samples: int | 
 # --------------------------------------------------------------------------------------------------- inference
 def measure_inference(preset: str, workdir: Path, turns: int, repeats: int, suffix: str,
                       smoke: bool = False) -> list[dict[str, Any]]:
-    """A `turns`-turn dialogue with 720p clips: the pipeline end to end vs the bare forward on collated inputs."""
+    """A `turns`-turn dialogue with 720p clips: the pipeline end to end vs the same work done by hand (each clip
+    decoded with `decode_clip`, each batch through the processor, then the bare model forward), the same clips."""
     from transformers import pipeline
 
     import telme_hf  # noqa: F401  (registers the pipeline task)
-    from telme_hf.modeling.pipeline_telme import prepare_dialogue
+    from telme_hf.modeling.media_telme import media_options
 
     clips = make_clips(workdir / "dialogue", turns, smoke)
     texts = [f"turn {i}: well, I did not expect that at all, did you?" for i in range(turns)]
@@ -271,31 +272,69 @@ def measure_inference(preset: str, workdir: Path, turns: int, repeats: int, suff
     dialogue = [{"speaker": f"Speaker{i % 2}", "text": texts[i], "media": str(path)} for i, path in enumerate(clips)]
     erc = pipeline("emotion-recognition-in-conversation", model=model, processor=processor, device=model.device)
     batch_size = 4
-    # The bare forward: the same utterances, decoded and collated once, then only the model.
-    utterances = prepare_dialogue(dialogue, processor, "error")
-    collator = TelMEDataCollator(processor, MODALITIES, skipped="text")
-    batches = [collator([u.as_row() for u in utterances[i:i + batch_size]]) for i in range(0, turns, batch_size)]
+    # By hand: what the pipeline must do at the least, with the same decode options, batches and contexts.
+    audio_options, video_options = media_options(processor)
+    contexts = [[{"speaker": turn["speaker"], "text": turn["text"]} for turn in dialogue[:i + 1]] for i in range(turns)]
+    inputs = ("input_ids", "attention_mask", "input_values", "audio_attention_mask", "pixel_values")
+    parts = {"decode": [], "processor": [], "forward": []}
 
-    def bare(_: Any) -> None:
+    def by_hand(_: Any) -> None:
+        spent = dict.fromkeys(parts, 0.0)
         with torch.inference_mode():
-            for batch in batches:
-                model(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "input_values",
-                                                                  "audio_attention_mask", "pixel_values")})
+            for start in range(0, turns, batch_size):
+                chunk = range(start, min(start + batch_size, turns))
+                began = time.perf_counter()
+                decoded = [decode_clip(clips[i], audio_options, video_options) for i in chunk]
+                spent["decode"] += time.perf_counter() - began
+                began = time.perf_counter()
+                batch = processor(conversations=[contexts[i] for i in chunk], audio=[c.audio for c in decoded],
+                                  videos=[c.video for c in decoded], sampling_rate=audio_options.sampling_rate)
+                spent["processor"] += time.perf_counter() - began
+                began = time.perf_counter()
+                model(**{name: value for name, value in batch.items() if name in inputs})
+                bench_training.synchronize()
+                spent["forward"] += time.perf_counter() - began
+        for name, seconds in spent.items():
+            parts[name].append(seconds)
 
     def through_pipeline(_: Any) -> None:
         results = erc(dialogue, batch_size=batch_size)
         assert all(r["modalities"] == ["text", "audio", "video"] for r in results)
 
-    times = interleaved({"bare": bare, "pipeline": through_pipeline}, [None], repeats)
-    base, ours = (statistics.median(times[name]["wall"]) for name in ("bare", "pipeline"))
-    decode_s = statistics.median(interleaved({"d": lambda p: decode_clip(p, AudioDecodeOptions(), VideoDecodeOptions(
-        num_frames=8, size=224))}, clips, 1)["d"]["wall"]) * turns
+    times = interleaved({"by hand": by_hand, "pipeline": through_pipeline}, [None], repeats)
+    base, ours = (statistics.median(times[name]["wall"]) for name in ("by hand", "pipeline"))
+    split = {name: statistics.median(seconds[1:] or seconds) for name, seconds in parts.items()}  # not the warm-up
     return [result_row(
         f"inference{suffix}", base, ours,
         f"{turns}-turn dialogue, {clip_name(smoke)} clips, batch {batch_size}: pipeline {ours / turns:.3f} s/utterance "
-        f"({turns / ours:.2f} utt/s) vs bare forward {base / turns:.3f} s/utterance; decoding the clips "
-        f"~{decode_s:.2f} s of it; ratio = bare / pipeline (1.0 = no overhead)",
-        seconds_per_utterance=round(ours / turns, 4))]
+        f"({turns / ours:.2f} utt/s) vs the same clips by hand {base / turns:.3f} s/utterance (decode_clip "
+        f"{split['decode']:.2f} s + processor {split['processor']:.2f} s + bare forward {split['forward']:.2f} s); "
+        "ratio = by hand / pipeline (1.0 = the pipeline adds nothing)",
+        seconds_per_utterance=round(ours / turns, 4),
+        by_hand_split_s={name: round(seconds, 4) for name, seconds in split.items()})]
+
+
+# ------------------------------------------------------------------------------------------------------ start-up
+def measure_startup(repeats: int) -> list[dict[str, Any]]:
+    """Wall time of `telme --help` and `telme --version` against `python -c pass` (best of `repeats`, in turns)."""
+    import shutil
+
+    telme = shutil.which("telme", path=str(Path(sys.executable).parent)) or shutil.which("telme")
+    if telme is None:
+        raise SystemExit("no `telme` executable beside this Python: pip install -e . first")
+    commands = {"python": [sys.executable, "-c", "pass"], "import": [sys.executable, "-c", "import telme_hf"],
+                "help": [telme, "--help"], "version": [telme, "--version"]}
+    best = dict.fromkeys(commands, float("inf"))
+    for _ in range(repeats):
+        for name, command in commands.items():
+            began = time.perf_counter()
+            subprocess.run(command, capture_output=True, check=True)
+            best[name] = min(best[name], time.perf_counter() - began)
+    return [result_row(
+        f"startup-{name}", best["python"], best[name],
+        f"`telme --{name}` (console script, subprocess) vs `python -c pass`, best of {repeats}: "
+        f"{best[name]:.2f} s vs {best['python']:.3f} s; `python -c 'import telme_hf'` {best['import']:.2f} s",
+        import_s=round(best["import"], 4)) for name in ("help", "version")]
 
 
 # ------------------------------------------------------------------------------------------------------ the run
@@ -320,6 +359,33 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version(), "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
             else "cpu", "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def keep_other_scripts(report: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    """`report` with the rows other scripts wrote into the same file (`"source"`: bench_meld_scale.py,
+    bench_inference.py) and their `"runs"` kept: this run replaces only its own rows."""
+    names = {row["name"] for row in report["rows"]}
+    others = [row for row in earlier.get("rows", []) if row.get("source", "run.py") != "run.py"
+              and row["name"] not in names]
+    merged = {**report, "rows": report["rows"] + others}
+    runs = {name: run for name, run in earlier.get("runs", {}).items()
+            if not name.startswith("python benchmarks/run.py")}
+    if runs:  # the other scripts' runs; a partial run of this script is superseded by this one
+        merged["runs"] = runs
+    return merged
+
+
+def update_rows(earlier: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """A partial run (`--only`) into the file of a full one: its rows replace those of the same name in place (new
+    ones are added), each stamped with the run that measured it; every other row, and the full run's machine and
+    command at the top, stay as they were. The run itself is recorded under `"runs"`."""
+    command = report["command"]
+    stamp = {"command": command, "cpu": report["machine"]["cpu"], "cores": report["machine"]["cores"],
+             "load_average_1min": report["machine"]["load_average_1min"]}
+    fresh = {row["name"]: {**row, "measured": stamp} for row in report["rows"]}
+    rows = [fresh.pop(row["name"], row) for row in earlier.get("rows", [])]
+    runs = {**earlier.get("runs", {}), command: {"machine": report["machine"], "total_s": report["total_s"]}}
+    return {**earlier, "rows": rows + list(fresh.values()), "runs": runs}
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -351,12 +417,14 @@ def run_section(section: str, args: argparse.Namespace, workdir: Path) -> list[d
     if section == "training-full":
         return measure_training(full_preset, workdir, size["dialogues"], size["full_samples"], 2,
                                 size["full_repeats"], "-full")
+    if section == "startup":
+        return measure_startup(1 if args.smoke else 3)
     if section == "inference-full":
         return measure_inference(full_preset, workdir, size["turns"], size["inference_repeats"], "-full", args.smoke)
     raise ValueError(f"unknown section {section!r}")
 
 
-SECTIONS = ("decode", "training", "inference", "training-full", "inference-full")
+SECTIONS = ("decode", "training", "inference", "training-full", "inference-full", "startup")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,10 +470,13 @@ def main(argv: list[str] | None = None) -> int:
             rows += run_child(group, args, workdir)
             print(f"{' '.join(group)}: {time.perf_counter() - group_started:.0f} s", file=sys.stderr)
     report = {"machine": machine(), "quick": args.quick, "total_s": round(time.perf_counter() - started),
-              "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""), "rows": rows}
+              "command": "python benchmarks/run.py" + (" --quick" if args.quick else "")
+              + (f" --only {' '.join(args.only)}" if args.only else ""), "rows": rows}
     output = args.output or (None if args.smoke else HERE / "results.json")
     if output is not None:
-        output.write_text(json.dumps(report, indent=2) + "\n")
+        earlier = json.loads(output.read_text()) if output.exists() else {}
+        merged = update_rows(earlier, report) if args.only and earlier else keep_other_scripts(report, earlier)
+        output.write_text(json.dumps(merged, indent=2) + "\n")
     m = report["machine"]
     print(f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, transformers {m['transformers']}, device "
           f"{m['device']}; 1-min load {m['load_average_1min']}; total {report['total_s']} s\n")

@@ -76,7 +76,8 @@ def test_run_smoke_runs_every_section_and_writes_only_where_told(tmp_path):
     report = json.loads(out.read_text())
     assert [row["name"] for row in report["rows"]] == [
         "decode", "cache", "stage2", "stage2-frozen-encoder", "stage3", "evaluate", "inference", "stage2-full",
-        "stage2-frozen-encoder-full", "stage3-full", "evaluate-full", "inference-full"]
+        "stage2-frozen-encoder-full", "stage3-full", "evaluate-full", "inference-full", "startup-help",
+        "startup-version"]
     for row in report["rows"]:
         assert ROW_KEYS <= set(row) and row["baseline_s"] > 0 and row["ours_s"] > 0
     assert "| decode |" in proc.stdout
@@ -113,3 +114,135 @@ def test_the_gpu_check_recipe_run_trains_every_stage_on_a_cpu(tmp_path):
         "teacher": ("no", "float32"), "audio": ("fp16", "float16"), "video": ("fp16", "float16"),
         "fusion": ("fp16", "float16")}
     assert seen["teacher"]["grad_scaler"] is None and seen["fusion"]["grad_scaler"]["final_scale"] > 0
+
+
+@pytest.mark.slow  # ~35 s on 2 loaded cores: a child process per path and length, each importing torch
+def test_bench_recording_reports_every_length_and_the_summary():
+    proc = run_script("bench_recording.py", "--minutes", "0.2", "0.4")
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| 0.")]
+    assert [(row[1].strip(), int(row[2])) for row in rows] == [("0.2 min", 3), ("0.4 min", 6)]
+    assert all(float(row[3]) > 0 and float(row[5]) > 0 for row in rows)
+    assert "(1.00 = linear)" in proc.stdout and "the audio decoded whole" in proc.stdout
+
+
+# --------------------------------------------------------------------- run.py: like-with-like rows, start-up, merging
+def test_the_inference_row_compares_the_pipeline_with_the_same_work_by_hand(run_module, tmp_path):
+    (row,) = run_module.measure_inference("tiny", tmp_path, turns=2, repeats=1, suffix="", smoke=True)
+    assert ROW_KEYS <= set(row) and row["name"] == "inference"
+    # The baseline decodes the same clips and runs the processor too: its parts are all measured, none is zero.
+    assert set(row["by_hand_split_s"]) == {"decode", "processor", "forward"}
+    assert row["by_hand_split_s"]["decode"] > 0 and row["by_hand_split_s"]["forward"] > 0
+    assert sum(row["by_hand_split_s"].values()) <= row["baseline_s"] * 1.05
+    assert "by hand" in row["notes"]
+
+
+def test_startup_rows_time_the_cli_against_a_bare_python(run_module):
+    rows = run_module.measure_startup(repeats=1)
+    assert [row["name"] for row in rows] == ["startup-help", "startup-version"]
+    for row in rows:
+        assert ROW_KEYS <= set(row) and row["baseline_s"] > 0 and row["ours_s"] > 0 and row["import_s"] > 0
+    assert rows[0]["baseline_s"] == rows[1]["baseline_s"]  # one `python -c pass` figure for both
+
+
+def test_run_keeps_the_rows_other_scripts_wrote(run_module):
+    earlier = {"rows": [{"name": "decode", "ours_s": 9}, {"name": "meld-scale-1000", "source": "bench_meld_scale.py"},
+                        {"name": "inference-cpu-int8-full", "source": "bench_inference.py"}],
+               "runs": {"bench_meld_scale.py": {"total_s": 1}, "python benchmarks/run.py --only startup": {}}}
+    merged = run_module.keep_other_scripts({"rows": [{"name": "decode", "ours_s": 1}]}, earlier)
+    assert [row["name"] for row in merged["rows"]] == ["decode", "meld-scale-1000", "inference-cpu-int8-full"]
+    assert merged["rows"][0]["ours_s"] == 1 and merged["runs"] == {"bench_meld_scale.py": {"total_s": 1}}
+
+
+def test_a_partial_run_replaces_only_its_own_rows_and_stamps_them(run_module):
+    earlier = {"machine": {"cpu": "Xeon"}, "command": "python benchmarks/run.py --quick",
+               "rows": [{"name": "decode", "ours_s": 1}, {"name": "inference", "ours_s": 2},
+                        {"name": "meld-scale-1000", "source": "bench_meld_scale.py"}]}
+    partial = {"machine": {"cpu": "EPYC", "cores": 2, "load_average_1min": 3.0}, "total_s": 5,
+               "command": "python benchmarks/run.py --quick --only inference startup",
+               "rows": [{"name": "inference", "ours_s": 3}, {"name": "startup-help", "ours_s": 4}]}
+    merged = run_module.update_rows(earlier, partial)
+    assert [row["name"] for row in merged["rows"]] == ["decode", "inference", "meld-scale-1000", "startup-help"]
+    assert merged["rows"][0] == {"name": "decode", "ours_s": 1} and merged["machine"] == {"cpu": "Xeon"}
+    assert merged["rows"][1]["ours_s"] == 3 and merged["rows"][1]["measured"]["cpu"] == "EPYC"
+    assert list(merged["runs"]) == ["python benchmarks/run.py --quick --only inference startup"]
+
+
+# ------------------------------------------------------------------------------------------- bench_meld_scale.py
+def test_bench_meld_scale_decode_and_cache_flow(tmp_path):
+    """One small size of the MELD-shaped corpus (decode passes and cache only) and one 720p clip at full size."""
+    out = tmp_path / "rows.json"
+    proc = run_script("bench_meld_scale.py", "--quick", "--sizes", "100", "--no-stages", "--sample-720p", "1",
+                      "--workdir", str(tmp_path / "work"), "--output", str(out))
+    report = json.loads(out.read_text())
+    rows = {row["name"]: row for row in report["rows"]}
+    assert set(rows) == {"meld-scale-100", "meld-scale-cache-720p"}
+    scale = rows["meld-scale-100"]
+    assert ROW_KEYS <= set(scale) and scale["utterances"] == 100 and scale["kept"] == 100
+    assert scale["ratio"] == pytest.approx(scale["baseline_s"] / scale["ours_s"], rel=1e-2)
+    assert scale["cache_bytes_per_utterance"] > 0 and scale["stages"] is None
+    # The generated corpus follows MELD.Raw's layout and the CSVs' split proportions (73 / 8 / 19 of 100).
+    corpus = tmp_path / "work" / "corpus-100"
+    assert (corpus / "train_splits" / "dia0_utt0.mp4").is_file() and (corpus / "dev_sent_emo.csv").is_file()
+    # A cached 720p utterance: 8 frames of 224x224 RGB (+ the .npy header) and its whole 16 kHz waveform.
+    cache = rows["meld-scale-cache-720p"]
+    assert cache["bytes_per_utterance"]["clean"] > 8 * 224 * 224 * 3
+    assert cache["extrapolated_bytes"]["reference"] > cache["extrapolated_bytes"]["clean"]  # 22050 Hz audio
+    assert "| 100 | 100 |" in proc.stdout and "reference processor" in proc.stdout
+    assert report["runs"]["bench_meld_scale.py"]["sizes"] == [100]
+
+
+@pytest.mark.benchmark  # 3-7 minutes on 2 shared cores: the audio student's epoch over MELD-length clips dominates
+def test_bench_meld_scale_quick_trains_one_epoch_of_every_stage(tmp_path):
+    out = tmp_path / "rows.json"
+    run_script("bench_meld_scale.py", "--quick", "--workdir", str(tmp_path / "work"), "--output", str(out))
+    rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"meld-scale-200", "meld-scale-400", "meld-scale-cache-720p"}
+    for name in ("meld-scale-200", "meld-scale-400"):
+        stages = rows[name]["stages"]
+        assert stages is not None and list(stages) == ["teacher", "audio", "video", "fusion"]
+        assert all(stage["epoch_s"] > 0 and stage["wall_s"] >= stage["train_runtime_s"] for stage in stages.values())
+
+
+def test_bench_meld_scale_writes_its_rows_beside_the_others(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_meld_scale
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    output = tmp_path / "results.json"
+    output.write_text(json.dumps({"machine": {"cores": 2}, "rows": [{"name": "decode"}, {"name": "meld-scale-1000",
+                                                                                         "old": True}]}))
+    bench_meld_scale.write_results([{"name": "meld-scale-1000"}], output, {"total_s": 3})
+    report = json.loads(output.read_text())
+    assert report["machine"] == {"cores": 2} and report["runs"]["bench_meld_scale.py"] == {"total_s": 3}
+    assert report["rows"] == [{"name": "decode"}, {"name": "meld-scale-1000"}]
+    # Subsets take each split's first rows in the CSVs' proportions; the whole corpus is every row.
+    tables = bench_meld_scale.read_csvs(bench_meld_scale.CSV_DIR)
+    assert sum(bench_meld_scale.split_counts(tables, 1000).values()) == 1000
+    assert bench_meld_scale.split_counts(tables, 10**6) == {"train": 9989, "dev": 1109, "test": 2610}
+
+
+# --------------------------------------------------------------------------------------------- bench_inference.py
+def test_bench_inference_quick_breaks_a_prediction_down(tmp_path):
+    out = tmp_path / "rows.json"
+    proc = run_script("bench_inference.py", "--quick", "--options", "threads", "int8", "--output", str(out))
+    rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"inference-cpu-fp32", "inference-cpu-threads-1", "inference-cpu-int8"}
+    for row in rows.values():
+        assert ROW_KEYS <= set(row) and row["ours_s"] > 0
+        assert set(row["parts_s_per_utterance"]) == {"decode", "processor", "text", "audio", "video", "rest"}
+    assert rows["inference-cpu-threads-1"]["threads"] == 1
+    assert rows["inference-cpu-threads-1"]["same_weights"] and rows["inference-cpu-int8"]["same_weights"]
+    assert rows["inference-cpu-threads-1"]["max_probability_difference"] < 1e-4  # fp32 either way
+    assert "1.2 s target" in proc.stdout
+
+
+@pytest.mark.benchmark  # 45 s to 3 minutes on 2 shared cores, most of it torch.compile's first call
+def test_bench_inference_quick_with_every_option(tmp_path):
+    out = tmp_path / "rows.json"
+    run_script("bench_inference.py", "--quick", "--output", str(out))
+    rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"inference-cpu-fp32", "inference-cpu-threads-1", "inference-cpu-int8", "inference-cpu-compile"}
+    compiled = rows["inference-cpu-compile"]
+    # Either it ran (and agrees with fp32 on the same weights) or the row says why not.
+    assert compiled["ours_s"] is None or compiled["label_agreement"] == 1.0
