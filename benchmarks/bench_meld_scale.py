@@ -46,7 +46,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import argparse
 import csv
 import json
-import platform
 import resource
 import shutil
 import statistics
@@ -472,17 +471,9 @@ def run_child(kind: str, args: argparse.Namespace, **options: Any) -> dict[str, 
 
 
 def machine() -> dict[str, Any]:
-    import torch
-    import transformers
+    import run as bench_run  # the machine description every row of results.json carries
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(), "load_average_1min": round(os.getloadavg()[0], 2)}
+    return bench_run.machine()
 
 
 def gb(value: float) -> str:
