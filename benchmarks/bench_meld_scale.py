@@ -11,15 +11,16 @@ proportions (train 73 %, dev 8 %, test 19 %); the clips are shared, the caches a
 Per size, in child processes (so that each reports its own peak RSS, `resource.getrusage`):
 
   decode     the run's own functions (`telme_hf.training.run`): `load_data` (the MELD loader), then
-             `decode_media` (`prepare_media` into a cold `MediaCache`, one process) against the same pass over the same rows done by a `torch.utils.data.DataLoader` with N worker
-             processes (N = cores) calling the same `MediaLoader` into another cold cache, in the order A B B A
-             after every clip has been read once (so no pass pays the first read from disk); cache bytes per
-             utterance.
+             `decode_media` (`prepare_media` into a cold `MediaCache`) in one process (the tiny recipe's
+             `dataloader_num_workers=0`) against the same pass with `dataloader_num_workers=N` (N = cores: DataLoader
+             worker processes) into another cold cache, in the order A B B A after every clip has been read once
+             (so no pass pays the first read from disk); cache bytes per utterance.
   stages     `decode_media` again (the warm cache), then `train_stage` of teacher, audio, video and fusion with the
              tiny recipe (`recipes/configs/tiny.yaml`) and one epoch each; per stage the whole call, the Trainer's
              `train_runtime`, its dev evaluation, and the one-off frozen-output pass (the call less train_runtime).
              A size whose epochs are predicted (linearly from the largest size run) to take longer than
-             `--stage-budget-s` is skipped and said so.
+             `--stage-budget-s`, or to peak above `--stage-memory-mb` (2 x that run's peak x the square of the
+             longest clips' ratio), is skipped and said so.
 
 And once, the cache at the paper's frame size: `--sample-720p` clips at 1280x720, 24 fps, H.264 + AAC 48 kHz stereo,
 their lengths the 20-quantiles of the real durations, decoded through a `MediaLoader` with the full-size processor's
@@ -27,8 +28,9 @@ settings (`build_processor(TelMEConfig.from_preset("meld"))`: 8 frames, 224x224 
 reference processor's (`reference_behaviour=True`), bytes per utterance measured and extrapolated to the 13,708 rows
 by their real durations (video bytes per clip x rows + audio bytes per second x seconds).
 
-    python benchmarks/bench_meld_scale.py                  # sizes 1000 4000 13708; 1,462 s on 2 loaded cores
-    python benchmarks/bench_meld_scale.py --quick          # sizes 200 400, 2 720p clips: ~6 min, the flow
+    python benchmarks/bench_meld_scale.py                  # sizes 1000 4000 13708; ~30 min on 2 shared cores
+    python benchmarks/bench_meld_scale.py --stage-memory-mb 24000   # also 4000's stage epochs (they peak at 18 GB)
+    python benchmarks/bench_meld_scale.py --quick          # sizes 200 400, 2 720p clips: 3-7 min, the flow
     python benchmarks/bench_meld_scale.py --sizes 1000 --workdir /tmp/meld-scale
 
 Writes its rows into `benchmarks/results.json` (rows of other scripts kept; not with --quick unless --output).
@@ -202,14 +204,15 @@ def corpus_for(workdir: Path, tables: dict, size: int) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- child: the run
-def make_plan(corpus: Path, run_dir: Path):
-    """The tiny recipe's plan on the corpus, one epoch per stage, quiet (`telme train --config tiny ...`)."""
+def make_plan(corpus: Path, run_dir: Path, workers: int = 0):
+    """The tiny recipe's plan on the corpus, one epoch per stage, quiet (`telme train --config tiny ...`); `workers`:
+    its `dataloader_num_workers`, the processes of the decode pass (0, the recipe's: this process)."""
     from telme_hf.training.arguments import TelMEParser
     from telme_hf.training.plan import plan_run
 
     argv = ["--config", str(TINY_CONFIG), "dataset=meld", f"data_root={corpus}", f"output_dir={run_dir / 'run'}",
             f"cache_dir={run_dir / 'cache'}", "num_train_epochs=1", "teacher_epochs=1", "fusion_epochs=1",
-            "disable_tqdm=true", "on_bad_media=skip", "logging_steps=100000"]
+            "disable_tqdm=true", "on_bad_media=skip", "logging_steps=100000", f"dataloader_num_workers={workers}"]
     return plan_run(*TelMEParser().parse(argv))
 
 
@@ -234,28 +237,7 @@ def cache_bytes(folder: Path) -> dict[str, int]:
     return sizes
 
 
-class _Rows:
-    """The rows of every split, as a map-style dataset whose item is whether the row's media was kept."""
-
-    def __init__(self, splits: dict, loader: Any) -> None:
-        self.splits = [(name, splits[name]) for name in splits]
-        self.index = [(s, i) for s, (_, data) in enumerate(self.splits) for i in range(len(data))]
-        self.loader = loader
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, position: int) -> bool:
-        split, row = self.index[position]
-        self.loader.split = self.splits[split][0]
-        return not self.loader.load(self.splits[split][1][row]).skipped
-
-
 def child_decode(workdir: Path, size: int, workers: int) -> dict[str, Any]:
-    import torch
-
-    from telme_hf.data.media_cache import MediaCache
-    from telme_hf.modeling.media_telme import MediaLoader
     from telme_hf.training import run as telme_run
 
     quiet()
@@ -270,16 +252,17 @@ def child_decode(workdir: Path, size: int, workers: int) -> dict[str, Any]:
     splits = {name: data[name] for name in ("train", "dev", "test")}
     rows = sum(len(split) for split in splits.values())
 
-    # The library's decode pass as a run does it (`decode_media`: `prepare_media`, one process) against the same pass
-    # by a DataLoader with `workers` processes calling the same MediaLoader settings; each into a cold cache, in the
-    # order A B B A so that a drift in the machine's load hits both alike. The last A's cache stays for the stages.
+    # The library's decode pass as a run does it (`decode_media`: `prepare_media`), in this process (the tiny
+    # recipe's setting) against `workers` processes (`dataloader_num_workers`); each into a cold cache, in the order
+    # A B B A so that a drift in the machine's load hits both alike. The last A's cache stays for the stages.
     # Every clip read once first, so that no pass pays for the first read from disk (the page cache is warm for all).
     started = time.perf_counter()
     for split in splits.values():
         for path in split["video_path"]:
             Path(path).read_bytes()
     read_s = time.perf_counter() - started
-    parallel_cache = run_dir / "cache-workers"
+    parallel_plan = make_plan(workdir / f"corpus-{size}", run_dir / "workers", workers)
+    parallel_cache = parallel_plan.cache_dir / "media"
     serial, parallel = [], []
     for path in ("serial", "parallel", "parallel", "serial"):
         if path == "serial":
@@ -289,16 +272,14 @@ def child_decode(workdir: Path, size: int, workers: int) -> dict[str, Any]:
             serial.append((time.perf_counter() - started, time.process_time() - cpu_started))
         else:
             shutil.rmtree(parallel_cache, ignore_errors=True)
-            loader = MediaLoader.for_processor(processor, MediaCache(parallel_cache), on_bad_media="skip")
             started = time.perf_counter()
-            batches = torch.utils.data.DataLoader(_Rows(splits, loader), batch_size=32, num_workers=workers,
-                                                  collate_fn=list)
-            parallel_kept = sum(sum(batch) for batch in batches)
+            parallel_splits, _, _ = telme_run.decode_media(parallel_plan, dict(splits), processor, report)
             parallel.append(time.perf_counter() - started)
+            parallel_kept = sum(len(split) for split in parallel_splits.values())
     kept = sum(len(split) for split in kept_splits.values())
     sizes = cache_bytes(plan.cache_dir / "media")
     parallel_sizes = cache_bytes(parallel_cache)
-    shutil.rmtree(parallel_cache)
+    shutil.rmtree(run_dir / "workers")
     serial_s, serial_cpu = statistics.mean(t for t, _ in serial), statistics.mean(c for _, c in serial)
     parallel_s = statistics.mean(parallel)
     return {"size": size, "rows": rows, "kept": kept, "bad_media": rows - kept, "load_s": load_s,
@@ -489,7 +470,7 @@ def build_rows(decodes: dict[int, dict], trainings: dict[int, dict], skipped: di
         epochs = {stage: round(s["epoch_s"], 2) for stage, s in t["stages"].items()} if t else None
         notes = (f"{d['rows']} utterances of the authors' MELD CSVs ({d['kept']} with usable media), tiny clips; "
                  f"decode pass (prepare_media, cold cache) 1 process {d['serial_s']:.1f} s "
-                 f"({d['kept'] / d['serial_s']:.0f} clips/s) vs a DataLoader with {workers} workers "
+                 f"({d['kept'] / d['serial_s']:.0f} clips/s) vs {workers} worker processes (dataloader_num_workers) "
                  f"{d['parallel_s']:.1f} s ({d['kept'] / d['parallel_s']:.0f} clips/s); cache "
                  f"{(d['cache']['audio'] + d['cache']['video']) / d['kept'] / 1024:.1f} KiB/utterance; "
                  + (f"one epoch per stage (s) {epochs}" if t else f"stage epochs not run: {skipped.get(size, '')}"))
@@ -639,15 +620,17 @@ def main(argv: list[str] | None = None) -> int:
                 largest = max(trainings)
                 per_row = sum(s["wall_s"] for s in trainings[largest]["stages"].values()) / largest
                 predicted = per_row * size
-                # The audio student's attention over the longest padded batch: memory ~ frames squared.
-                memory = trainings[largest]["peak_rss_mb"] * (longest_clip(tables, size)
-                                                              / longest_clip(tables, largest)) ** 2
+                # The audio student's attention over the longest padded batch: memory ~ frames squared; and twice
+                # that, because the peak also grows with the batches run (1000 -> 4000 utterances went from 10 to
+                # 18 GB with the longest clip 19.8 -> 20.2 s).
+                memory = 2 * trainings[largest]["peak_rss_mb"] * (longest_clip(tables, size)
+                                                                  / longest_clip(tables, largest)) ** 2
                 reasons = []
                 if predicted > args.stage_budget_s:
                     reasons.append(f"predicted {predicted / 60:.0f} min (linear in rows from the {largest}-utterance "
                                    f"run), over the {args.stage_budget_s / 60:.0f}-minute budget")
                 if memory > memory_limit:
-                    reasons.append(f"predicted peak {memory / 1024:.0f} GB (the {largest}-utterance run's peak x "
+                    reasons.append(f"predicted peak {memory / 1024:.0f} GB (2 x the {largest}-utterance run's peak x "
                                    f"(longest clip {longest_clip(tables, size):.1f} s / "
                                    f"{longest_clip(tables, largest):.1f} s)^2), over the {memory_limit / 1024:.0f} GB "
                                    "allowed on this shared machine")

@@ -191,16 +191,18 @@ def test_bench_meld_scale_decode_and_cache_flow(tmp_path):
     assert report["runs"]["bench_meld_scale.py"]["sizes"] == [100]
 
 
-@pytest.mark.benchmark  # 3-7 minutes on 2 shared cores: the audio student's epoch over MELD-length clips dominates
+@pytest.mark.benchmark  # 1-7 minutes on 2 shared cores: the audio student's epoch over MELD-length clips dominates
 def test_bench_meld_scale_quick_trains_one_epoch_of_every_stage(tmp_path):
     out = tmp_path / "rows.json"
     run_script("bench_meld_scale.py", "--quick", "--workdir", str(tmp_path / "work"), "--output", str(out))
     rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"meld-scale-200", "meld-scale-400", "meld-scale-cache-720p"}
-    for name in ("meld-scale-200", "meld-scale-400"):
-        stages = rows[name]["stages"]
-        assert stages is not None and list(stages) == ["teacher", "audio", "video", "fusion"]
-        assert all(stage["epoch_s"] > 0 and stage["wall_s"] >= stage["train_runtime_s"] for stage in stages.values())
+    stages = rows["meld-scale-200"]["stages"]
+    assert stages is not None and list(stages) == ["teacher", "audio", "video", "fusion"]
+    assert all(stage["epoch_s"] > 0 and stage["wall_s"] >= stage["train_runtime_s"] for stage in stages.values())
+    # The larger size trains too, unless its predicted time or memory is over the limits: then the row says why.
+    larger = rows["meld-scale-400"]
+    assert (larger["stages"] is not None) != bool(larger["stages_skipped"] and "predicted" in larger["stages_skipped"])
 
 
 def test_bench_meld_scale_writes_its_rows_beside_the_others(tmp_path):
