@@ -28,13 +28,57 @@ FEATURE_COLUMNS = {"text_features": "text_features", "audio_features": "audio_fe
 ENCODER_PARTS = ("text_teacher", "audio_student", "video_student")
 
 
-def module_fingerprint(module: torch.nn.Module) -> str:
-    """A hash of a module's weights (names, shapes and values)."""
-    digest = hashlib.sha1()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+# The weight checksum: sums of 16-bit words times per-position coefficients, modulo the prime 2**31 - 1, in int64
+# (every product stays below 2**62 and every chunk's sum below 2**63, so the arithmetic is exact and the result the
+# same on any device and in any summation order). Two coefficient sequences give 62 bits per tensor.
+_PRIME = 2**31 - 1
+_SEEDS = ((1_103_515_245, 12_345), (69_069, 1_013_904_223))
+_CHUNK_WORDS = 1 << 22
+
+
+def tensor_checksums(tensor: torch.Tensor) -> torch.Tensor:
+    """Two checksums of a tensor's bytes, as a 2-element int64 tensor on the tensor's device.
+
+    The bytes are read as signed 16-bit words `w_i` (bytes for a tensor of an odd byte count), and checksum `k` is
+    `sum_i (w_i mod p) * ((a_k * (i + 1) + b_k) mod p) mod p` with `p = 2**31 - 1`. The words are distinct modulo
+    `p` and the two sequences never have a zero coefficient at the same position, so a change of any one word always
+    changes at least one checksum. The work runs where the tensor is: a model on a GPU is not copied to the host to
+    be fingerprinted.
+    """
+    flat = tensor.detach().contiguous().reshape(-1).view(torch.uint8)
+    words = flat.view(torch.int16) if flat.numel() % 2 == 0 else flat
+    sums = torch.zeros(len(_SEEDS), dtype=torch.int64, device=tensor.device)
+    for start in range(0, words.numel(), _CHUNK_WORDS):
+        chunk = words[start:start + _CHUNK_WORDS].to(torch.int64).remainder_(_PRIME)
+        position = torch.arange(start + 1, start + 1 + chunk.numel(), dtype=torch.int64, device=tensor.device)
+        position.remainder_(_PRIME)
+        for index, (a, b) in enumerate(_SEEDS):
+            coefficient = (position * a + b).remainder_(_PRIME)
+            sums[index] += (chunk * coefficient).remainder_(_PRIME).sum()
+    return sums.remainder_(_PRIME)
+
+
+def module_fingerprint(module: torch.nn.Module, on_device: bool | None = None) -> str:
+    """A hash of a module's weights: names, shapes, dtypes and values.
+
+    Weights in host memory are hashed as they are (SHA-1 of their bytes: about 1 s for the paper's three encoders on
+    2 CPU cores). Weights on an accelerator are summarised where they are, by `tensor_checksums`, and fetched once:
+    copying 2.3 GB to the host to hash it cost more than a batch of the encoders' work there. The two give different
+    keys, as the features computed on each differ in their last bits. `on_device` forces either way (tests).
+    """
+    state = sorted(module.state_dict().items())
+    if on_device is None:
+        on_device = any(tensor.device.type != "cpu" for _, tensor in state)
+    digest = hashlib.sha1(b"checksums" if on_device else b"bytes")
+    if on_device and state:
+        device = state[0][1].device  # one fetch at the end, not one synchronisation per tensor
+        values = torch.stack([tensor_checksums(tensor).to(device) for _, tensor in state]).tolist()
+    else:
+        values = [None] * len(state)
+    for (name, tensor), value in zip(state, values):
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|{value}".encode())
+        if not on_device:
+            digest.update(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
 
 
@@ -152,5 +196,5 @@ def add_encoder_features(dataset, model: TelMEForEmotionRecognition, processor, 
     return add_frozen_outputs(dataset, model, collator, FEATURE_COLUMNS, cache_dir, ENCODER_PARTS, batch_size, desc)
 
 
-__all__ = ["add_encoder_features", "add_frozen_outputs", "module_fingerprint", "ENCODER_PARTS", "TEACHER_COLUMNS",
+__all__ = ["add_encoder_features", "add_frozen_outputs", "module_fingerprint", "tensor_checksums", "ENCODER_PARTS", "TEACHER_COLUMNS",
            "FEATURE_COLUMNS"]
