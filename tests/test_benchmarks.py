@@ -61,6 +61,16 @@ def test_the_gpu_check_flow_runs_on_a_cpu(tmp_path):
     assert [(row["stage"], row["precision"]) for row in report["steps"]] == [
         ("teacher", "no"), ("audio", "no"), ("video", "no"), ("fusion", "no")]
     assert all(row["loss_finite"] and row["steps_per_s"] > 0 for row in report["steps"])
+    for row in report["steps"]:
+        assert row["flop_per_step"] > 0 and row["tflops"] == pytest.approx(
+            row["flop_per_step"] * row["steps_per_s"] / 1e12, abs=0.0006)
+        assert row["meld_epoch_min"] == pytest.approx(2498 / row["steps_per_s"] / 60, abs=0.06)  # 9,989 / 4 steps
+        phases = row["phases_ms"]
+        assert set(phases) == {"forward_issue", "forward", "backward", "optimizer"}
+        assert all(value > 0 for value in phases.values()) and phases["forward_issue"] <= phases["forward"]
+    # Counted FLOPs grow with the work: the teacher's step (a transformer over 16 tokens) outweighs the fusion's.
+    flops = {row["stage"]: row["flop_per_step"] for row in report["steps"]}
+    assert flops["teacher"] > flops["fusion"]
     # Without a GPU and without --cpu-flow it refuses in one line.
     if not __import__("torch").cuda.is_available():
         refused = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py")], capture_output=True, text=True)
