@@ -19,6 +19,9 @@ Rows (`ratio` = baseline_s / ours_s; above 1 means ours is faster):
   inference         a 10-turn dialogue through the pipeline vs the same work by hand on the same clips:
                     `decode_clip` per clip, the processor per batch, the bare model forward (ratio 1.0: no overhead)
   startup-help, startup-version   `telme --help` / `telme --version` in a subprocess vs `python -c pass`
+  demo              `telme demo --full` (tiny.yaml's epochs, the earlier default) vs `telme demo`, each from
+                    nothing, with where the time goes (corpus and model, decode pass, each stage, evaluation,
+                    artefacts) and the test weighted F1; in the full run and `--only demo`, not in --quick
   *-full            the same with the paper's backbones (roberta-large, data2vec-audio-base, timesformer-base;
                     random weights, fp32, built offline from their configs)
 
@@ -246,12 +249,14 @@ def measure_training(preset: str, workdir: Path, dialogues: int, samples: int | 
     # What the cached path pays once per evaluation whatever the split's size: the weights' fingerprint (cache key).
     fingerprint_s, _ = bench_training.timed(
         lambda: [module_fingerprint(getattr(model, part)) for part in ENCODER_PARTS])
+    batch_s = base / len(train) * batch_size  # one batch of the encoders' work, as the direct evaluation did it
     rows.append(result_row(
         f"evaluate{suffix}", base, ours,
         f"evaluate_split on {len(train)} utterances, batch {batch_size}, media from a warm cache: the encoders run "
         f"({base / len(train):.3f} s/utterance) vs the features kept by an earlier evaluation of the same checkpoint "
         f"(heads and fusion only); {fingerprint_s:.2f} s of the cached path is the encoders' weight fingerprint, "
-        "paid once per evaluation, not per utterance", fingerprint_s=round(fingerprint_s, 3)))
+        f"paid once per evaluation, not per utterance ({fingerprint_s / batch_s:.2f}x one batch of encoder work)",
+        fingerprint_s=round(fingerprint_s, 3), fingerprint_vs_batch=round(fingerprint_s / batch_s, 3)))
     return rows
 
 
@@ -268,7 +273,7 @@ def measure_inference(preset: str, workdir: Path, turns: int, repeats: int, suff
     clips = make_clips(workdir / "dialogue", turns, smoke)
     texts = [f"turn {i}: well, I did not expect that at all, did you?" for i in range(turns)]
     model, processor = build_model(preset, texts * 20)
-    model.eval()
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()  # on the GPU where there is one
     dialogue = [{"speaker": f"Speaker{i % 2}", "text": texts[i], "media": str(path)} for i, path in enumerate(clips)]
     erc = pipeline("emotion-recognition-in-conversation", model=model, processor=processor, device=model.device)
     batch_size = 4
@@ -291,7 +296,7 @@ def measure_inference(preset: str, workdir: Path, turns: int, repeats: int, suff
                                   videos=[c.video for c in decoded], sampling_rate=audio_options.sampling_rate)
                 spent["processor"] += time.perf_counter() - began
                 began = time.perf_counter()
-                model(**{name: value for name, value in batch.items() if name in inputs})
+                model(**{name: value.to(model.device) for name, value in batch.items() if name in inputs})
                 bench_training.synchronize()
                 spent["forward"] += time.perf_counter() - began
         for name, seconds in spent.items():
@@ -335,6 +340,58 @@ def measure_startup(repeats: int) -> list[dict[str, Any]]:
         f"`telme --{name}` (console script, subprocess) vs `python -c pass`, best of {repeats}: "
         f"{best[name]:.2f} s vs {best['python']:.3f} s; `python -c 'import telme_hf'` {best['import']:.2f} s",
         import_s=round(best["import"], 4)) for name in ("help", "version")]
+
+
+# ---------------------------------------------------------------------------------------------------------- demo
+def run_measured(command: list[str], log: Path) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MB) and exit status of a command run to its end, its output into `log`."""
+    with log.open("w") as output:
+        began = time.perf_counter()
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "TQDM_DISABLE": "1"})
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - began
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, process.returncode
+
+
+DEMO_PHASES = ("load", "decode", "teacher", "audio", "video", "fusion", "evaluation", "artefacts")
+
+
+def measure_demo(workdir: Path) -> list[dict[str, Any]]:
+    """`telme demo` (ours: the default epochs) against `telme demo --full` (tiny.yaml's epochs as written, the
+    earlier default), each from nothing in a fresh folder (corpus generated, clips decoded): wall time, peak RSS,
+    where the run's time went (its `results.json` `timings_s`) and the test weighted F1 of the teacher and the
+    fused model."""
+    import shutil
+
+    telme = shutil.which("telme", path=str(Path(sys.executable).parent)) or shutil.which("telme")
+    if telme is None:
+        raise SystemExit("no `telme` executable beside this Python: pip install -e . first")
+    runs = {}
+    for name, flags in (("full", ["--full"]), ("default", [])):
+        folder = workdir / f"demo-{name}"
+        shutil.rmtree(folder, ignore_errors=True)
+        wall, rss, status = run_measured([telme, "demo", "--output-dir", str(folder), *flags],
+                                         workdir / f"demo-{name}.log")
+        if status != 0:
+            raise SystemExit(f"telme demo {' '.join(flags)} failed (exit {status}): see {workdir}/demo-{name}.log")
+        results = json.loads((folder / "results.json").read_text())
+        runs[name] = {"wall_s": round(wall, 1), "peak_rss_mb": round(rss), "timings_s": results["timings_s"],
+                      "test_weighted_f1": {stage: round(100 * results["stages"][stage]["test"]["weighted_f1"], 2)
+                                           for stage in ("teacher", "fusion")}}
+
+    def described(run: dict[str, Any]) -> str:
+        phases = ", ".join(f"{phase} {run['timings_s'][phase]:.1f}" for phase in DEMO_PHASES)
+        return (f"{run['wall_s']:.0f} s wall ({phases} s), test wF1 teacher {run['test_weighted_f1']['teacher']} / "
+                f"fused {run['test_weighted_f1']['fusion']}")
+
+    return [result_row(
+        "demo", runs["full"]["wall_s"], runs["default"]["wall_s"],
+        f"`telme demo`: {described(runs['default'])}; vs `telme demo --full`: {described(runs['full'])}; "
+        "each from nothing (corpus generated, clips decoded), peak RSS of the demo's process",
+        peak_rss_mb=runs["default"]["peak_rss_mb"], baseline_peak_rss_mb=runs["full"]["peak_rss_mb"],
+        runs=runs)]
 
 
 # ------------------------------------------------------------------------------------------------------ the run
@@ -421,10 +478,15 @@ def run_section(section: str, args: argparse.Namespace, workdir: Path) -> list[d
         return measure_startup(1 if args.smoke else 3)
     if section == "inference-full":
         return measure_inference(full_preset, workdir, size["turns"], size["inference_repeats"], "-full", args.smoke)
+    if section == "demo":
+        return measure_demo(workdir)
     raise ValueError(f"unknown section {section!r}")
 
 
-SECTIONS = ("decode", "training", "inference", "training-full", "inference-full", "startup")
+SECTIONS = ("decode", "training", "inference", "training-full", "inference-full", "startup", "demo")
+# The demo section runs `telme demo` twice from nothing (about 4 minutes on 2 idle cores): in the full run and
+# `--only demo`, not in --quick or --smoke.
+QUICK_SECTIONS = SECTIONS[:-1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -462,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.workdir or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
-        sections = list(args.only or SECTIONS)
+        sections = list(args.only or (QUICK_SECTIONS if args.quick or args.smoke else SECTIONS))
         # Each section in its own process: its peak RSS is its own, and nothing one leaves behind slows the next.
         # A smoke run checks the flow only, so it pays for one process start instead of five.
         for group in [sections] if args.smoke else [[section] for section in sections]:

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -224,10 +225,12 @@ def train_stage(
 
 
 def train_stages(plan: RunPlan, model: TelMEForEmotionRecognition, processor: TelMEProcessor,
-                 splits: dict[str, Any], loader: MediaLoader | None) -> dict[str, Any]:
+                 splits: dict[str, Any], loader: MediaLoader | None,
+                 timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Every planned stage in order, each resumed where a killed run stopped (`resume_from_checkpoint`); returns
     per stage its selected epoch and the precision it ran in. The model ends with the last stage's best weights
-    (the last stage's epoch checkpoints stay until `save_run` has written `final/`)."""
+    (the last stage's epoch checkpoints stay until `save_run` has written `final/`). `timings` gets each trained
+    stage's wall seconds, its one-off frozen-output pass and dev evaluations included."""
     state = PartialState()
     results: dict[str, Any] = {}
     scaler_state = None
@@ -249,7 +252,10 @@ def train_stages(plan: RunPlan, model: TelMEForEmotionRecognition, processor: Te
         logger.info("Stage %s: training %s.", stage, STAGE_PARTS[stage].replace("_", " "))
         # The original trains the video student after the audio student with the same grad scaler.
         carried = scaler_state if plan.reference and stage == "video" else None
+        began = time.perf_counter()
         result = train_stage(plan, stage, model, processor, splits, loader, carried, checkpoint, previous_dir)
+        if timings is not None:
+            timings[stage] = time.perf_counter() - began
         scaler_state = result.pop("_scaler_state")
         best_checkpoint = result.pop("best_checkpoint")
         if state.is_main_process:
@@ -364,6 +370,8 @@ def run_once(plan: RunPlan, announce_next_step: bool = True) -> dict[str, Any]:
     set_seed(plan.training_args.seed)
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     state = PartialState()  # the process's device; with several processes, rank 0 prepares and writes
+    timings: dict[str, float] = {}
+    began = time.perf_counter()
     with state.main_process_first():
         data, report = load_data(plan)
     label_names = data["train"].features["label"].names
@@ -377,10 +385,16 @@ def run_once(plan: RunPlan, announce_next_step: bool = True) -> dict[str, Any]:
     try:
         splits = {name: data[name] for name in ("train", "dev", "test")}
         loader = media_cache = None
+        mark = time.perf_counter()
+        timings["load"] = mark - began  # the corpus (the demo generates it first), the model and the processor
         if plan.needs_media:
             splits, loader, media_cache = decode_media(plan, splits, processor, report)
-        results = train_stages(plan, model, processor, splits, loader)
+        timings["decode"] = time.perf_counter() - mark
+        results = train_stages(plan, model, processor, splits, loader, timings)
+        mark = time.perf_counter()
         evaluation = evaluate_run(plan, model, processor, splits, loader, media_cache, report)
+        timings["evaluation"] = time.perf_counter() - mark
+        mark = time.perf_counter()
     finally:
         if state.is_main_process:
             release_cache_lock(plan.cache_dir)
@@ -391,9 +405,18 @@ def run_once(plan: RunPlan, announce_next_step: bool = True) -> dict[str, Any]:
     public = save_run(plan, model, processor, results, evaluation, report)
     example = write_example_dialogue(data["test"], plan.output_dir / "example_dialogue.csv")
     write_example_recording(data["test"], plan.output_dir / "example_recording.mp4")
+    timings["artefacts"] = time.perf_counter() - mark
+    record_timings(plan.output_dir / "results.json", timings, time.perf_counter() - began)
     if example and announce_next_step:
         print(f"Try it on a test dialogue:\n  {predict_command(plan.output_dir / 'final', example)}")
     return public
+
+
+def record_timings(results_file: Path, timings: dict[str, float], total: float) -> None:
+    """Add where the run's time went to its `results.json` (not to `final/`'s: the seconds are this machine's)."""
+    results = json.loads(results_file.read_text())
+    results["timings_s"] = {**{name: round(seconds, 2) for name, seconds in timings.items()}, "total": round(total, 2)}
+    write_metrics_json(results, results_file)
 
 
 def save_run(plan: RunPlan, model: TelMEForEmotionRecognition, processor: TelMEProcessor, results: dict[str, Any],
