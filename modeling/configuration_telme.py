@@ -203,8 +203,8 @@ def _preset(name: str) -> dict[str, Any]:
         return {
             "text_config": RobertaConfig(vocab_size=1000, max_position_embeddings=514, type_vocab_size=1,
                                          pad_token_id=1, bos_token_id=0, eos_token_id=2, **layers),
-            "audio_config": Data2VecAudioConfig(
-                conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4), num_conv_pos_embeddings=4,
+            "audio_config": Data2VecAudioConfig(  # 320 samples a frame, as data2vec-audio-base: 50 frames a second
+                conv_dim=(16, 16, 16), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8), num_conv_pos_embeddings=4,
                 num_conv_pos_embedding_groups=2, conv_pos_kernel_size=3, mask_time_length=2, mask_time_min_masks=1,
                 layerdrop=0.0, vocab_size=32, **layers),
             "video_config": TimesformerConfig(image_size=32, patch_size=8, num_frames=4, **layers),

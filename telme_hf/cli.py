@@ -17,9 +17,10 @@ from .errors import UsageError, report_error
 
 # ------------------------------------------------------------------------------------------------------ handlers
 # `telme demo`'s overrides of recipes/configs/tiny.yaml (--full: the config as written). The default's fewer epochs
-# keep the fusion well above the text teacher. Measured on an idle 2-core machine (`/usr/bin/time -v telme demo`):
-# default 91 s wall, test weighted F1 teacher 67.1, fused 83.9; --full 182 s, teacher 69.6, fused 88.1. --quick also
-# shrinks the corpus: every stage runs, the model learns little (fused 66.0).
+# keep the fusion well above the text teacher. Measured on a 2-core machine at a load of 1.5 (`python
+# benchmarks/run.py --only demo`): default 64 s wall, test weighted F1 teacher 69.8, fused 86.5; --full 109 s, teacher
+# 69.9, fused 84.2. --quick also shrinks the corpus: every stage runs, the model learns little (`/usr/bin/time telme
+# demo --quick`: 19 s wall, fused 59.4).
 DEMO_LENGTHS = {
     "quick": ["synthetic_dialogues=60", "teacher_epochs=15", "audio_epochs=3", "video_epochs=5", "fusion_epochs=10"],
     "default": ["teacher_epochs=30", "audio_epochs=4", "video_epochs=8", "fusion_epochs=15"],
@@ -278,11 +279,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", default="telme-demo", help="Where to write the corpus, checkpoints and reports.")
     length = demo.add_mutually_exclusive_group()
     length.add_argument("--quick", action="store_true",
-                        help="A smaller corpus and fewer epochs: about 30 s on an idle 2-core machine, but the "
-                        "model learns little (fused test weighted F1 66.0).")
+                        help="A smaller corpus and fewer epochs: about 20 s on a quiet 2-core machine, but the "
+                        "model learns little (fused test weighted F1 59.4).")
     length.add_argument("--full", action="store_true",
-                        help="recipes/configs/tiny.yaml's epochs as written: about 3 minutes instead of 1.5 on an idle "
-                        "2-core machine, fused test weighted F1 88.1 instead of 83.9.")
+                        help="recipes/configs/tiny.yaml's epochs as written: about 110 s instead of 65 on a quiet "
+                        "2-core machine; on the small synthetic test split it scores no higher (fused test weighted "
+                        "F1 84.2 against 86.5).")
     demo.add_argument("overrides", nargs="*", help="key=value overrides of the recipe's options (e.g. fusion_epochs=5).")
     demo.set_defaults(handler=_demo)
 
