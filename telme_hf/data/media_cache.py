@@ -4,7 +4,9 @@
 Format: one `.npy` file per clip and modality, named by a hash of (resolved path, size, mtime, decode options,
 window). `.npy` is the cheapest thing to read back (0.1–9 ms per clip against ~150 ms to decode a 720p MELD clip,
 see `benchmarks/bench_decode.py`) and lets audio-only stages skip the frame files. Frames are cached at the
-processor's input size (1.2 MB per 8-frame clip, about 16 GB for all of MELD), not at source resolution.
+processor's input size, not at source resolution: with the full-size processor, 1.40 MB per MELD utterance (1.20 MB
+of frames, 0.20 MB of 16 kHz audio), 19.3 GB for all of MELD, extrapolated from 20 real-length 720p clips by
+`python benchmarks/bench_meld_scale.py` (table in `benchmarks/README.md`).
 """
 
 from __future__ import annotations
