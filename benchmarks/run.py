@@ -391,7 +391,7 @@ def measure_demo(workdir: Path) -> list[dict[str, Any]]:
         f"`telme demo`: {described(runs['default'])}; vs `telme demo --full`: {described(runs['full'])}; "
         "each from nothing (corpus generated, clips decoded), peak RSS of the demo's process",
         peak_rss_mb=runs["default"]["peak_rss_mb"], baseline_peak_rss_mb=runs["full"]["peak_rss_mb"],
-        runs=runs)]
+        runs=runs, section="demo")]
 
 
 # ------------------------------------------------------------------------------------------------------ the run
@@ -418,12 +418,14 @@ def machine() -> dict[str, Any]:
             else "cpu", "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
-def keep_other_scripts(report: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+def keep_other_scripts(report: dict[str, Any], earlier: dict[str, Any],
+                       sections_not_run: Sequence[str] = ()) -> dict[str, Any]:
     """`report` with the rows other scripts wrote into the same file (`"source"`: bench_meld_scale.py,
-    bench_inference.py) and their `"runs"` kept: this run replaces only its own rows."""
+    bench_inference.py) and their `"runs"` kept: this run replaces only its own rows. Rows of this script's sections
+    that this run left out (`"section"`: the demo, which --quick skips) stay too, stamped with their own run."""
     names = {row["name"] for row in report["rows"]}
-    others = [row for row in earlier.get("rows", []) if row.get("source", "run.py") != "run.py"
-              and row["name"] not in names]
+    others = [row for row in earlier.get("rows", []) if row["name"] not in names
+              and (row.get("source", "run.py") != "run.py" or row.get("section") in sections_not_run)]
     merged = {**report, "rows": report["rows"] + others}
     runs = {name: run for name, run in earlier.get("runs", {}).items()
             if not name.startswith("python benchmarks/run.py")}
@@ -537,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or (None if args.smoke else HERE / "results.json")
     if output is not None:
         earlier = json.loads(output.read_text()) if output.exists() else {}
-        merged = update_rows(earlier, report) if args.only and earlier else keep_other_scripts(report, earlier)
+        not_run = [section for section in SECTIONS if section not in sections]
+        merged = update_rows(earlier, report) if args.only and earlier else keep_other_scripts(report, earlier, not_run)
         output.write_text(json.dumps(merged, indent=2) + "\n")
     m = report["machine"]
     print(f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, transformers {m['transformers']}, device "

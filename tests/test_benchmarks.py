@@ -161,6 +161,12 @@ def test_run_keeps_the_rows_other_scripts_wrote(run_module):
     merged = run_module.keep_other_scripts({"rows": [{"name": "decode", "ours_s": 1}]}, earlier)
     assert [row["name"] for row in merged["rows"]] == ["decode", "meld-scale-1000", "inference-cpu-int8-full"]
     assert merged["rows"][0]["ours_s"] == 1 and merged["runs"] == {"bench_meld_scale.py": {"total_s": 1}}
+    # The demo row stays through a run that left its section out (--quick), not through one that ran it.
+    earlier["rows"].append({"name": "demo", "section": "demo", "measured": {"command": "run.py --only demo"}})
+    quick = run_module.keep_other_scripts({"rows": [{"name": "decode", "ours_s": 1}]}, earlier, ["demo"])
+    assert [row["name"] for row in quick["rows"]] == ["decode", "meld-scale-1000", "inference-cpu-int8-full", "demo"]
+    full = run_module.keep_other_scripts({"rows": [{"name": "decode", "ours_s": 1}]}, earlier, [])
+    assert "demo" not in [row["name"] for row in full["rows"]]
 
 
 def test_a_partial_run_replaces_only_its_own_rows_and_stamps_them(run_module):
