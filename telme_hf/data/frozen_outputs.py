@@ -184,6 +184,76 @@ def add_frozen_outputs(
     )
 
 
+# The audio student's feature-encoder outputs: the file of each row's (channels, frames) array, and the length of the
+# waveform it came from (the frame mask is computed from it, as from the raw audio's mask).
+FEATURE_ENCODER_COLUMNS = ("audio_encoder_outputs", "audio_samples")
+
+
+def add_feature_encoder_outputs(dataset, model: TelMEForEmotionRecognition, processor, loader, cache_dir: str | Path,
+                                batch_size: int = 16, autocast_dtype: torch.dtype = torch.float32,
+                                desc: str = "feature encoder"):
+    """The audio student's convolutional feature encoder's output for every row, computed once and kept: for an audio
+    stage whose feature encoder is frozen (`freeze_feature_encoder`), whose steps then start at the feature
+    projection (the collator passes these outputs as `input_values`; `telme_hf.training.trainer` runs the student
+    with its feature encoder passing them through).
+
+    One `.npy` file per row, `(channels, frames)` in float32, the row's own frames only (the encoder is a stack of
+    per-frame convolutions and layer norms: a frame's output does not depend on the batch's padding). The folder is
+    named by a fingerprint of the rows, their media, the decode and processor options, the feature encoder's
+    weights and `autocast_dtype` (the stage's precision, under which the encoder would have run), and written under
+    a temporary name, renamed once complete. Adds the columns of `FEATURE_ENCODER_COLUMNS`.
+
+    `dataset` must have been through `prepare_media` with `loader` (rows that `"skip"` drops are gone).
+    """
+    collator = TelMEDataCollator(processor, ("audio",), loader=loader)
+    encoder = model.audio_student.encoder
+    key_parts = [dataset._fingerprint, _media_fingerprint(dataset), _inputs_fingerprint(collator, model),
+                 module_fingerprint(encoder.feature_extractor), str(autocast_dtype)]
+    folder = Path(cache_dir) / f"{desc.replace(' ', '-')}-{hashlib.sha1('|'.join(key_parts).encode()).hexdigest()[:20]}"
+    if not (folder / "samples.npy").is_file():
+        _write_feature_encoder_outputs(dataset, encoder, collator, folder, batch_size, autocast_dtype, desc)
+    samples = np.load(folder / "samples.npy")
+    paths = [str(folder / f"{index}.npy") for index in range(len(dataset))]
+    dataset = dataset.remove_columns([name for name in FEATURE_ENCODER_COLUMNS if name in dataset.column_names])
+    return dataset.add_column(FEATURE_ENCODER_COLUMNS[0], paths).add_column(FEATURE_ENCODER_COLUMNS[1],
+                                                                          samples.tolist())
+
+
+def _write_feature_encoder_outputs(dataset, encoder, collator, folder: Path, batch_size: int,
+                                   autocast_dtype: torch.dtype, desc: str) -> None:
+    import shutil
+
+    from ..logging import progress_bar
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    device = next(encoder.parameters()).device
+    samples: list[int] = []
+    was_training = encoder.training
+    encoder.eval()
+    batches = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype,
+                                             enabled=autocast_dtype != torch.float32):
+            for batch in progress_bar(batches, desc=desc, unit="batch"):
+                lengths = batch["audio_attention_mask"].sum(-1)
+                frames = encoder._get_feat_extract_output_lengths(lengths).tolist()
+                outputs = encoder.feature_extractor(batch["input_values"].to(device)).float().cpu().numpy()
+                for output, length, count in zip(outputs, lengths.tolist(), frames):
+                    np.save(temporary / f"{len(samples)}.npy", np.ascontiguousarray(output[:, :count]))
+                    samples.append(int(length))
+        if len(samples) != len(dataset):
+            raise ValueError("Rows were dropped while caching; run prepare_media on the dataset first.")
+        np.save(temporary / "samples.npy", np.asarray(samples, dtype=np.int64))  # written last: the folder is whole
+        shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder of an earlier, interrupted rename
+        os.replace(temporary, folder)
+    finally:
+        encoder.train(was_training)
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
 def add_encoder_features(dataset, model: TelMEForEmotionRecognition, processor, loader, cache_dir: str | Path,
                          batch_size: int = 16, desc: str = "features"):
     """Every encoder's features (`FEATURE_COLUMNS`) as columns, computed once per checkpoint, split and decode
@@ -196,5 +266,6 @@ def add_encoder_features(dataset, model: TelMEForEmotionRecognition, processor, 
     return add_frozen_outputs(dataset, model, collator, FEATURE_COLUMNS, cache_dir, ENCODER_PARTS, batch_size, desc)
 
 
-__all__ = ["add_encoder_features", "add_frozen_outputs", "module_fingerprint", "tensor_checksums", "ENCODER_PARTS", "TEACHER_COLUMNS",
+__all__ = ["add_encoder_features", "add_feature_encoder_outputs", "add_frozen_outputs", "module_fingerprint",
+           "tensor_checksums", "FEATURE_ENCODER_COLUMNS", "ENCODER_PARTS", "TEACHER_COLUMNS",
            "FEATURE_COLUMNS"]

@@ -21,7 +21,12 @@ from transformers import set_seed
 
 from .arguments import DataArguments, ModelArguments, TelMETrainingArguments
 from .plan import RunPlan, plan_run, plan_seed_runs, recomputes_frozen_outputs
-from ..data.frozen_outputs import TEACHER_COLUMNS, add_encoder_features, add_frozen_outputs
+from ..data.frozen_outputs import (
+    TEACHER_COLUMNS,
+    add_encoder_features,
+    add_feature_encoder_outputs,
+    add_frozen_outputs,
+)
 from ..preprocessing import build_processor, processor_options, train_tokenizer
 from ..atomic import atomic_path, atomic_write_text
 from ..data.media_cache import MediaCache, prepare_media
@@ -42,7 +47,7 @@ from .resume import (
     resume_point,
     take_cache_lock,
 )
-from .trainer import STAGE_MODALITIES, STAGE_PARTS, STAGES, TrainingCollator, trainer_for_stage
+from .trainer import PRECISION_DTYPES, STAGE_MODALITIES, STAGE_PARTS, STAGES, TrainingCollator, trainer_for_stage
 from ..logging import get_logger, progress_disabled
 
 
@@ -193,6 +198,10 @@ def train_stage(
             train = add_frozen_outputs(train, model, TrainingCollator(processor, ("text",)), TEACHER_COLUMNS,
                                        frozen_dir, TEACHER_PARTS, args.per_device_eval_batch_size,
                                        desc=f"teacher outputs {stage}")
+    if keeps_feature_encoder_outputs(args, model, loader):
+        with state.main_process_first():
+            train = add_feature_encoder_outputs(train, model, processor, loader, frozen_dir,
+                                                args.per_device_eval_batch_size, PRECISION_DTYPES[args.precision])
     if stage == "fusion":
         # Dev's features are the same either way (eval mode, CSV order); train's, when recomputed, come from every
         # shuffled batch under the stage's autocast, as in the original.
@@ -222,6 +231,16 @@ def train_stage(
                 ", grad scaler at {final_scale:g} with {skipped_steps} skipped steps".format(**precision["grad_scaler"]))
     return {"selected_epoch": _selected_epoch(trainer), "best_checkpoint": trainer.state.best_model_checkpoint,
             **precision, "_scaler_state": grad_scaler_state(trainer)}
+
+
+def keeps_feature_encoder_outputs(args: TelMETrainingArguments, model: TelMEForEmotionRecognition,
+                                  loader: MediaLoader | None) -> bool:
+    """Whether an audio stage computes its frozen feature encoder's outputs once (`add_feature_encoder_outputs`)
+    instead of every step: with `freeze_feature_encoder`, the teacher's outputs kept (not recomputed) and the
+    student's mean pooling over its frame mask (the original's `"first"` pooling reads the frames of the padding
+    too, which kept outputs do not have)."""
+    return (args.stage == "audio" and args.freeze_feature_encoder and loader is not None
+            and not recomputes_frozen_outputs(args) and model.config.audio_pooling == "mean")
 
 
 def train_stages(plan: RunPlan, model: TelMEForEmotionRecognition, processor: TelMEProcessor,

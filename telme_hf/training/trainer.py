@@ -23,16 +23,18 @@ unscaled before the clip only in the clean recipe, `training_step`), and evaluat
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate.utils import extract_model_from_parallel
 from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback
 
-from ..data.frozen_outputs import TEACHER_COLUMNS
+from ..data.frozen_outputs import FEATURE_ENCODER_COLUMNS, TEACHER_COLUMNS
 from ..data.media_cache import MediaCache, as_media_cache
 from ..modeling import TelMEForEmotionRecognition
 from ..modeling.pipeline_telme import TelMEDataCollator
@@ -51,6 +53,11 @@ class TrainingCollator(TelMEDataCollator):
     """The model's collator for training: it also passes the cached teacher outputs (`TEACHER_COLUMNS`) through
     for distillation, and takes a `MediaCache` or its folder as `cache`.
 
+    Rows with the audio student's feature-encoder outputs (`FEATURE_ENCODER_COLUMNS`, kept by
+    `add_feature_encoder_outputs` for a stage whose feature encoder is frozen) get them, padded, as `input_values`
+    `(batch, channels, frames)` instead of their waveform, and an `audio_attention_mask` of their waveforms'
+    lengths: the mask the student would have had.
+
     Example:
 
     ```python
@@ -63,6 +70,37 @@ class TrainingCollator(TelMEDataCollator):
     def __init__(self, processor, modalities: Sequence[str] = ("text", "audio", "video"),
                  cache: MediaCache | str | os.PathLike | None = None, **kwargs: Any) -> None:
         super().__init__(processor, modalities, cache=as_media_cache(cache), **kwargs)
+
+    def __call__(self, rows):
+        files, samples = ([row.get(column) for row in rows] for column in FEATURE_ENCODER_COLUMNS)
+        if "audio" not in self.modalities or any(file is None for file in files):
+            return super().__call__(rows)
+        modalities, self.modalities = self.modalities, tuple(m for m in self.modalities if m != "audio")
+        try:  # everything else as usual: text, labels, the teacher's outputs
+            batch = super().__call__(rows)
+        finally:
+            self.modalities = modalities
+        outputs = [np.load(file) for file in files]
+        padded = np.zeros((len(outputs), outputs[0].shape[0], max(o.shape[1] for o in outputs)), dtype=np.float32)
+        mask = np.zeros((len(outputs), max(samples)), dtype=np.int64)
+        for index, (output, length) in enumerate(zip(outputs, samples)):
+            padded[index, :, :output.shape[1]] = output
+            mask[index, :length] = 1
+        batch["input_values"], batch["audio_attention_mask"] = torch.from_numpy(padded), torch.from_numpy(mask)
+        return batch
+
+
+@contextlib.contextmanager
+def feature_encoder_outputs_given(model: TelMEForEmotionRecognition):
+    """Inside the block the audio student's convolutional feature encoder returns its input: the batch's
+    `input_values` are its outputs already (`TrainingCollator` with `FEATURE_ENCODER_COLUMNS`). The weights stay
+    where they are, so checkpoints written meanwhile are whole."""
+    feature_encoder = model.audio_student.encoder.feature_extractor
+    feature_encoder.forward = lambda input_values: input_values
+    try:
+        yield
+    finally:
+        del feature_encoder.forward
 
 
 PRECISION_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -250,7 +288,11 @@ class StudentDistillationTrainer(TelMEStageTrainer):
 
     def stage_outputs(self, model, inputs):
         if self.args.stage == "audio":
-            outputs = model(input_values=inputs["input_values"], audio_attention_mask=inputs.get("audio_attention_mask"))
+            # 3-D `input_values`: the feature encoder's kept outputs (a frozen feature encoder), not waveforms.
+            given = inputs["input_values"].dim() == 3
+            with feature_encoder_outputs_given(self.accelerator.unwrap_model(model)) if given else contextlib.nullcontext():
+                outputs = model(input_values=inputs["input_values"],
+                                audio_attention_mask=inputs.get("audio_attention_mask"))
             student_logits, student_features = outputs.audio_logits, outputs.audio_features
         else:
             outputs = model(pixel_values=inputs["pixel_values"])
@@ -319,6 +361,7 @@ __all__ = [
     "TeacherTrainer",
     "StudentDistillationTrainer",
     "FusionTrainer",
+    "feature_encoder_outputs_given",
     "freeze_all_but",
     "release_from_accelerate",
     "trainer_for_stage",

@@ -55,3 +55,23 @@ def test_single_stage_run_keeps_earlier_stage_results(tmp_path):
     merged = _merge_stages(earlier, {"fusion": {"test": 3}, "audio": {"test": 4}})
     assert list(merged) == ["teacher", "audio", "fusion"]
     assert merged["fusion"] == {"test": 3} and merged["teacher"] == {"test": 1}
+
+
+@pytest.mark.slow  # ~15 s: the teacher and audio stages of a tiny run
+def test_a_run_with_a_frozen_feature_encoder_keeps_its_outputs_and_never_runs_it_in_a_step(tmp_path, tiny_corpus,
+                                                                                         monkeypatch):
+    from telme_hf.training import run as run_module
+
+    kept = []
+    original = run_module.add_feature_encoder_outputs
+    monkeypatch.setattr(run_module, "add_feature_encoder_outputs",
+                        lambda *args, **kwargs: kept.append(args[0].num_rows) or original(*args, **kwargs))
+    out = tmp_path / "run"
+    run_distillation(*parse_recipe_args([
+        "--config", "tiny", f"output_dir={out}", f"data_root={tiny_corpus}", "num_train_epochs=1",
+        "teacher_epochs=1", "--stages", "teacher", "audio", "freeze_feature_encoder=true"]), announce_next_step=False)
+    folders = list((out / "cache" / "frozen").glob("feature-encoder-*"))
+    assert len(kept) == 1 and len(folders) == 1
+    assert len(list(folders[0].glob("*.npy"))) == kept[0] + 1  # one file a training row, and their lengths
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["stages"]) == {"teacher", "audio"} and saved["stages"]["audio"]["test"]["num_samples"] > 0

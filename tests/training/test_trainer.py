@@ -174,3 +174,60 @@ def test_gradient_checkpointing_from_the_training_arguments_trains_the_video_stu
         assert model.is_gradient_checkpointing == checkpointing
         weights[checkpointing] = model.video_student.classifier.weight.detach().clone()
     torch.testing.assert_close(weights[True], weights[False], atol=1e-5, rtol=1e-4)
+
+
+def test_a_frozen_feature_encoders_kept_outputs_train_the_audio_student_as_its_forward_did(splits, tiny_model,
+                                                                                           tiny_processor, tmp_path):
+    """`freeze_feature_encoder` with the encoder's outputs computed once (`add_feature_encoder_outputs`): the same
+    weights after the same steps as running the frozen encoder in every step, and no convolution run by the steps."""
+    from telme_hf.data.frozen_outputs import FEATURE_ENCODER_COLUMNS, add_feature_encoder_outputs
+    from telme_hf.modeling.media_telme import MediaLoader
+
+    (data, cache) = splits
+    train = add_frozen_outputs(data["train"], tiny_model, TrainingCollator(tiny_processor, ("text",)),
+                               TEACHER_COLUMNS, tmp_path / "frozen", ["text_teacher"])
+    loader = MediaLoader.for_processor(tiny_processor, cache, on_bad_media="skip")
+    kept = add_feature_encoder_outputs(train, tiny_model, tiny_processor, loader, tmp_path / "frozen", batch_size=3)
+    first = np.load(kept[0][FEATURE_ENCODER_COLUMNS[0]])
+    frames = tiny_model.audio_student.encoder._get_feat_extract_output_lengths(kept[0][FEATURE_ENCODER_COLUMNS[1]])
+    assert first.shape == (tiny_model.config.audio_config.conv_dim[-1], int(frames))  # the row's own frames
+    weights, convolutions_run = {}, {}
+    for name, dataset in (("every step", train), ("kept", kept)):
+        model = TelMEForEmotionRecognition(tiny_model.config)
+        model.load_state_dict(tiny_model.state_dict())
+        calls = []
+        model.audio_student.encoder.feature_extractor.conv_layers[0].register_forward_hook(lambda *_: calls.append(1))
+        trainer = make_trainer("audio", model, tiny_processor, dataset, data["dev"], cache, tmp_path / name,
+                               freeze_feature_encoder=True, max_steps=3, seed=0)
+        trainer.train()
+        weights[name] = {key: value.detach().clone() for key, value in model.audio_student.state_dict().items()}
+        convolutions_run[name] = len(calls)
+        assert "forward" not in vars(model.audio_student.encoder.feature_extractor)  # the pass-through is gone
+    assert convolutions_run == {"every step": 3, "kept": 0}
+    for key, value in weights["every step"].items():
+        if key.endswith("k_proj.bias"):
+            # Attention is invariant to the key bias: its gradient is rounding noise, which Adam scales to a full step.
+            continue
+        torch.testing.assert_close(weights["kept"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert not torch.equal(weights["kept"]["classifier.weight"], tiny_model.audio_student.classifier.weight)
+
+
+def test_feature_encoder_outputs_are_kept_once_per_weights(splits, tiny_model, tiny_processor, tmp_path):
+    from telme_hf.data.frozen_outputs import add_feature_encoder_outputs
+    from telme_hf.modeling.media_telme import MediaLoader
+
+    (data, cache) = splits
+    loader = MediaLoader.for_processor(tiny_processor, cache, on_bad_media="skip")
+    calls = []
+    tiny_model.audio_student.encoder.feature_extractor.register_forward_hook(lambda *_: calls.append(1))
+    first = add_feature_encoder_outputs(data["dev"], tiny_model, tiny_processor, loader, tmp_path, batch_size=4)
+    computed = len(calls)
+    again = add_feature_encoder_outputs(data["dev"], tiny_model, tiny_processor, loader, tmp_path, batch_size=4)
+    assert computed == -(-len(data["dev"]) // 4) and len(calls) == computed  # read back, not computed again
+    assert list(again["audio_encoder_outputs"]) == list(first["audio_encoder_outputs"])
+    with torch.no_grad():
+        tiny_model.audio_student.encoder.feature_extractor.conv_layers[0].conv.weight.mul_(1.01)
+    changed = add_feature_encoder_outputs(data["dev"], tiny_model, tiny_processor, loader, tmp_path, batch_size=4)
+    assert changed["audio_encoder_outputs"][0] != first["audio_encoder_outputs"][0]
+    assert sorted(path.name for path in tmp_path.glob("feature-encoder-*")) == sorted(
+        {Path(p).parent.name for p in [*first["audio_encoder_outputs"], *changed["audio_encoder_outputs"]]})
