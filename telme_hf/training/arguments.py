@@ -218,8 +218,9 @@ class TelMETrainingArguments(TrainingArguments):
             batch, as the original does. `"auto"`: recomputed under `recipe=reference`, cached otherwise.
         freeze_feature_encoder (`bool`, *optional*, defaults to `False`):
             In the audio stage, keep the student's convolutional feature encoder frozen (`freeze_feature_encoder` of
-            transformers' audio models): the step skips its backward. The original (and `recipe=reference` unless
-            asked) trains it.
+            transformers' audio models): the step skips its backward, and with the teacher's outputs cached its
+            outputs are computed once before the stage and kept like them (`add_feature_encoder_outputs`), so the
+            steps start at the feature projection. The original (and `recipe=reference` unless asked) trains it.
         license (`str`, *optional*):
             The licence in the model card's metadata; default: the training corpus's
             (`telme_hf.hub.model_card.DEFAULT_LICENSES`).
@@ -268,7 +269,8 @@ class TelMETrainingArguments(TrainingArguments):
         "training batch, as the original), or auto (recomputed under recipe=reference, else cached)."})
     freeze_feature_encoder: bool = field(default=False, metadata={
         "help": "Audio stage: keep the student's convolutional feature encoder (over the raw waveform) frozen, as "
-        "transformers' audio-classification recipes do; no backward through it. The original trains it."})
+        "transformers' audio-classification recipes do; its outputs are then computed once and kept, like the "
+        "teacher's. The original trains it."})
     license: str | None = field(default=None, metadata={
         "help": "The licence in the model card's metadata (a Hub licence id, e.g. apache-2.0); default: the "
         "training corpus's (MELD: gpl-3.0, its distribution's; IEMOCAP: other, research only, its agreement's; "
