@@ -124,9 +124,10 @@ def step_flops(model, stage: str, batch, frozen) -> int:
 
 @contextlib.contextmanager
 def tf32_matmuls(enabled: bool):
-    """TF32 for fp32 matrix products and convolutions inside the block (the `tf32` rows), as it was outside after."""
+    """TF32 for fp32 matrix products and convolutions inside the block, or neither (torch's default allows it for
+    cuDNN's convolutions only): the `tf32` rows against true fp32 ones; the flags as they were afterwards."""
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled or saved[0]
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
     try:
         yield
     finally:
@@ -312,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
               f"| {phases['forward']:.1f} / {phases['backward']:.1f} / {phases['optimizer']:.1f} "
               f"| {row['host_share_of_forward']:.2f} | {row['peak_gpu_mb']} | {row['loss_finite']} |")
     print(f"MELD epoch: {MELD_TRAIN_UTTERANCES} training utterances at this batch's shape and each row's rate; "
-          "host share near 1: the GPU waits for the host")
+          "host share near 1: the GPU waits for the host (not in the audio rows: data2vec's SpecAugment reads the "
+          "mask on the host inside the forward, which waits for the GPU there)")
     return finish(args, report, device)
 
 

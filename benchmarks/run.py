@@ -436,6 +436,10 @@ def keep_other_scripts(report: dict[str, Any], earlier: dict[str, Any],
     names = {row["name"] for row in report["rows"]}
     others = [row for row in earlier.get("rows", []) if row["name"] not in names
               and (row.get("source", "run.py") != "run.py" or row.get("section") in sections_not_run)]
+    stamp = {"command": earlier.get("command"), **{key: earlier.get("machine", {}).get(key)
+                                                   for key in ("cpu", "cores", "load_average_1min")}}
+    others = [row if "measured" in row or row.get("source", "run.py") != "run.py" else {**row, "measured": stamp}
+              for row in others]  # a kept row of an earlier full run: stamped with that run, not this one
     merged = {**report, "rows": report["rows"] + others}
     runs = {name: run for name, run in earlier.get("runs", {}).items()
             if not name.startswith("python benchmarks/run.py")}

@@ -279,12 +279,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", default="telme-demo", help="Where to write the corpus, checkpoints and reports.")
     length = demo.add_mutually_exclusive_group()
     length.add_argument("--quick", action="store_true",
-                        help="A smaller corpus and fewer epochs: about 20 s on a quiet 2-core machine, but the "
-                        "model learns little (fused test weighted F1 59.4).")
+                        help="A smaller corpus and fewer epochs: about 20 s on a 2-core machine at a load of 1.5, "
+                        "but the model learns little (fused test weighted F1 59.4).")
     length.add_argument("--full", action="store_true",
-                        help="recipes/configs/tiny.yaml's epochs as written: about 110 s instead of 65 on a quiet "
-                        "2-core machine; on the small synthetic test split it scores no higher (fused test weighted "
-                        "F1 84.2 against 86.5).")
+                        help="recipes/configs/tiny.yaml's epochs as written: about 110 s instead of 65 on a 2-core "
+                        "machine at a load of 1.5; on the small synthetic test split it scores no higher (fused "
+                        "test weighted F1 84.2 against 86.5).")
     demo.add_argument("overrides", nargs="*", help="key=value overrides of the recipe's options (e.g. fusion_epochs=5).")
     demo.set_defaults(handler=_demo)
 

@@ -46,6 +46,8 @@ def tensor_checksums(tensor: torch.Tensor) -> torch.Tensor:
     be fingerprinted.
     """
     flat = tensor.detach().contiguous().reshape(-1).view(torch.uint8)
+    if flat.numel() % 2 == 0 and flat.storage_offset() % 2:
+        flat = flat.clone()  # a view of a byte tensor at an odd offset cannot be read as 16-bit words in place
     words = flat.view(torch.int16) if flat.numel() % 2 == 0 else flat
     sums = torch.zeros(len(_SEEDS), dtype=torch.int64, device=tensor.device)
     for start in range(0, words.numel(), _CHUNK_WORDS):
@@ -55,7 +57,8 @@ def tensor_checksums(tensor: torch.Tensor) -> torch.Tensor:
         for index, (a, b) in enumerate(_SEEDS):
             coefficient = (position * a + b).remainder_(_PRIME)
             sums[index] += (chunk * coefficient).remainder_(_PRIME).sum()
-    return sums.remainder_(_PRIME)
+        sums.remainder_(_PRIME)  # each chunk adds under 2**53: the running sums never leave int64
+    return sums
 
 
 def module_fingerprint(module: torch.nn.Module, on_device: bool | None = None) -> str:
@@ -239,7 +242,7 @@ def _write_feature_encoder_outputs(dataset, encoder, collator, folder: Path, bat
                                              enabled=autocast_dtype != torch.float32):
             for batch in progress_bar(batches, desc=desc, unit="batch"):
                 lengths = batch["audio_attention_mask"].sum(-1)
-                frames = encoder._get_feat_extract_output_lengths(lengths).tolist()
+                frames = encoder._get_feat_extract_output_lengths(lengths, add_adapter=False).tolist()
                 outputs = encoder.feature_extractor(batch["input_values"].to(device)).float().cpu().numpy()
                 for output, length, count in zip(outputs, lengths.tolist(), frames):
                     np.save(temporary / f"{len(samples)}.npy", np.ascontiguousarray(output[:, :count]))

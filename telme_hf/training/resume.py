@@ -163,6 +163,11 @@ def take_cache_lock(cache_dir: str | os.PathLike) -> list[str]:
         if path.is_file():
             path.unlink(missing_ok=True)
             removed.append(str(path))
+    for path in (cache_dir / "frozen").glob("*.tmp-*"):
+        # A feature-encoder output folder a killed run was writing (`add_feature_encoder_outputs`).
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
     lock.write_text(str(os.getpid()))
     if removed:
         logger.info("Removed %d temporary file(s) a killed run left in %s.", len(removed), cache_dir)

@@ -198,7 +198,7 @@ def train_stage(
             train = add_frozen_outputs(train, model, TrainingCollator(processor, ("text",)), TEACHER_COLUMNS,
                                        frozen_dir, TEACHER_PARTS, args.per_device_eval_batch_size,
                                        desc=f"teacher outputs {stage}")
-    if keeps_feature_encoder_outputs(args, model, loader):
+    if keeps_feature_encoder_outputs(args, model, processor, loader):
         with state.main_process_first():
             train = add_feature_encoder_outputs(train, model, processor, loader, frozen_dir,
                                                 args.per_device_eval_batch_size, PRECISION_DTYPES[args.precision])
@@ -234,13 +234,14 @@ def train_stage(
 
 
 def keeps_feature_encoder_outputs(args: TelMETrainingArguments, model: TelMEForEmotionRecognition,
-                                  loader: MediaLoader | None) -> bool:
+                                  processor: TelMEProcessor, loader: MediaLoader | None) -> bool:
     """Whether an audio stage computes its frozen feature encoder's outputs once (`add_feature_encoder_outputs`)
-    instead of every step: with `freeze_feature_encoder`, the teacher's outputs kept (not recomputed) and the
-    student's mean pooling over its frame mask (the original's `"first"` pooling reads the frames of the padding
-    too, which kept outputs do not have)."""
+    instead of every step: with `freeze_feature_encoder`, the teacher's outputs kept (not recomputed), and the
+    student's mean pooling over its frame mask of right-padded audio (the original's `"first"` pooling of
+    left-padded audio reads the frames of the padding too, which kept outputs do not have)."""
     return (args.stage == "audio" and args.freeze_feature_encoder and loader is not None
-            and not recomputes_frozen_outputs(args) and model.config.audio_pooling == "mean")
+            and not recomputes_frozen_outputs(args) and model.config.audio_pooling == "mean"
+            and processor.audio_padding_side == "right")
 
 
 def train_stages(plan: RunPlan, model: TelMEForEmotionRecognition, processor: TelMEProcessor,

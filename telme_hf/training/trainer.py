@@ -90,17 +90,26 @@ class TrainingCollator(TelMEDataCollator):
         return batch
 
 
+def _given(input_values: torch.Tensor) -> torch.Tensor:
+    return input_values
+
+
 @contextlib.contextmanager
 def feature_encoder_outputs_given(model: TelMEForEmotionRecognition):
     """Inside the block the audio student's convolutional feature encoder returns its input: the batch's
     `input_values` are its outputs already (`TrainingCollator` with `FEATURE_ENCODER_COLUMNS`). The weights stay
-    where they are, so checkpoints written meanwhile are whole."""
+    where they are, so checkpoints written meanwhile are whole; a `forward` set on the module before (a hook's
+    wrapper) is put back after."""
     feature_encoder = model.audio_student.encoder.feature_extractor
-    feature_encoder.forward = lambda input_values: input_values
+    earlier = vars(feature_encoder).get("forward")
+    feature_encoder.forward = _given
     try:
         yield
     finally:
-        del feature_encoder.forward
+        if earlier is None:
+            del feature_encoder.forward
+        else:
+            feature_encoder.forward = earlier
 
 
 PRECISION_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -53,7 +53,8 @@ def test_tensor_checksums_match_a_plain_python_computation_across_chunks(monkeyp
     generator = torch.Generator().manual_seed(0)
     for tensor in (torch.randn(5, 9, generator=generator), torch.randn(13, generator=generator).to(torch.bfloat16),
                    torch.tensor([-0.0, float("nan"), 1e30]), torch.arange(5, dtype=torch.uint8),
-                   torch.randn(4, 6, generator=generator).t()):  # odd byte count; not contiguous
+                   torch.randn(4, 6, generator=generator).t(),  # not contiguous
+                   torch.arange(10, dtype=torch.uint8)[1:9]):  # bytes at an odd offset, read as 16-bit words
         assert frozen_outputs.tensor_checksums(tensor).tolist() == _checksums_by_hand(tensor)
 
 

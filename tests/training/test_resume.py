@@ -154,6 +154,12 @@ def test_a_killed_runs_temporary_files_are_removed_by_the_next_run(tmp_path):
     kept = [cache / "frozen" / "features-train-1234.arrow", cache / "media" / "ab" / "abcd.npy"]
     for path in orphans + kept:
         path.write_bytes(b"x")
+    # A feature-encoder output folder half written (`add_feature_encoder_outputs`), beside a whole one.
+    orphans.append(cache / "frozen" / "feature-encoder-0123.tmp-4242")
+    kept.append(cache / "frozen" / "feature-encoder-4567")
+    for folder in orphans[-1:] + kept[-1:]:
+        folder.mkdir()
+        (folder / "0.npy").write_bytes(b"x")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (cache / ".run.lock").write_text(dead.stdout.strip())  # the killed run's process is gone
     removed = take_cache_lock(cache)
