@@ -136,12 +136,13 @@ def test_demo_quick_end_to_end_and_its_predict_command_works(tmp_path, capsys):
     assert lines[8] == "Try it on a test dialogue:" and len(lines) == 12
     assert lines[10] == "Or on a recording of test dialogues with its transcript:"
     assert (tmp_path / "demo" / "confusion_matrix.png").exists() and (tmp_path / "demo" / "predictions.csv").exists()
-    # Where the run's time went, phase by phase; the phases add up to the run (less the gaps between them).
+    # Where the run's time went, phase by phase; the phases add up to the run (less the gaps between them; each
+    # figure is rounded to 0.01 s, so their sum may pass the rounded total by up to 0.045 s).
     timings = json.loads((tmp_path / "demo" / "results.json").read_text())["timings_s"]
     phases = ["load", "decode", "teacher", "audio", "video", "fusion", "evaluation", "artefacts"]
     assert list(timings) == [*phases, "total"]
     assert all(timings[phase] > 0 for phase in phases)
-    assert 0.95 * timings["total"] - 0.5 <= sum(timings[phase] for phase in phases) <= timings["total"]
+    assert 0.95 * timings["total"] - 0.5 <= sum(timings[phase] for phase in phases) <= timings["total"] + 0.045
     assert "timings_s" not in json.loads((tmp_path / "demo" / "final" / "results.json").read_text())
     for command in (lines[9].strip(), lines[11].strip()):
         assert command.startswith("telme predict --model ")
