@@ -330,13 +330,19 @@ def measure_inference(preset: str, workdir: Path, turns: int, repeats: int, suff
 
 
 # ------------------------------------------------------------------------------------------------------ start-up
-def measure_startup(repeats: int) -> list[dict[str, Any]]:
-    """Wall time of `telme --help` and `telme --version` against `python -c pass` (best of `repeats`, in turns)."""
+def telme_executable() -> str:
+    """The `telme` console script of this Python's environment (else the first on PATH)."""
     import shutil
 
     telme = shutil.which("telme", path=str(Path(sys.executable).parent)) or shutil.which("telme")
     if telme is None:
         raise SystemExit("no `telme` executable beside this Python: pip install -e . first")
+    return telme
+
+
+def measure_startup(repeats: int) -> list[dict[str, Any]]:
+    """Wall time of `telme --help` and `telme --version` against `python -c pass` (best of `repeats`, in turns)."""
+    telme = telme_executable()
     commands = {"python": [sys.executable, "-c", "pass"], "import": [sys.executable, "-c", "import telme_hf"],
                 "help": [telme, "--help"], "version": [telme, "--version"]}
     best = dict.fromkeys(commands, float("inf"))
@@ -375,9 +381,7 @@ def measure_demo(workdir: Path) -> list[dict[str, Any]]:
     fused model."""
     import shutil
 
-    telme = shutil.which("telme", path=str(Path(sys.executable).parent)) or shutil.which("telme")
-    if telme is None:
-        raise SystemExit("no `telme` executable beside this Python: pip install -e . first")
+    telme = telme_executable()
     runs = {}
     for name, flags in (("full", ["--full"]), ("default", [])):
         folder = workdir / f"demo-{name}"

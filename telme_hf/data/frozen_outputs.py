@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..logging import progress_bar
 from ..modeling.modeling_telme import TelMEForEmotionRecognition
 from ..modeling.pipeline_telme import TelMEDataCollator, run_inference, to_model
 
@@ -119,6 +121,13 @@ def _media_fingerprint(dataset) -> str:
     return digest.hexdigest()
 
 
+def _outputs_key(dataset, collator: TelMEDataCollator, model: TelMEForEmotionRecognition, *parts: str) -> str:
+    """The name of a kept-outputs cache: the rows, their media files, the decode and processor options, and `parts`
+    (what else the outputs depend on: the columns, the weights of the parts that compute them, a precision)."""
+    key_parts = [dataset._fingerprint, _media_fingerprint(dataset), _inputs_fingerprint(collator, model), *parts]
+    return hashlib.sha1("|".join(key_parts).encode()).hexdigest()[:20]
+
+
 def add_frozen_outputs(
     dataset,
     model: TelMEForEmotionRecognition,
@@ -147,14 +156,8 @@ def add_frozen_outputs(
     ['teacher_logits', 'teacher_features']
     ```
     """
-    key_parts = [
-        dataset._fingerprint,
-        _media_fingerprint(dataset),
-        _inputs_fingerprint(collator, model),
-        repr(sorted(columns.items())),
-        *(module_fingerprint(getattr(model, part)) for part in parts),
-    ]
-    key = hashlib.sha1("|".join(key_parts).encode()).hexdigest()[:20]
+    key = _outputs_key(dataset, collator, model, repr(sorted(columns.items())),
+                       *(module_fingerprint(getattr(model, part)) for part in parts))
     cache_file = Path(cache_dir) / f"{desc.replace(' ', '-')}-{key}.arrow"
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     dataset = dataset.remove_columns([name for name in columns if name in dataset.column_names])
@@ -210,9 +213,8 @@ def add_feature_encoder_outputs(dataset, model: TelMEForEmotionRecognition, proc
     """
     collator = TelMEDataCollator(processor, ("audio",), loader=loader)
     encoder = model.audio_student.encoder
-    key_parts = [dataset._fingerprint, _media_fingerprint(dataset), _inputs_fingerprint(collator, model),
-                 module_fingerprint(encoder.feature_extractor), str(autocast_dtype)]
-    folder = Path(cache_dir) / f"{desc.replace(' ', '-')}-{hashlib.sha1('|'.join(key_parts).encode()).hexdigest()[:20]}"
+    key = _outputs_key(dataset, collator, model, module_fingerprint(encoder.feature_extractor), str(autocast_dtype))
+    folder = Path(cache_dir) / f"{desc.replace(' ', '-')}-{key}"
     if not (folder / "samples.npy").is_file():
         _write_feature_encoder_outputs(dataset, encoder, collator, folder, batch_size, autocast_dtype, desc)
     samples = np.load(folder / "samples.npy")
@@ -224,10 +226,6 @@ def add_feature_encoder_outputs(dataset, model: TelMEForEmotionRecognition, proc
 
 def _write_feature_encoder_outputs(dataset, encoder, collator, folder: Path, batch_size: int,
                                    autocast_dtype: torch.dtype, desc: str) -> None:
-    import shutil
-
-    from ..logging import progress_bar
-
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
@@ -250,7 +248,7 @@ def _write_feature_encoder_outputs(dataset, encoder, collator, folder: Path, bat
         if len(samples) != len(dataset):
             raise ValueError("Rows were dropped while caching; run prepare_media on the dataset first.")
         np.save(temporary / "samples.npy", np.asarray(samples, dtype=np.int64))  # written last: the folder is whole
-        shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder of an earlier, interrupted rename
+        shutil.rmtree(folder, ignore_errors=True)  # os.replace cannot put a folder over a non-empty one
         os.replace(temporary, folder)
     finally:
         encoder.train(was_training)

@@ -299,7 +299,8 @@ class StudentDistillationTrainer(TelMEStageTrainer):
         if self.args.stage == "audio":
             # 3-D `input_values`: the feature encoder's kept outputs (a frozen feature encoder), not waveforms.
             given = inputs["input_values"].dim() == 3
-            with feature_encoder_outputs_given(self.accelerator.unwrap_model(model)) if given else contextlib.nullcontext():
+            unwrapped = self.accelerator.unwrap_model(model)
+            with feature_encoder_outputs_given(unwrapped) if given else contextlib.nullcontext():
                 outputs = model(input_values=inputs["input_values"],
                                 audio_attention_mask=inputs.get("audio_attention_mask"))
             student_logits, student_features = outputs.audio_logits, outputs.audio_features
